@@ -1,0 +1,33 @@
+# Everything runs in .venv, created from nothing but Python 3.10+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test demo docs clean
+
+help:
+	@echo "make test   - create $(VENV) with the test dependencies and run the whole suite"
+	@echo "make demo   - init, push and pull a sample project against a local S3 server"
+	@echo "make docs   - build the Sphinx docs (warnings are errors) into docs/_build/html"
+	@echo "make clean  - remove $(VENV) and build output"
+
+$(STAMP): setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python tests/demo.py
+
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) docs/_build build dist *.egg-info

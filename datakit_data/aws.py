@@ -1,0 +1,226 @@
+"""The AWS CLI invocations: built by pure functions, run in one place.
+
+Transfers run `aws s3 sync` as a child process with an argument list (never a
+shell). By default it is the awscli installed beside this plugin
+(``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
+``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
+"""
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+
+from .exceptions import ConfigError, Interrupted, SkippedFiles, SyncError
+from .settings import PROJECT_CONFIG
+
+AWS_ENV = "DATAKIT_DATA_AWS"
+LOCAL_DATA = "data/"
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"']+@")
+_SKIPPED = re.compile(r"^warning: Skipping file (?P<path>.+?)\. (?P<why>[^.]+)\.?\s*$")
+_PROFILE_MISSING = re.compile(r"The config profile \((?P<name>.*)\) could not be found")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide credentials written inside URLs (http://user:secret@host)."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def aws_command(environ=None) -> list[str]:
+    """The command that starts the AWS CLI."""
+    environ = os.environ if environ is None else environ
+    custom = environ.get(AWS_ENV, "").strip()
+    if custom:
+        return shlex.split(custom)
+    return [sys.executable, "-m", "awscli"]
+
+
+def connection_options(settings) -> list[str]:
+    """--profile and --endpoint-url, only when the config asks for them."""
+    options = []
+    if settings.profile:
+        options += ["--profile", settings.profile]
+    if settings.endpoint_url:
+        options += ["--endpoint-url", settings.endpoint_url]
+    return options
+
+
+def sync_args(settings, direction: str, options, aws=None) -> list[str]:
+    """The full `aws s3 sync` argument list for a push or a pull."""
+    if direction == "push":
+        source, target = LOCAL_DATA, settings.s3_url
+    elif direction == "pull":
+        source, target = settings.s3_url, LOCAL_DATA
+    else:
+        raise ValueError(f"direction must be push or pull, not {direction!r}")
+    aws = aws_command() if aws is None else aws
+    return [*aws, "s3", "sync", source, target, *options, *connection_options(settings)]
+
+
+def head_bucket_args(settings, aws=None) -> list[str]:
+    """`aws s3api head-bucket`: does the bucket answer with these credentials?"""
+    aws = aws_command() if aws is None else aws
+    return [*aws, "s3api", "head-bucket", "--bucket", settings.bucket, *connection_options(settings)]
+
+
+def describe(args) -> str:
+    """The command line as a user could type it, with no secret in it."""
+    shown = list(args)
+    if shown[:3] == [sys.executable, "-m", "awscli"]:
+        shown[:3] = ["aws"]
+    return mask_secrets(shlex.join(shown))
+
+
+def _withheld(line: str) -> bool:
+    """Lines the one-line explanation replaces rather than repeats."""
+    return line.startswith("fatal error:") or bool(_PROFILE_MISSING.search(line))
+
+
+def run_sync(args, settings, direction: str, stderr=None) -> None:
+    """Run `aws s3 sync`, showing its progress live; raise an explanation on failure.
+
+    The child inherits stdout, so the AWS CLI's progress appears as it goes.
+    Its stderr is read line by line: warnings are echoed (secrets masked) and
+    kept, so that a failure can be explained in one line at the end.
+    """
+    stderr = sys.stderr if stderr is None else stderr
+    try:
+        proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, errors="replace")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"Cannot start the AWS CLI `{args[0]}`. Install it, or unset {AWS_ENV} "
+            "to use the awscli installed with datakit-data."
+        )
+    lines = []
+    try:
+        for line in proc.stderr:
+            line = mask_secrets(line)
+            lines.append(line.rstrip("\n"))
+            if not _withheld(line):
+                stderr.write(line)
+                stderr.flush()
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        _stop(proc)
+        raise Interrupted(interrupted_message(settings, direction))
+    if returncode != 0:
+        raise explain_failure(returncode, lines, settings, direction)
+
+
+def _stop(proc) -> None:
+    """Let an interrupted AWS CLI stop cleanly, then make sure it is gone."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def interrupted_message(settings, direction: str) -> str:
+    """What a user reads after Ctrl-C."""
+    return (
+        f"{direction.capitalize()} interrupted; files already transferred are complete. "
+        f"Run `datakit data {direction}` again to finish."
+    )
+
+
+def _where(settings) -> str:
+    return mask_secrets(settings.endpoint_url) if settings.endpoint_url else "AWS S3"
+
+
+def explain_failure(returncode: int, lines, settings, direction: str) -> SyncError:
+    """One line saying why the AWS CLI failed and what to do about it."""
+    text = "\n".join(lines)
+    verb = {"push": f"Push to {settings.s3_url}", "pull": f"Pull from {settings.s3_url}"}.get(
+        direction, f"Checking bucket {settings.bucket}"
+    )
+    if returncode == 130 or returncode < 0:
+        return Interrupted(interrupted_message(settings, direction))
+    missing = _PROFILE_MISSING.search(text)
+    if missing:
+        return ConfigError(
+            f'{verb} failed: AWS profile "{missing.group("name")}" was not found. Add it to '
+            f"~/.aws/credentials or ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / "
+            f'AWS_CONFIG_FILE), or change "aws_user_profile" in {PROJECT_CONFIG}.'
+        )
+    if returncode == 2:
+        skipped = [_SKIPPED.match(line) for line in lines]
+        skipped = [m for m in skipped if m]
+        if skipped:
+            names = "; ".join(
+                f"{os.path.relpath(m.group('path')) if os.path.isabs(m.group('path')) else m.group('path')}"
+                f" ({m.group('why').lower()})"
+                for m in skipped
+            )
+            return SkippedFiles(
+                f"{verb} finished, but {len(skipped)} file(s) were skipped: {names}. "
+                f"Fix or remove them and run `datakit data {direction}` again."
+            )
+    code = _error_code(text)
+    if code == "NoSuchBucket":
+        return SyncError(
+            f'{verb} failed: bucket "{settings.bucket}" does not exist on {_where(settings)}. '
+            f'Check "s3_bucket" in {PROJECT_CONFIG}, or create the bucket.'
+        )
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return SyncError(
+            f'{verb} failed: the server refused the credentials of AWS profile "{settings.profile_name}" '
+            f"({code}). Check that profile's keys, or set \"aws_user_profile\" in {PROJECT_CONFIG}."
+        )
+    if code in ("AccessDenied", "AllAccessDisabled", "Forbidden", "403"):
+        return SyncError(
+            f'{verb} failed: access denied to bucket "{settings.bucket}" for AWS profile '
+            f'"{settings.profile_name}". Ask the bucket owner for access, or use another profile.'
+        )
+    if "Unable to locate credentials" in text:
+        return SyncError(
+            f"{verb} failed: no AWS credentials found. Run `aws configure`, set "
+            f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile in \"aws_user_profile\" in {PROJECT_CONFIG}."
+        )
+    if "Could not connect to the endpoint URL" in text or "Connect timeout" in text:
+        return SyncError(
+            f"{verb} failed: could not connect to {_where(settings)}. Check your network, "
+            f'or "s3_endpoint_url" in {PROJECT_CONFIG}.'
+        )
+    detail = _last_message(lines)
+    return SyncError(
+        f"{verb} failed (AWS CLI exit code {returncode}){': ' + detail if detail else ''}. "
+        "Run again with the `debug` flag word for details."
+    )
+
+
+def _error_code(text: str) -> str | None:
+    match = re.search(r"An error occurred \((?P<code>[^)]+)\)", text)
+    return match.group("code") if match else None
+
+
+def _last_message(lines) -> str:
+    for line in reversed(lines):
+        line = line.strip()
+        if line:
+            return line.removeprefix("fatal error: ")
+    return ""
+
+
+def check_bucket(settings) -> tuple[bool, str]:
+    """Ask the server whether the bucket answers with these settings."""
+    args = head_bucket_args(settings)
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return False, f"could not run the AWS CLI: {err}"
+    if done.returncode == 0:
+        return True, ""
+    lines = mask_secrets(done.stderr).splitlines()
+    # head-bucket answers 404 / 403 without an error code in the message.
+    text = "\n".join(lines)
+    if "(404)" in text or "Not Found" in text:
+        lines.append("An error occurred (NoSuchBucket)")
+    elif "(403)" in text or "Forbidden" in text:
+        lines.append("An error occurred (AccessDenied)")
+    return False, str(explain_failure(done.returncode, lines, settings, "check"))

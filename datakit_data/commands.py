@@ -1,0 +1,141 @@
+"""The `datakit data` commands: init, push and pull.
+
+Each command parses its arguments, loads settings through ConfigMixin, calls one
+function that does the work, and reports.
+"""
+import logging
+import os
+
+from cliff.command import Command
+
+from .exceptions import ConfigError
+from .flags import accepted_list, as_options, parse_flags
+from .mixins import ConfigMixin
+from .settings import BUCKET_SET_HINT, PROJECT_CONFIG
+
+log = logging.getLogger(__name__)
+
+
+class Init(ConfigMixin, Command):
+    """Set up this folder as a project: data/, config/datakit-data.json and .gitignore."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.description = (
+            "Create data/ and config/datakit-data.json in the current folder, and add "
+            "data/ to .gitignore. Values come from the options below, else from the "
+            "global config (~/.datakit/plugins/datakit-data/config.json), else from "
+            "built-in defaults. An existing project config is never overwritten."
+        )
+        parser.add_argument("--bucket", dest="s3_bucket", metavar="NAME", help="S3 bucket (s3_bucket)")
+        parser.add_argument(
+            "--profile", dest="aws_user_profile", metavar="NAME",
+            help="AWS profile from ~/.aws/credentials (aws_user_profile)",
+        )
+        parser.add_argument(
+            "--path", dest="s3_path", metavar="PATH",
+            help="folder in the bucket for data/ (s3_path); default: prefix/project-name/suffix",
+        )
+        parser.add_argument(
+            "--endpoint-url", dest="s3_endpoint_url", metavar="URL",
+            help="endpoint of an S3-compatible store (s3_endpoint_url)",
+        )
+        return parser
+
+    def take_action(self, parsed_args):
+        from . import project
+        from .settings import check_bucket_name
+
+        root = self.project_root
+        config_path = self.project_config_path
+        global_config = self.global_config()
+        if global_config is None:
+            # datakit-core's convention: a plugin writes its global defaults on first use.
+            self.write_configs(self.default_configs)
+            global_config = {}
+        if parsed_args.s3_bucket:
+            check_bucket_name(parsed_args.s3_bucket, "--bucket")
+
+        if os.path.exists(config_path):
+            given = [f"--{k.replace('_', '-')}" for k in ("s3_bucket", "aws_user_profile", "s3_path", "s3_endpoint_url") if getattr(parsed_args, k)]
+            self.out(f"{PROJECT_CONFIG} already exists; left unchanged. Edit it to change settings.")
+            if given:
+                self.out(f"Not applied: {', '.join(given)}.")
+            config = None
+        else:
+            name = os.path.basename(os.path.abspath(root))
+            config = project.project_config(
+                name, global_config, vars(parsed_args), project.placeholders(name)
+            )
+            if config["s3_bucket"]:
+                check_bucket_name(config["s3_bucket"], self.plugin_config_path)
+        os.makedirs(os.path.join(root, "data"), exist_ok=True)
+        if config is not None:
+            os.makedirs(os.path.dirname(config_path), exist_ok=True)
+            project.write_json_atomic(config_path, config)
+            self.out(f"Created data/ and {PROJECT_CONFIG}:")
+            for key, value in config.items():
+                self.out(f"  {key}: {value}")
+        if project.ensure_gitignore(root):
+            self.out("Added data/ to .gitignore.")
+        if config is not None and not config["s3_bucket"]:
+            self.out(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
+
+    def out(self, message: str) -> None:
+        self.app.stdout.write(message + "\n")
+
+
+class _Sync(ConfigMixin, Command):
+    """Shared by push and pull: flag words in, one `aws s3 sync` run out."""
+
+    direction = ""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            "flags",
+            nargs="*",
+            metavar="FLAG",
+            help=(
+                "boolean options of `aws s3 sync`, written without dashes "
+                f"(e.g. `datakit data {self.direction} delete dryrun`). Accepted: {accepted_list()}."
+            ),
+        )
+        return parser
+
+    def take_action(self, parsed_args):
+        from . import aws
+
+        flags = parse_flags(parsed_args.flags, self.direction)
+        settings = self.settings()
+        if "delete" in flags and not settings.path:
+            raise ConfigError(
+                f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
+                f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."
+            )
+        self.prepare_data_folder()
+        args = aws.sync_args(settings, self.direction, as_options(flags))
+        log.info("Running: %s", aws.describe(args))
+        aws.run_sync(args, settings, self.direction)
+
+
+class Push(_Sync):
+    """Push data/ to S3 (aws s3 sync data/ s3://s3_bucket/s3_path/)."""
+
+    direction = "push"
+
+    def prepare_data_folder(self):
+        if not os.path.isdir("data"):
+            raise ConfigError(
+                f"No data/ folder in {self.project_root}: there is nothing to push. "
+                "Put your files in data/ (`datakit data init` creates it) and push again."
+            )
+
+
+class Pull(_Sync):
+    """Pull s3://s3_bucket/s3_path/ into data/ (aws s3 sync, the reverse of push)."""
+
+    direction = "pull"
+
+    def prepare_data_folder(self):
+        os.makedirs("data", exist_ok=True)

@@ -1,0 +1,106 @@
+"""The config-merging mixin shared by Init, Push and Pull.
+
+It sits beside cliff's Command (after datakit-core's CommandHelpers) and gives
+every command the global config, the project config and the merged Settings.
+It also declares ``config_spec`` so that `datakit config list|set|verify` know
+this plugin's settings.
+"""
+import logging
+import os
+
+from datakit import CommandHelpers, ConfigField
+
+from .exceptions import ConfigError, DatakitDataError
+from .settings import GLOBAL_KEYS, PROJECT_CONFIG, PROJECT_KEYS, merge, read_config, settings_from
+
+PLUGIN_SLUG = "datakit-data"
+
+log = logging.getLogger(__name__)
+
+
+def verify_bucket(bucket):
+    """`datakit config verify`: does the global s3_bucket answer with the global profile?"""
+    from . import aws
+
+    path = global_config_path()
+    merged = merge(read_config(path, GLOBAL_KEYS) or {}, {"s3_bucket": bucket, "s3_path": ""})
+    return aws.check_bucket(settings_from(merged, path))
+
+
+def global_config_path() -> str:
+    """~/.datakit/plugins/datakit-data/config.json, honouring DATAKIT_HOME."""
+    from datakit.utils import home_dir
+
+    return os.path.join(home_dir(), "plugins", PLUGIN_SLUG, "config.json")
+
+
+CONFIG_SPEC = [
+    ConfigField(
+        "aws_user_profile",
+        help="AWS profile for new projects (default: the AWS CLI's own choice)",
+        default="default",
+    ),
+    ConfigField(
+        "s3_bucket",
+        help="S3 bucket for new projects",
+        validator=verify_bucket,
+    ),
+    ConfigField("s3_path_prefix", help="folders put before the project name in s3_path, e.g. projects/$YEAR"),
+    ConfigField("s3_path_suffix", help="folders put after the project name in s3_path, e.g. data"),
+    ConfigField("s3_endpoint_url", help="endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)"),
+]
+
+
+class ConfigMixin(CommandHelpers):
+    """Global config + project config -> Settings, for every datakit-data command."""
+
+    plugin_slug = PLUGIN_SLUG
+    config_spec = CONFIG_SPEC
+
+    @property
+    def default_configs(self) -> dict:
+        return {"aws_user_profile": "default", "s3_bucket": "", "s3_path_prefix": "", "s3_path_suffix": ""}
+
+    @property
+    def project_root(self) -> str:
+        return os.getcwd()
+
+    @property
+    def project_config_path(self) -> str:
+        return os.path.join(self.project_root, PROJECT_CONFIG)
+
+    def global_config(self) -> dict | None:
+        """The global config, or None when the file does not exist.
+
+        Unlike CommandHelpers.configs, a malformed file is reported, never
+        replaced by defaults.
+        """
+        return read_config(self.plugin_config_path, GLOBAL_KEYS, log.warning)
+
+    def project_config(self) -> dict:
+        """The project config; an error pointing at `datakit data init` when missing."""
+        config = read_config(PROJECT_CONFIG, PROJECT_KEYS, log.warning)
+        if config is None:
+            raise ConfigError(
+                f"No {PROJECT_CONFIG} in {self.project_root}. Run `datakit data init` "
+                "here first (or cd to the project's root folder)."
+            )
+        return config
+
+    def settings(self):
+        """Settings for push and pull: global runtime defaults < project config."""
+        return settings_from(merge(self.global_config() or {}, self.project_config()), PROJECT_CONFIG)
+
+    def run(self, parsed_args):
+        # cliff turns every exception into exit code 1; some errors need their own
+        # (2 for skipped files, 130 for Ctrl-C), so report those here.
+        try:
+            return super().run(parsed_args)
+        except DatakitDataError as err:
+            if err.exit_code == 1:
+                raise
+            if getattr(self.app.options, "debug", False):
+                log.exception(err)
+            else:
+                log.error(err)
+            return err.exit_code

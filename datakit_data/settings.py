@@ -1,0 +1,175 @@
+"""Project config and global config: reading, checking and merging them.
+
+The global config (``~/.datakit/plugins/datakit-data/config.json``) holds defaults
+for new projects; the project config (``config/datakit-data.json``) says where this
+project's ``data/`` lives on S3. Push and pull read both, with one precedence
+order: built-in defaults < global config < project config.
+"""
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass
+
+from .exceptions import ConfigError
+
+PROJECT_CONFIG = os.path.join("config", "datakit-data.json")
+DEFAULT_PROFILE = "default"
+
+#: Keys a project config may hold.
+PROJECT_KEYS = ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
+#: Keys the global config may hold; the prefix and suffix only shape s3_path at init.
+GLOBAL_KEYS = (
+    "aws_user_profile",
+    "s3_bucket",
+    "s3_path_prefix",
+    "s3_path_suffix",
+    "s3_endpoint_url",
+)
+#: Global keys that still apply at push and pull time when a project leaves them out.
+RUNTIME_GLOBAL_KEYS = ("aws_user_profile", "s3_endpoint_url")
+
+BUCKET_SET_HINT = (
+    'set "s3_bucket" in {path}, or a default for new projects with '
+    "`datakit config set datakit-data s3_bucket NAME`"
+)
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and how one project syncs: the merged configuration."""
+
+    bucket: str
+    path: str
+    profile: str | None
+    endpoint_url: str | None = None
+
+    @property
+    def s3_url(self) -> str:
+        """The S3 location of data/, always ending in a slash."""
+        if self.path:
+            return f"s3://{self.bucket}/{self.path}/"
+        return f"s3://{self.bucket}/"
+
+    @property
+    def profile_name(self) -> str:
+        """The profile the AWS CLI will use, as a user would name it."""
+        return self.profile or os.environ.get("AWS_PROFILE") or DEFAULT_PROFILE
+
+
+def read_config(path: str, known_keys=None, warn=None) -> dict | None:
+    """Read a JSON config file; None when it does not exist.
+
+    Malformed JSON, a value that is not an object, and a known key holding a
+    non-string are errors naming the file (and line or key). Unknown keys are
+    passed to ``warn`` with a did-you-mean for near misses.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"Cannot read {path}: {err}. Check the file and try again.")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: "
+            f"{err.msg}). Fix the file and try again."
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} must hold a JSON object such as "
+            f'{{"s3_bucket": "my-bucket"}}, not a {type(data).__name__}. Fix the file and try again.'
+        )
+    if known_keys is not None:
+        for key, value in data.items():
+            if key in known_keys:
+                if value is not None and not isinstance(value, str):
+                    raise ConfigError(
+                        f'{path}: "{key}" must be a string, not {json.dumps(value)}. '
+                        "Fix the file and try again."
+                    )
+            elif warn is not None:
+                warn(unknown_key_message(path, key, known_keys))
+    return data
+
+
+def unknown_key_message(path: str, key: str, known_keys) -> str:
+    """A warning for an unknown config key, suggesting the nearest known one."""
+    close = difflib.get_close_matches(key, known_keys, n=1, cutoff=0.75)
+    hint = f' Did you mean "{close[0]}"?' if close else f" Known keys: {', '.join(known_keys)}."
+    return f'Warning: {path}: unknown key "{key}" is ignored.{hint}'
+
+
+def normalise_s3_path(path: str, source: str) -> str:
+    """Strip outer slashes from an S3 path and refuse ones S3 would misread."""
+    if "://" in path:
+        raise ConfigError(
+            f'{source}: s3_path "{path}" must be a path inside the bucket, not a URL. '
+            "Put the bucket in s3_bucket and the rest in s3_path."
+        )
+    stripped = path.strip("/")
+    if not stripped:
+        return ""
+    for segment in stripped.split("/"):
+        if segment in ("", ".", ".."):
+            raise ConfigError(
+                f'{source}: s3_path "{path}" has an empty, "." or ".." segment. '
+                'Write it as plain folder names, e.g. "projects/2017/my-project".'
+            )
+    return stripped
+
+
+def join_s3_path(*parts: str) -> str:
+    """Join path pieces with single slashes, dropping empty pieces."""
+    return "/".join(seg for part in parts for seg in (part or "").split("/") if seg)
+
+
+def check_bucket_name(bucket: str, source: str) -> str:
+    """Refuse a bucket name that S3 would reject, with a hint for the common slips."""
+    if bucket.startswith("s3://"):
+        bare = bucket[len("s3://"):].split("/")[0]
+        raise ConfigError(
+            f'{source}: s3_bucket "{bucket}" must be a bare bucket name. '
+            f'Drop the "s3://" (and any path): "{bare}".'
+        )
+    if not _BUCKET_RE.match(bucket) or ".." in bucket or _IP_RE.match(bucket):
+        raise ConfigError(
+            f'{source}: s3_bucket "{bucket}" is not a valid S3 bucket name. Use 3-63 '
+            "lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit."
+        )
+    return bucket
+
+
+def merge(global_config: dict, project_config: dict) -> dict:
+    """Global runtime defaults overlaid by the project config."""
+    merged = {k: v for k, v in global_config.items() if k in RUNTIME_GLOBAL_KEYS}
+    merged.update(project_config)
+    return merged
+
+
+def settings_from(merged: dict, source: str) -> Settings:
+    """Turn a merged config into Settings, refusing what cannot work."""
+    bucket = merged.get("s3_bucket") or ""
+    if not bucket:
+        raise ConfigError(f"No S3 bucket set for this project: {BUCKET_SET_HINT.format(path=source)}.")
+    if "s3_path" not in merged or merged["s3_path"] is None:
+        raise ConfigError(
+            f'{source} has no "s3_path". Add the folder in the bucket for this '
+            'project, e.g. "s3_path": "my-project".'
+        )
+    profile = merged.get("aws_user_profile") or None
+    # "default" is what the AWS CLI uses anyway; naming it breaks env-var credentials.
+    if profile == DEFAULT_PROFILE:
+        profile = None
+    return Settings(
+        bucket=check_bucket_name(bucket, source),
+        path=normalise_s3_path(merged["s3_path"], source),
+        profile=profile,
+        endpoint_url=merged.get("s3_endpoint_url") or None,
+    )
