@@ -216,11 +216,6 @@ def check_bucket(settings) -> tuple[bool, str]:
         return False, f"could not run the AWS CLI: {err}"
     if done.returncode == 0:
         return True, ""
-    lines = mask_secrets(done.stderr).splitlines()
-    # head-bucket answers 404 / 403 without an error code in the message.
-    text = "\n".join(lines)
-    if "(404)" in text or "Not Found" in text:
-        lines.append("An error occurred (NoSuchBucket)")
-    elif "(403)" in text or "Forbidden" in text:
-        lines.append("An error occurred (AccessDenied)")
-    return False, str(explain_failure(done.returncode, lines, settings, "check"))
+    # head-bucket reports bare HTTP statuses; name them as the sync commands do.
+    text = mask_secrets(done.stderr).replace("(404)", "(NoSuchBucket)").replace("(403)", "(AccessDenied)")
+    return False, str(explain_failure(done.returncode, text.splitlines(), settings, "check"))

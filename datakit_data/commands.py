@@ -57,7 +57,10 @@ class Init(ConfigMixin, Command):
             check_bucket_name(parsed_args.s3_bucket, "--bucket")
 
         if os.path.exists(config_path):
-            given = [f"--{k.replace('_', '-')}" for k in ("s3_bucket", "aws_user_profile", "s3_path", "s3_endpoint_url") if getattr(parsed_args, k)]
+            given = [
+                action.option_strings[0] for action in self.get_parser("init")._actions
+                if action.dest in project.OPTION_KEYS and getattr(parsed_args, action.dest)
+            ]
             self.out(f"{PROJECT_CONFIG} already exists; left unchanged. Edit it to change settings.")
             if given:
                 self.out(f"Not applied: {', '.join(given)}.")

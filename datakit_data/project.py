@@ -15,6 +15,8 @@ from .exceptions import ConfigError
 from .settings import DEFAULT_PROFILE, join_s3_path, normalise_s3_path
 
 GITIGNORE_ENTRY = "data/"
+#: Project config keys that `datakit data init` options can set.
+OPTION_KEYS = ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
 _GITIGNORE_EQUIVALENTS = {"data", "data/", "/data", "/data/", "data/*", "/data/*"}
 
 

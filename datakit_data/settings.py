@@ -149,7 +149,8 @@ def check_bucket_name(bucket: str, source: str) -> str:
 def merge(global_config: dict, project_config: dict) -> dict:
     """Global runtime defaults overlaid by the project config."""
     merged = {k: v for k, v in global_config.items() if k in RUNTIME_GLOBAL_KEYS}
-    merged.update(project_config)
+    # null in the project config means "not set here", as if the key were absent.
+    merged.update({k: v for k, v in project_config.items() if v is not None})
     return merged
 
 

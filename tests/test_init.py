@@ -1,0 +1,136 @@
+"""`datakit data init` in a project folder, as a user runs it."""
+import datetime
+import json
+
+from conftest import BUCKET, assert_clean_error, output
+
+
+def test_init_without_global_config_writes_defaults_and_says_how_to_set_a_bucket(project, home):
+    result = project.run("data", "init", timeout=30)
+
+    assert result.returncode == 0, output(result)
+    assert project.data.is_dir()
+    assert project.config() == {"aws_user_profile": "default", "s3_bucket": "", "s3_path": project.name}
+    assert "s3_bucket" in result.stdout and "datakit config set datakit-data s3_bucket" in result.stdout
+    # datakit-core's convention: the plugin's global defaults are written on first use.
+    assert json.loads(home.global_config_path.read_text())["s3_bucket"] == ""
+
+
+def test_init_takes_profile_and_bucket_from_global_config_in_datakit_home(project, home):
+    home.write_global_config({"aws_user_profile": "other_profile", "s3_bucket": "my-data-projects-bucket"})
+
+    result = project.run("data", "init")
+
+    assert result.returncode == 0, output(result)
+    assert project.config() == {
+        "aws_user_profile": "other_profile",
+        "s3_bucket": "my-data-projects-bucket",
+        "s3_path": project.name,
+    }
+    assert "No S3 bucket" not in result.stdout
+
+
+def test_prefix_and_suffix_build_s3_path_once_and_stay_out_of_project_config(project, home):
+    home.write_global_config({"s3_bucket": BUCKET, "s3_path_prefix": "/projects/2017/", "s3_path_suffix": "data/"})
+
+    result = project.run("data", "init")
+
+    assert result.returncode == 0, output(result)
+    config = project.config()
+    assert config["s3_path"] == f"projects/2017/{project.name}/data"
+    assert "s3_path_prefix" not in config and "s3_path_suffix" not in config
+
+
+def test_placeholders_in_global_values_expand_at_init(project, home):
+    home.write_global_config({
+        "s3_bucket": "team-$USERNAME",
+        "s3_path_prefix": "projects/$YEAR/$MONTH/$DAY",
+        "s3_path_suffix": "$PROJECTNAME-data",
+    })
+    home.env["USER"] = home.env["LOGNAME"] = "ana"
+
+    result = project.run("data", "init")
+
+    assert result.returncode == 0, output(result)
+    today = datetime.date.today()
+    config = project.config()
+    assert config["s3_path"] == (
+        f"projects/{today:%Y}/{today:%m}/{today:%d}/{project.name}/{project.name}-data"
+    )
+    assert config["s3_bucket"] == "team-ana"
+
+
+def test_options_set_bucket_profile_path_and_endpoint_without_prompting(project, home):
+    home.write_global_config({"s3_bucket": "global-bucket", "aws_user_profile": "global"})
+
+    result = project.run(
+        "data", "init", "--bucket", "cli-bucket", "--profile", "analyst",
+        "--path", "/desk/2026/story/", "--endpoint-url", "http://127.0.0.1:9",
+        timeout=30,
+    )
+
+    assert result.returncode == 0, output(result)
+    assert project.config() == {
+        "aws_user_profile": "analyst",
+        "s3_bucket": "cli-bucket",
+        "s3_path": "desk/2026/story",
+        "s3_endpoint_url": "http://127.0.0.1:9",
+    }
+
+
+def test_existing_project_config_is_never_overwritten(project):
+    project.config_path.parent.mkdir(parents=True)
+    original = '{"s3_bucket": "theirs", "s3_path": "keep/me", "aws_user_profile": "x"}\n'
+    project.config_path.write_text(original)
+
+    result = project.run("data", "init", "--bucket", "mine")
+
+    assert result.returncode == 0, output(result)
+    assert project.config_path.read_text() == original
+    assert "already exists" in result.stdout and "--bucket" in result.stdout
+
+
+def test_gitignore_is_created_then_never_duplicated(project):
+    assert project.run("data", "init").returncode == 0
+    assert (project.root / ".gitignore").read_text() == "data/\n"
+
+    project.config_path.unlink()
+    assert project.run("data", "init").returncode == 0
+    assert (project.root / ".gitignore").read_text() == "data/\n"
+
+
+def test_gitignore_entry_is_appended_to_existing_file_and_equivalents_are_respected(project):
+    (project.root / ".gitignore").write_text("*.pyc\n.venv")  # no final newline
+
+    result = project.run("data", "init")
+
+    assert result.returncode == 0, output(result)
+    assert (project.root / ".gitignore").read_text() == "*.pyc\n.venv\ndata/\n"
+
+    other = project.root / "sub"
+    other.mkdir()
+    (other / ".gitignore").write_text("/data/\n")
+    from conftest import Project
+
+    assert Project(other, project.home).run("data", "init").returncode == 0
+    assert (other / ".gitignore").read_text() == "/data/\n"
+
+
+def test_malformed_global_config_names_file_and_line_and_writes_nothing(project, home):
+    home.write_global_config('{\n  "s3_bucket": "x",\n  "aws_user_profile": \n}\n')
+
+    result = project.run("data", "init")
+
+    text = assert_clean_error(result)
+    assert str(home.global_config_path) in text and "line 4" in text
+    assert not project.config_path.exists()
+    # The broken file is left for the user to fix, not replaced by defaults.
+    assert home.global_config_path.read_text().startswith('{\n  "s3_bucket": "x"')
+
+
+def test_invalid_bucket_option_is_refused_before_anything_is_written(project):
+    result = project.run("data", "init", "--bucket", "s3://my-bucket")
+
+    text = assert_clean_error(result)
+    assert "--bucket" in text and 'Drop the "s3://"' in text
+    assert not project.config_path.exists()

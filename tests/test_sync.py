@@ -1,0 +1,241 @@
+"""`datakit data push` and `datakit data pull` against the real S3 server."""
+import os
+import stat
+import sys
+
+from conftest import BUCKET, assert_clean_error, output
+
+
+def test_push_then_a_colleague_pulls_the_same_bytes(project, colleague, bucket):
+    assert project.run("data", "init", "--bucket", BUCKET, "--endpoint-url", project.home.endpoint_url).returncode == 0
+    project.write("survey.csv", "id,answer\n1,yes\n")
+    project.write("raw/2017/deep/nested.bin", bytes(range(256)) * 40)
+
+    pushed = project.run("data", "push")
+
+    assert pushed.returncode == 0, output(pushed)
+    assert bucket.objects(project.name) == project.files()
+
+    colleague.root.mkdir(parents=True, exist_ok=True)
+    (colleague.root / "config").mkdir()
+    (colleague.root / "config" / "datakit-data.json").write_bytes(project.config_path.read_bytes())
+    pulled = colleague.run("data", "pull")
+
+    assert pulled.returncode == 0, output(pulled)
+    assert colleague.files() == project.files()
+
+
+def test_command_is_logged_once_and_default_profile_is_not_passed(project):
+    project.configure()
+    project.write("a.txt", "a")
+
+    result = project.run("data", "push")
+
+    assert result.returncode == 0, output(result)
+    running = [line for line in output(result).splitlines() if line.startswith("Running: ")]
+    assert running == [
+        f"Running: aws s3 sync data/ s3://{BUCKET}/{project.name}/ --endpoint-url {project.home.endpoint_url}"
+    ]
+
+
+def test_named_profile_is_passed_and_used(project, bucket):
+    project.home.add_profile("newsroom")
+    project.configure(aws_user_profile="newsroom")
+    project.write("a.txt", "from a profile")
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+
+    result = project.run("data", "push", env=env)
+
+    assert result.returncode == 0, output(result)
+    assert "--profile newsroom" in result.stderr
+    assert bucket.objects(project.name) == {"a.txt": b"from a profile"}
+
+
+def test_missing_profile_is_named(project, bucket):
+    project.configure(aws_user_profile="nobody-here")
+    project.write("a.txt", "a")
+
+    result = project.run("data", "push")
+
+    text = assert_clean_error(result)
+    assert '"nobody-here"' in text and "~/.aws/credentials" in text
+    assert bucket.objects(project.name) == {}
+
+
+def test_endpoint_from_global_config_applies_when_project_has_none(project, home, bucket):
+    home.write_global_config({"s3_endpoint_url": home.endpoint_url})
+    project.configure(s3_endpoint_url=None)
+    project.write("g.txt", "global endpoint")
+
+    result = project.run("data", "push")
+
+    assert result.returncode == 0, output(result)
+    assert bucket.objects(project.name) == {"g.txt": b"global endpoint"}
+
+
+def test_aws_endpoint_url_environment_variable_keeps_working(project, home, bucket):
+    project.configure(s3_endpoint_url=None)
+    project.write("e.txt", "env endpoint")
+
+    result = project.run("data", "push", env={"AWS_ENDPOINT_URL": home.endpoint_url})
+
+    assert result.returncode == 0, output(result)
+    assert bucket.objects(project.name) == {"e.txt": b"env endpoint"}
+
+
+def test_dryrun_transfers_nothing(project, bucket):
+    project.configure()
+    project.write("a.txt", "a")
+
+    result = project.run("data", "push", "dryrun")
+
+    assert result.returncode == 0, output(result)
+    assert "(dryrun) upload: data/a.txt" in result.stdout
+    assert bucket.objects(project.name) == {}
+
+
+def test_push_delete_removes_objects_deleted_locally(project, bucket):
+    project.configure()
+    project.write("keep.txt", "keep")
+    gone = project.write("gone.txt", "gone")
+    assert project.run("data", "push").returncode == 0
+    gone.unlink()
+
+    assert project.run("data", "push").returncode == 0
+    assert set(bucket.objects(project.name)) == {"keep.txt", "gone.txt"}  # no delete: kept
+
+    result = project.run("data", "push", "delete", "dryrun")
+    assert result.returncode == 0 and "(dryrun) delete:" in result.stdout
+    assert set(bucket.objects(project.name)) == {"keep.txt", "gone.txt"}
+
+    assert project.run("data", "push", "delete").returncode == 0
+    assert bucket.objects(project.name) == {"keep.txt": b"keep"}
+
+
+def test_pull_delete_removes_local_files_deleted_remotely(project, bucket):
+    project.configure()
+    bucket.put(f"{project.name}/remote.txt", b"remote")
+    project.write("local-only.txt", "local")
+
+    assert project.run("data", "pull", "delete").returncode == 0
+    assert project.files() == {"remote.txt": b"remote"}
+
+
+def test_pull_creates_data_folder(project, bucket):
+    project.configure()
+    bucket.put(f"{project.name}/x/y.txt", b"deep")
+
+    result = project.run("data", "pull")
+
+    assert result.returncode == 0, output(result)
+    assert project.files() == {"x/y.txt": b"deep"}
+
+
+def test_value_option_and_unknown_words_are_refused_before_anything_runs(project, bucket):
+    project.configure()
+    project.write("a.txt", "a")
+
+    text = assert_clean_error(project.run("data", "push", "exclude"))
+    assert '"exclude" takes a value' in text and "dryrun" in text and "Running:" not in text
+
+    text = assert_clean_error(project.run("data", "push", "dryrn"))
+    assert '"dryrn"' in text and 'Did you mean "dryrun"?' in text and "Accepted:" in text
+
+    text = assert_clean_error(project.run("data", "push", "--", "--delete"))
+    assert "without dashes" in text and "datakit data push delete" in text
+
+    text = assert_clean_error(project.run("data", "push", "follow-symlinks", "no-follow-symlinks"))
+    assert "contradict" in text
+    assert bucket.objects(project.name) == {}
+
+
+def test_delete_with_empty_s3_path_is_refused(project, bucket):
+    project.configure(s3_path="")
+    project.write("a.txt", "a")
+
+    text = assert_clean_error(project.run("data", "push", "delete"))
+
+    assert "whole bucket" in text and "s3_path" in text and "Running:" not in text
+
+
+def test_missing_bucket_is_named(project):
+    project.configure(s3_bucket="no-such-bucket-here")
+    project.write("a.txt", "a")
+
+    text = assert_clean_error(project.run("data", "push"))
+
+    assert '"no-such-bucket-here" does not exist' in text
+
+
+def test_skipped_file_exits_non_zero_names_it_and_the_rest_goes_through(project, bucket):
+    project.configure()
+    project.write("good.txt", "good")
+    os.symlink(project.root / "nowhere", project.data / "dangling.csv")
+
+    result = project.run("data", "push")
+
+    text = assert_clean_error(result)
+    assert result.returncode == 2
+    assert "data/dangling.csv" in text and "skipped" in text
+    assert bucket.objects(project.name) == {"good.txt": b"good"}
+
+
+def test_missing_project_config_points_to_init(project):
+    text = assert_clean_error(project.run("data", "push"))
+    assert "config/datakit-data.json" in text and "datakit data init" in text
+
+    text = assert_clean_error(project.run("data", "pull"))
+    assert "datakit data init" in text
+    assert not project.data.exists()
+
+
+def test_empty_bucket_says_how_to_set_it(project):
+    project.configure(s3_bucket="")
+    text = assert_clean_error(project.run("data", "pull"))
+    assert "No S3 bucket" in text and '"s3_bucket"' in text and "datakit config set" in text
+
+
+def test_malformed_project_config_names_file_and_line(project):
+    project.config_path.parent.mkdir(parents=True)
+    project.config_path.write_text('{\n  "s3_bucket": "x",\n  "s3_path": "y",\n}\n')
+
+    text = assert_clean_error(project.run("data", "push"))
+
+    assert "config/datakit-data.json" in text and "line 4" in text
+
+
+def test_push_without_data_folder_says_so(project):
+    project.configure()
+
+    text = assert_clean_error(project.run("data", "push"))
+
+    assert "No data/ folder" in text
+
+
+def test_another_aws_executable_can_be_named(project, tmp_path, bucket):
+    marker = tmp_path / "called"
+    wrapper = tmp_path / "my-aws"
+    wrapper.write_text(f"#!/bin/sh\necho called > {marker}\nexec {sys.executable} -m awscli \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    project.configure()
+    project.write("a.txt", "via wrapper")
+
+    result = project.run("data", "push", env={"DATAKIT_DATA_AWS": str(wrapper)})
+
+    assert result.returncode == 0, output(result)
+    assert marker.exists()
+    assert bucket.objects(project.name) == {"a.txt": b"via wrapper"}
+
+    text = assert_clean_error(project.run("data", "push", env={"DATAKIT_DATA_AWS": str(tmp_path / "nope")}))
+    assert "Cannot start the AWS CLI" in text and "DATAKIT_DATA_AWS" in text
+
+
+def test_credentials_in_endpoint_url_are_never_printed(project):
+    endpoint = project.home.endpoint_url.replace("http://", "http://analyst:hunter2secret@")
+    project.configure(s3_endpoint_url=endpoint)
+    project.write("a.txt", "a")
+
+    result = project.run("data", "push")
+
+    assert "hunter2secret" not in output(result)
+    assert "http://***@127.0.0.1" in output(result)

@@ -1,0 +1,166 @@
+"""Pure functions, tested directly: no server, no subprocess."""
+import datetime
+import sys
+
+import pytest
+
+from datakit_data import aws, flags, project, settings
+from datakit_data.exceptions import ConfigError, FlagError, Interrupted, SkippedFiles
+
+
+def make(path="proj", profile=None, endpoint=None):
+    return settings.Settings(bucket="bkt", path=path, profile=profile, endpoint_url=endpoint)
+
+
+# flags -------------------------------------------------------------------
+
+def test_flag_words_become_options_in_order_without_duplicates():
+    chosen = flags.parse_flags(["delete", "dryrun", "delete", "No-Progress"], "push")
+    assert flags.as_options(chosen) == ["--delete", "--dryrun", "--no-progress"]
+
+
+@pytest.mark.parametrize("word", ["exclude", "endpoint-url", "profile", "storage-class"])
+def test_value_options_are_refused(word):
+    with pytest.raises(FlagError, match=f'"{word}" takes a value'):
+        flags.parse_flags([word], "push")
+
+
+def test_unknown_word_gets_a_did_you_mean():
+    with pytest.raises(FlagError, match='Did you mean "delete"'):
+        flags.parse_flags(["delet"], "pull")
+
+
+def test_every_accepted_word_is_accepted():
+    for word in flags.ACCEPTED:
+        assert flags.parse_flags([word], "push") == [word]
+
+
+# settings ----------------------------------------------------------------
+
+@pytest.mark.parametrize("parts, expected", [
+    (("projects/2017", "my-project", "data/"), "projects/2017/my-project/data"),
+    (("/a//b/", "p", ""), "a/b/p"),
+    (("", "p", ""), "p"),
+])
+def test_join_s3_path(parts, expected):
+    assert settings.join_s3_path(*parts) == expected
+
+
+@pytest.mark.parametrize("bad", ["a/../b", "a//b", "s3://bkt/a", "./a"])
+def test_bad_s3_paths_are_refused(bad):
+    with pytest.raises(ConfigError, match="s3_path"):
+        settings.normalise_s3_path(bad, "config/datakit-data.json")
+
+
+def test_s3_path_outer_slashes_are_normalised():
+    assert settings.normalise_s3_path("/projects/x/", "f") == "projects/x"
+    assert settings.normalise_s3_path("/", "f") == ""
+
+
+@pytest.mark.parametrize("bad", ["ab", "My_Bucket", "-start", "a..b", "192.168.1.1", "x" * 64])
+def test_bucket_names_follow_s3_rules(bad):
+    with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
+        settings.check_bucket_name(bad, "f")
+
+
+def test_bucket_with_scheme_gets_a_hint():
+    with pytest.raises(ConfigError, match='Drop the "s3://".*"my-bucket"'):
+        settings.check_bucket_name("s3://my-bucket/path", "f")
+
+
+def test_project_config_wins_over_global_runtime_defaults():
+    merged = settings.merge(
+        {"aws_user_profile": "g", "s3_endpoint_url": "http://g", "s3_bucket": "gb", "s3_path_prefix": "x"},
+        {"s3_bucket": "pb", "s3_path": "p", "aws_user_profile": "p"},
+    )
+    assert merged == {"aws_user_profile": "p", "s3_endpoint_url": "http://g", "s3_bucket": "pb", "s3_path": "p"}
+
+
+def test_default_profile_is_left_to_the_aws_cli():
+    got = settings.settings_from({"s3_bucket": "bkt", "s3_path": "/p/", "aws_user_profile": "default"}, "f")
+    assert got == make(path="p")
+    assert got.s3_url == "s3://bkt/p/"
+    assert make(path="").s3_url == "s3://bkt/"
+
+
+def test_missing_s3_path_names_the_key():
+    with pytest.raises(ConfigError, match='no "s3_path"'):
+        settings.settings_from({"s3_bucket": "bkt"}, "config/datakit-data.json")
+
+
+def test_unknown_key_suggests_the_near_miss():
+    message = settings.unknown_key_message("f.json", "s3_buket", settings.PROJECT_KEYS)
+    assert 'Did you mean "s3_bucket"?' in message and "f.json" in message
+
+
+def test_read_config_rejects_non_objects_and_wrong_types(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="must hold a JSON object"):
+        settings.read_config(str(path))
+    path.write_text('{"s3_bucket": ["a"]}')
+    with pytest.raises(ConfigError, match='"s3_bucket" must be a string'):
+        settings.read_config(str(path), settings.PROJECT_KEYS)
+    assert settings.read_config(str(tmp_path / "missing.json")) is None
+
+
+# aws ---------------------------------------------------------------------
+
+def test_push_and_pull_arguments():
+    aws_cmd = ["aws"]
+    assert aws.sync_args(make(), "push", ["--delete"], aws_cmd) == [
+        "aws", "s3", "sync", "data/", "s3://bkt/proj/", "--delete",
+    ]
+    assert aws.sync_args(make(profile="team", endpoint="http://h:1"), "pull", [], aws_cmd) == [
+        "aws", "s3", "sync", "s3://bkt/proj/", "data/", "--profile", "team", "--endpoint-url", "http://h:1",
+    ]
+
+
+def test_default_aws_is_the_awscli_beside_the_plugin():
+    assert aws.aws_command({}) == [sys.executable, "-m", "awscli"]
+    assert aws.aws_command({"DATAKIT_DATA_AWS": "/opt/aws v2"}) == ["/opt/aws", "v2"]
+
+
+def test_described_command_hides_url_credentials():
+    args = aws.sync_args(make(endpoint="https://key:secret@s3.example"), "push", [], [sys.executable, "-m", "awscli"])
+    shown = aws.describe(args)
+    assert shown.startswith("aws s3 sync data/ s3://bkt/proj/")
+    assert "secret" not in shown and "https://***@s3.example" in shown
+
+
+def test_failures_are_explained_in_one_line():
+    s = make(profile="team")
+    nobucket = aws.explain_failure(1, ["fatal error: An error occurred (NoSuchBucket) when ..."], s, "push")
+    assert 'bucket "bkt" does not exist' in str(nobucket)
+    refused = aws.explain_failure(1, ["fatal error: An error occurred (InvalidAccessKeyId) ..."], s, "pull")
+    assert '"team"' in str(refused) and "refused the credentials" in str(refused)
+    profile = aws.explain_failure(255, ["", "The config profile (team) could not be found"], s, "push")
+    assert isinstance(profile, ConfigError) and '"team" was not found' in str(profile)
+    skipped = aws.explain_failure(2, ["warning: Skipping file data/x y.csv. File does not exist."], s, "push")
+    assert isinstance(skipped, SkippedFiles) and "data/x y.csv (file does not exist)" in str(skipped)
+    assert isinstance(aws.explain_failure(130, [], s, "pull"), Interrupted)
+    other = aws.explain_failure(1, ["fatal error: something odd"], s, "push")
+    assert "exit code 1" in str(other) and "something odd" in str(other)
+    for error in (nobucket, refused, profile, skipped, other):
+        assert "\n" not in str(error)
+
+
+# project -----------------------------------------------------------------
+
+def test_placeholders_expand():
+    values = project.placeholders("story", datetime.date(2026, 3, 7), "ana")
+    assert project.expand("p/$YEAR/$MONTH/$DAY/$USERNAME/$PROJECTNAME/$OTHER", values) == (
+        "p/2026/03/07/ana/story/$OTHER"
+    )
+
+
+def test_project_config_precedence():
+    values = project.placeholders("story", datetime.date(2026, 1, 2), "ana")
+    glob = {"s3_bucket": "g-$YEAR", "aws_user_profile": "gp", "s3_path_prefix": "p/$YEAR", "s3_path_suffix": "data"}
+    assert project.project_config("story", glob, {}, values) == {
+        "aws_user_profile": "gp", "s3_bucket": "g-2026", "s3_path": "p/2026/story/data",
+    }
+    options = {"s3_bucket": "o", "aws_user_profile": None, "s3_path": "/x/y/", "s3_endpoint_url": None}
+    assert project.project_config("story", glob, options, values) == {
+        "aws_user_profile": "gp", "s3_bucket": "o", "s3_path": "x/y",
+    }
