@@ -86,6 +86,7 @@ class S3Server:
     def start(self, timeout: float = 60) -> "S3Server":
         if not self.ports:
             self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.workdir / "weed.log", "ab")
         self.proc = subprocess.Popen(
             self.args(), stdout=self.log, stderr=subprocess.STDOUT,
