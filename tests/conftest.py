@@ -70,6 +70,11 @@ class Bucket:
                 found[item["Key"][len(prefix) + 1:]] = body
         return found
 
+    def keys(self, prefix: str) -> list[str]:
+        """Keys under prefix/, without reading the objects."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix + "/")
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
     def put(self, key: str, body: bytes) -> None:
         self.client.put_object(Bucket=self.name, Key=key, Body=body)
 

@@ -1,9 +1,12 @@
 """`datakit data push` and `datakit data pull` against the real S3 server."""
 import os
+import signal
 import stat
+import subprocess
 import sys
+import time
 
-from conftest import BUCKET, assert_clean_error, output
+from conftest import BUCKET, DATAKIT, assert_clean_error, output
 
 
 def test_push_then_a_colleague_pulls_the_same_bytes(project, colleague, bucket):
@@ -239,3 +242,40 @@ def test_credentials_in_endpoint_url_are_never_printed(project):
 
     assert "hunter2secret" not in output(result)
     assert "http://***@127.0.0.1" in output(result)
+
+
+def test_unknown_key_warns_with_did_you_mean_and_the_run_goes_on(project, bucket):
+    project.configure(s3_buket="typo")
+    project.write("a.txt", "a")
+
+    result = project.run("data", "push")
+
+    assert result.returncode == 0, output(result)
+    assert 'unknown key "s3_buket"' in result.stderr and 'Did you mean "s3_bucket"?' in result.stderr
+    assert bucket.objects(project.name) == {"a.txt": b"a"}
+
+
+def test_ctrl_c_stops_push_with_130_and_a_rerun_finishes(project, bucket):
+    project.configure()
+    for i in range(1000):
+        project.write(f"batch/{i:04d}.csv", f"row,{i}\n" * 100)
+    proc = subprocess.Popen(
+        [DATAKIT, "data", "push"], cwd=project.root, env=project.home.env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    first = proc.stderr.readline()
+    assert first.startswith("Running: "), first
+    deadline = time.monotonic() + 30
+    while not bucket.keys(project.name) and time.monotonic() < deadline:
+        time.sleep(0.05)  # interrupt once uploads have really started
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole group
+    rest = proc.stderr.read()
+    proc.wait(timeout=30)
+
+    assert proc.returncode == 130, rest
+    assert "interrupted" in rest and "datakit data push" in rest and "Traceback" not in rest
+    assert 0 < len(bucket.keys(project.name)) < 1000
+
+    again = project.run("data", "push")
+    assert again.returncode == 0, output(again)
+    assert bucket.objects(project.name) == project.files()
