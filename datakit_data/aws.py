@@ -37,9 +37,23 @@ def aws_command(environ=None) -> list[str]:
     return [sys.executable, "-m", "awscli"]
 
 
+#: Seconds to wait for a TCP connection: an unreachable endpoint fails fast.
+CONNECT_TIMEOUT = 5
+#: Retry policy unless the user's environment sets one: 3 attempts in all.
+RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
+
+
+def child_env(environ=None) -> dict:
+    """The AWS CLI's environment: the user's, plus a bounded retry policy."""
+    environ = dict(os.environ if environ is None else environ)
+    if not any(key in environ for key in RETRY_ENV):
+        environ.update(RETRY_ENV)
+    return environ
+
+
 def connection_options(settings) -> list[str]:
-    """--profile and --endpoint-url, only when the config asks for them."""
-    options = []
+    """--profile and --endpoint-url when the config asks for them, and a connect timeout."""
+    options = ["--cli-connect-timeout", str(CONNECT_TIMEOUT)]
     if settings.profile:
         options += ["--profile", settings.profile]
     if settings.endpoint_url:
@@ -87,7 +101,7 @@ def run_sync(args, settings, direction: str, stderr=None) -> None:
     """
     stderr = sys.stderr if stderr is None else stderr
     try:
-        proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, errors="replace")
+        proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, errors="replace", env=child_env())
     except FileNotFoundError:
         raise ConfigError(
             f"Cannot start the AWS CLI `{args[0]}`. Install it, or unset {AWS_ENV} "
@@ -182,6 +196,11 @@ def explain_failure(returncode: int, lines, settings, direction: str) -> SyncErr
             f"{verb} failed: no AWS credentials found. Run `aws configure`, set "
             f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile in \"aws_user_profile\" in {PROJECT_CONFIG}."
         )
+    if "Failed to connect to proxy URL" in text:
+        return SyncError(
+            f"{verb} failed: could not connect to the proxy set in HTTPS_PROXY / HTTP_PROXY. "
+            "Check the proxy, or add the S3 host to NO_PROXY."
+        )
     if "Could not connect to the endpoint URL" in text or "Connect timeout" in text:
         return SyncError(
             f"{verb} failed: could not connect to {_where(settings)}. Check your network, "
@@ -211,7 +230,9 @@ def check_bucket(settings) -> tuple[bool, str]:
     """Ask the server whether the bucket answers with these settings."""
     args = head_bucket_args(settings)
     try:
-        done = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=120)
+        done = subprocess.run(
+            args, capture_output=True, text=True, errors="replace", timeout=120, env=child_env()
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"could not run the AWS CLI: {err}"
     if done.returncode == 0:

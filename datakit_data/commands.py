@@ -79,8 +79,9 @@ class Init(ConfigMixin, Command):
             self.out(f"Created data/ and {PROJECT_CONFIG}:")
             for key, value in config.items():
                 self.out(f"  {key}: {value}")
-        if project.ensure_gitignore(root):
-            self.out("Added data/ to .gitignore.")
+        added = project.ensure_gitignore(root)
+        if added:
+            self.out(f"Added {' and '.join(added)} to .gitignore.")
         if config is not None and not config["s3_bucket"]:
             self.out(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
 
@@ -116,10 +117,13 @@ class _Sync(ConfigMixin, Command):
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
                 f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."
             )
-        self.prepare_data_folder()
-        args = aws.sync_args(settings, self.direction, as_options(flags))
-        log.info("Running: %s", aws.describe(args))
-        aws.run_sync(args, settings, self.direction)
+        from .lock import project_lock
+
+        with project_lock(self.project_root, self.direction):
+            self.prepare_data_folder()
+            args = aws.sync_args(settings, self.direction, as_options(flags))
+            log.info("Running: %s", aws.describe(args))
+            aws.run_sync(args, settings, self.direction)
 
 
 class Push(_Sync):

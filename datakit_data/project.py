@@ -14,10 +14,10 @@ import tempfile
 from .exceptions import ConfigError
 from .settings import DEFAULT_PROFILE, join_s3_path, normalise_s3_path
 
-GITIGNORE_ENTRY = "data/"
+#: Folders init keeps out of git: the data itself and datakit-data's own state.
+GITIGNORE_ENTRIES = ("data/", ".datakit-data/")
 #: Project config keys that `datakit data init` options can set.
 OPTION_KEYS = ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
-_GITIGNORE_EQUIVALENTS = {"data", "data/", "/data", "/data/", "data/*", "/data/*"}
 
 
 def placeholders(project_name: str, now=None, username=None) -> dict:
@@ -78,8 +78,8 @@ def write_json_atomic(path: str, data) -> None:
         raise
 
 
-def ensure_gitignore(root: str, entry: str = GITIGNORE_ENTRY) -> bool:
-    """Add an entry to the project's .gitignore unless it is there; True if added."""
+def ensure_gitignore(root: str, entries=GITIGNORE_ENTRIES) -> list[str]:
+    """Add folders to the project's .gitignore unless listed already; returns those added."""
     path = os.path.join(root, ".gitignore")
     try:
         with open(path, encoding="utf-8") as fh:
@@ -87,12 +87,17 @@ def ensure_gitignore(root: str, entry: str = GITIGNORE_ENTRY) -> bool:
     except FileNotFoundError:
         text = ""
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"Cannot read {path}: {err}. Add {entry} to it by hand.")
+        raise ConfigError(f"Cannot read {path}: {err}. Add {', '.join(entries)} to it by hand.")
     existing = {line.strip() for line in text.splitlines()}
-    wanted = _GITIGNORE_EQUIVALENTS if entry == GITIGNORE_ENTRY else {entry}
-    if existing & wanted:
-        return False
-    prefix = "" if not text or text.endswith("\n") else "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"{prefix}{entry}\n")
-    return True
+    missing = [entry for entry in entries if not existing & _spellings(entry)]
+    if missing:
+        prefix = "" if not text or text.endswith("\n") else "\n"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(prefix + "".join(f"{entry}\n" for entry in missing))
+    return missing
+
+
+def _spellings(folder: str) -> set[str]:
+    """The ways a .gitignore line can name a top-level folder."""
+    bare = folder.strip("/")
+    return {bare, f"{bare}/", f"/{bare}", f"/{bare}/", f"{bare}/*", f"/{bare}/*"}

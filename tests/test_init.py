@@ -92,11 +92,11 @@ def test_existing_project_config_is_never_overwritten(project):
 
 def test_gitignore_is_created_then_never_duplicated(project):
     assert project.run("data", "init").returncode == 0
-    assert (project.root / ".gitignore").read_text() == "data/\n"
+    assert (project.root / ".gitignore").read_text() == "data/\n.datakit-data/\n"
 
     project.config_path.unlink()
     assert project.run("data", "init").returncode == 0
-    assert (project.root / ".gitignore").read_text() == "data/\n"
+    assert (project.root / ".gitignore").read_text() == "data/\n.datakit-data/\n"
 
 
 def test_gitignore_entry_is_appended_to_existing_file_and_equivalents_are_respected(project):
@@ -105,15 +105,15 @@ def test_gitignore_entry_is_appended_to_existing_file_and_equivalents_are_respec
     result = project.run("data", "init")
 
     assert result.returncode == 0, output(result)
-    assert (project.root / ".gitignore").read_text() == "*.pyc\n.venv\ndata/\n"
+    assert (project.root / ".gitignore").read_text() == "*.pyc\n.venv\ndata/\n.datakit-data/\n"
 
     other = project.root / "sub"
     other.mkdir()
-    (other / ".gitignore").write_text("/data/\n")
+    (other / ".gitignore").write_text("/data/\n.datakit-data\n")
     from conftest import Project
 
     assert Project(other, project.home).run("data", "init").returncode == 0
-    assert (other / ".gitignore").read_text() == "/data/\n"
+    assert (other / ".gitignore").read_text() == "/data/\n.datakit-data\n"
 
 
 def test_malformed_global_config_names_file_and_line_and_writes_nothing(project, home):

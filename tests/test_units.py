@@ -109,10 +109,11 @@ def test_read_config_rejects_non_objects_and_wrong_types(tmp_path):
 def test_push_and_pull_arguments():
     aws_cmd = ["aws"]
     assert aws.sync_args(make(), "push", ["--delete"], aws_cmd) == [
-        "aws", "s3", "sync", "data/", "s3://bkt/proj/", "--delete",
+        "aws", "s3", "sync", "data/", "s3://bkt/proj/", "--delete", "--cli-connect-timeout", "5",
     ]
     assert aws.sync_args(make(profile="team", endpoint="http://h:1"), "pull", [], aws_cmd) == [
-        "aws", "s3", "sync", "s3://bkt/proj/", "data/", "--profile", "team", "--endpoint-url", "http://h:1",
+        "aws", "s3", "sync", "s3://bkt/proj/", "data/",
+        "--cli-connect-timeout", "5", "--profile", "team", "--endpoint-url", "http://h:1",
     ]
 
 
@@ -164,3 +165,8 @@ def test_project_config_precedence():
     assert project.project_config("story", glob, options, values) == {
         "aws_user_profile": "gp", "s3_bucket": "o", "s3_path": "x/y",
     }
+
+
+def test_retry_policy_is_bounded_unless_the_user_set_one():
+    assert aws.child_env({"PATH": "/bin"}) == {"PATH": "/bin", "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
+    assert aws.child_env({"AWS_MAX_ATTEMPTS": "10"}) == {"AWS_MAX_ATTEMPTS": "10"}

@@ -1,0 +1,37 @@
+"""One push or pull at a time in a project.
+
+Two syncs of the same data/ at once would race each other (and, with delete,
+undo each other's work). The lock is an flock on ``.datakit-data/lock`` in the
+project folder, so the system releases it when a process dies: no stale locks.
+"""
+import contextlib
+import os
+
+from .exceptions import DatakitDataError
+
+STATE_DIR = ".datakit-data"
+
+
+@contextlib.contextmanager
+def project_lock(root: str, direction: str):
+    """Hold the project's sync lock, or refuse at once if another run holds it."""
+    import fcntl
+
+    folder = os.path.join(root, STATE_DIR)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another datakit data command"
+            raise DatakitDataError(
+                f"{holder} is already running in this project ({os.path.join(STATE_DIR, 'lock')}). "
+                f"Wait for it to finish, then run `datakit data {direction}` again."
+            )
+        os.ftruncate(fd, 0)
+        os.write(fd, f"`datakit data {direction}` (pid {os.getpid()})\n".encode())
+        yield
+    finally:
+        os.close(fd)
