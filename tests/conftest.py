@@ -37,20 +37,23 @@ def s3(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def bucket(s3):
-    """A botocore client on the test bucket, to see what a user would see on S3."""
+def _client(endpoint_url: str):
+    """A botocore S3 client for a test server."""
     try:  # awscli 1.44+ carries its own botocore
         from awscli.botocore import session as botocore_session
     except ImportError:
         from botocore import session as botocore_session
 
-    session = botocore_session.get_session()
-    client = session.create_client(
-        "s3", region_name="us-east-1", endpoint_url=s3.endpoint_url,
+    return botocore_session.get_session().create_client(
+        "s3", region_name="us-east-1", endpoint_url=endpoint_url,
         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
     )
-    return Bucket(client, BUCKET)
+
+
+@pytest.fixture(scope="session")
+def bucket(s3):
+    """The test bucket, to see what a user would see on S3."""
+    return Bucket(_client(s3.endpoint_url), BUCKET)
 
 
 class Bucket:
