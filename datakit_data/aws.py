@@ -5,6 +5,7 @@ shell). By default it is the awscli installed beside this plugin
 (``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
 """
+import json
 import os
 import re
 import shlex
@@ -61,16 +62,16 @@ def connection_options(settings) -> list[str]:
     return options
 
 
-def sync_args(settings, direction: str, options, aws=None) -> list[str]:
-    """The full `aws s3 sync` argument list for a push or a pull."""
-    if direction == "push":
-        source, target = LOCAL_DATA, settings.s3_url
-    elif direction == "pull":
-        source, target = settings.s3_url, LOCAL_DATA
-    else:
-        raise ValueError(f"direction must be push or pull, not {direction!r}")
+def upload_args(settings, options, aws=None) -> list[str]:
+    """`aws s3 cp --recursive data/ s3://bucket/path/`: upload a staged data/ folder."""
     aws = aws_command() if aws is None else aws
-    return [*aws, "s3", "sync", source, target, *options, *connection_options(settings)]
+    return [*aws, "s3", "cp", "--recursive", LOCAL_DATA, settings.s3_url, *options, *connection_options(settings)]
+
+
+def download_args(settings, options, aws=None) -> list[str]:
+    """`aws s3 sync s3://bucket/path/ data/`: download into a staged data/ folder."""
+    aws = aws_command() if aws is None else aws
+    return [*aws, "s3", "sync", settings.s3_url, LOCAL_DATA, *options, *connection_options(settings)]
 
 
 def head_bucket_args(settings, aws=None) -> list[str]:
@@ -92,8 +93,8 @@ def _withheld(line: str) -> bool:
     return line.startswith("fatal error:") or bool(_PROFILE_MISSING.search(line))
 
 
-def run_sync(args, settings, direction: str, stderr=None) -> None:
-    """Run `aws s3 sync`, showing its progress live; raise an explanation on failure.
+def run_sync(args, settings, direction: str, stderr=None, cwd=None) -> None:
+    """Run an `aws s3` transfer, showing its progress live; raise an explanation on failure.
 
     The child inherits stdout, so the AWS CLI's progress appears as it goes.
     Its stderr is read line by line: warnings are echoed (secrets masked) and
@@ -101,12 +102,11 @@ def run_sync(args, settings, direction: str, stderr=None) -> None:
     """
     stderr = sys.stderr if stderr is None else stderr
     try:
-        proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, errors="replace", env=child_env())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"Cannot start the AWS CLI `{args[0]}`. Install it, or unset {AWS_ENV} "
-            "to use the awscli installed with datakit-data."
+        proc = subprocess.Popen(
+            args, stderr=subprocess.PIPE, text=True, errors="replace", env=child_env(), cwd=cwd
         )
+    except FileNotFoundError:
+        raise cannot_start(args)
     lines = []
     try:
         for line in proc.stderr:
@@ -121,6 +121,67 @@ def run_sync(args, settings, direction: str, stderr=None) -> None:
         raise Interrupted(interrupted_message(settings, direction))
     if returncode != 0:
         raise explain_failure(returncode, lines, settings, direction)
+
+
+def cannot_start(args) -> ConfigError:
+    return ConfigError(
+        f"Cannot start the AWS CLI `{args[0]}`. Install it, or unset {AWS_ENV} "
+        "to use the awscli installed with datakit-data."
+    )
+
+
+def run_captured(args, settings, what: str, stdin_text=None) -> str:
+    """Run an AWS CLI command whose output is data, not progress; return its stdout."""
+    try:
+        done = subprocess.run(
+            args, capture_output=True, text=True, errors="replace", env=child_env(), input=stdin_text,
+        )
+    except FileNotFoundError:
+        raise cannot_start(args)
+    if done.returncode != 0:
+        raise explain_failure(done.returncode, mask_secrets(done.stderr).splitlines(), settings, what)
+    return done.stdout
+
+
+def list_remote(settings, options=(), aws=None) -> dict:
+    """{path under s3_path: Remote} for every object in the project's S3 folder."""
+    from .plan import Remote
+
+    prefix = f"{settings.path}/" if settings.path else ""
+    aws = aws_command() if aws is None else aws
+    args = [
+        *aws, "s3api", "list-objects-v2", "--bucket", settings.bucket, "--prefix", prefix,
+        "--output", "json", "--query", "Contents[].[Key,Size,ETag,LastModified]",
+        *options, *connection_options(settings),
+    ]
+    rows = json.loads(run_captured(args, settings, "list") or "null") or []
+    found = {}
+    for key, size, etag, last_modified in rows:
+        if key.endswith("/"):
+            continue  # a folder marker, not a file
+        found[key[len(prefix):]] = Remote(int(size), (etag or "").strip('"'), last_modified or "")
+    return found
+
+
+def delete_remote(settings, paths, options=(), aws=None) -> None:
+    """Delete objects under s3_path, up to 1000 per request."""
+    prefix = f"{settings.path}/" if settings.path else ""
+    aws = aws_command() if aws is None else aws
+    paths = list(paths)
+    for start in range(0, len(paths), 1000):
+        batch = {"Objects": [{"Key": prefix + p} for p in paths[start:start + 1000]], "Quiet": True}
+        args = [
+            *aws, "s3api", "delete-objects", "--bucket", settings.bucket, "--delete", "file:///dev/stdin",
+            "--output", "json", *options, *connection_options(settings),
+        ]
+        out = run_captured(args, settings, "delete", stdin_text=json.dumps(batch))
+        errors = (json.loads(out) if out.strip() else {}).get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise SyncError(
+                f"Could not delete {len(errors)} object(s) from {settings.s3_url}, e.g. "
+                f"{first.get('Key')}: {first.get('Message') or first.get('Code')}. Check your permissions."
+            )
 
 
 def _stop(proc) -> None:
@@ -150,9 +211,12 @@ def _where(settings) -> str:
 def explain_failure(returncode: int, lines, settings, direction: str) -> SyncError:
     """One line saying why the AWS CLI failed and what to do about it."""
     text = "\n".join(lines)
-    verb = {"push": f"Push to {settings.s3_url}", "pull": f"Pull from {settings.s3_url}"}.get(
-        direction, f"Checking bucket {settings.bucket}"
-    )
+    verb = {
+        "push": f"Push to {settings.s3_url}",
+        "pull": f"Pull from {settings.s3_url}",
+        "list": f"Listing {settings.s3_url}",
+        "delete": f"Deleting from {settings.s3_url}",
+    }.get(direction, f"Checking bucket {settings.bucket}")
     if returncode == 130 or returncode < 0:
         return Interrupted(interrupted_message(settings, direction))
     missing = _PROFILE_MISSING.search(text)
@@ -198,8 +262,8 @@ def explain_failure(returncode: int, lines, settings, direction: str) -> SyncErr
         )
     if "Failed to connect to proxy URL" in text:
         return SyncError(
-            f"{verb} failed: could not connect to the proxy set in HTTPS_PROXY / HTTP_PROXY. "
-            "Check the proxy, or add the S3 host to NO_PROXY."
+            f"{verb} failed: could not reach {_where(settings)} through the proxy set in "
+            "HTTPS_PROXY / HTTP_PROXY. Check the proxy, or add the S3 host to NO_PROXY."
         )
     if "Could not connect to the endpoint URL" in text or "Connect timeout" in text:
         return SyncError(

@@ -9,7 +9,7 @@ import os
 from cliff.command import Command
 
 from .exceptions import ConfigError
-from .flags import accepted_list, as_options, parse_flags
+from .flags import accepted_list, parse_flags
 from .mixins import ConfigMixin
 from .settings import BUCKET_SET_HINT, PROJECT_CONFIG
 
@@ -85,9 +85,6 @@ class Init(ConfigMixin, Command):
         if config is not None and not config["s3_bucket"]:
             self.out(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
 
-    def out(self, message: str) -> None:
-        self.app.stdout.write(message + "\n")
-
 
 class _Sync(ConfigMixin, Command):
     """Shared by push and pull: flag words in, one `aws s3 sync` run out."""
@@ -108,7 +105,9 @@ class _Sync(ConfigMixin, Command):
         return parser
 
     def take_action(self, parsed_args):
-        from . import aws
+        from . import safesync
+        from .exceptions import Interrupted
+        from .lock import project_lock
 
         flags = parse_flags(parsed_args.flags, self.direction)
         settings = self.settings()
@@ -117,13 +116,15 @@ class _Sync(ConfigMixin, Command):
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
                 f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."
             )
-        from .lock import project_lock
-
+        run = safesync.push if self.direction == "push" else safesync.pull
         with project_lock(self.project_root, self.direction):
             self.prepare_data_folder()
-            args = aws.sync_args(settings, self.direction, as_options(flags))
-            log.info("Running: %s", aws.describe(args))
-            aws.run_sync(args, settings, self.direction)
+            try:
+                run(self.project_root, settings, flags, self.out, log.warning)
+            except KeyboardInterrupt:
+                from .aws import interrupted_message
+
+                raise Interrupted(interrupted_message(settings, self.direction))
 
 
 class Push(_Sync):

@@ -25,7 +25,9 @@ SYNC_FLAGS = (
 )
 #: Global AWS CLI booleans that make sense for a sync.
 GLOBAL_FLAGS = ("debug", "no-sign-request")
-ACCEPTED = SYNC_FLAGS + GLOBAL_FLAGS
+#: datakit-data's own word: resolve conflicts in favour of the side being sent.
+OWN_FLAGS = ("force",)
+ACCEPTED = SYNC_FLAGS + GLOBAL_FLAGS + OWN_FLAGS
 
 #: Options of `aws s3 sync` (and global ones) that need a value.
 VALUE_OPTIONS = (
@@ -81,7 +83,3 @@ def parse_flags(words, command: str) -> list[str]:
             )
     return chosen
 
-
-def as_options(flags) -> list[str]:
-    """Flag words as AWS CLI options."""
-    return [f"--{flag}" for flag in flags]

@@ -91,6 +91,11 @@ class ConfigMixin(CommandHelpers):
         """Settings for push and pull: global runtime defaults < project config."""
         return settings_from(merge(self.global_config() or {}, self.project_config()), PROJECT_CONFIG)
 
+    def out(self, message: str) -> None:
+        """Tell the user something on stdout, as cliff commands do."""
+        self.app.stdout.write(message + "\n")
+        self.app.stdout.flush()
+
     def run(self, parsed_args):
         # cliff turns every exception into exit code 1; some errors need their own
         # (2 for skipped files, 130 for Ctrl-C), so report those here.

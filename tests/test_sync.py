@@ -37,7 +37,7 @@ def test_command_is_logged_once_and_default_profile_is_not_passed(project):
     assert result.returncode == 0, output(result)
     running = [line for line in output(result).splitlines() if line.startswith("Running: ")]
     assert running == [
-        f"Running: aws s3 sync data/ s3://{BUCKET}/{project.name}/ --cli-connect-timeout 5 "
+        f"Running: aws s3 cp --recursive data/ s3://{BUCKET}/{project.name}/ --cli-connect-timeout 5 "
         f"--endpoint-url {project.home.endpoint_url}"
     ]
 
@@ -116,13 +116,19 @@ def test_push_delete_removes_objects_deleted_locally(project, bucket):
     assert bucket.objects(project.name) == {"keep.txt": b"keep"}
 
 
-def test_pull_delete_removes_local_files_deleted_remotely(project, bucket):
+def test_pull_delete_removes_local_files_deleted_remotely_and_keeps_unpushed_ones(project, bucket):
     project.configure()
     bucket.put(f"{project.name}/remote.txt", b"remote")
+    bucket.put(f"{project.name}/doomed.txt", b"doomed")
+    assert project.run("data", "pull").returncode == 0
+    bucket.delete(f"{project.name}/doomed.txt")
     project.write("local-only.txt", "local")
 
-    assert project.run("data", "pull", "delete").returncode == 0
-    assert project.files() == {"remote.txt": b"remote"}
+    result = project.run("data", "pull", "delete")
+
+    assert result.returncode == 0, output(result)
+    assert project.files() == {"remote.txt": b"remote", "local-only.txt": b"local"}
+    assert "kept: data/local-only.txt" in result.stderr
 
 
 def test_pull_creates_data_folder(project, bucket):

@@ -15,8 +15,9 @@ def make(path="proj", profile=None, endpoint=None):
 # flags -------------------------------------------------------------------
 
 def test_flag_words_become_options_in_order_without_duplicates():
-    chosen = flags.parse_flags(["delete", "dryrun", "delete", "No-Progress"], "push")
-    assert flags.as_options(chosen) == ["--delete", "--dryrun", "--no-progress"]
+    assert flags.parse_flags(["delete", "dryrun", "delete", "No-Progress"], "push") == [
+        "delete", "dryrun", "no-progress",
+    ]
 
 
 @pytest.mark.parametrize("word", ["exclude", "endpoint-url", "profile", "storage-class"])
@@ -106,12 +107,12 @@ def test_read_config_rejects_non_objects_and_wrong_types(tmp_path):
 
 # aws ---------------------------------------------------------------------
 
-def test_push_and_pull_arguments():
+def test_upload_and_download_arguments():
     aws_cmd = ["aws"]
-    assert aws.sync_args(make(), "push", ["--delete"], aws_cmd) == [
-        "aws", "s3", "sync", "data/", "s3://bkt/proj/", "--delete", "--cli-connect-timeout", "5",
+    assert aws.upload_args(make(), ["--quiet"], aws_cmd) == [
+        "aws", "s3", "cp", "--recursive", "data/", "s3://bkt/proj/", "--quiet", "--cli-connect-timeout", "5",
     ]
-    assert aws.sync_args(make(profile="team", endpoint="http://h:1"), "pull", [], aws_cmd) == [
+    assert aws.download_args(make(profile="team", endpoint="http://h:1"), [], aws_cmd) == [
         "aws", "s3", "sync", "s3://bkt/proj/", "data/",
         "--cli-connect-timeout", "5", "--profile", "team", "--endpoint-url", "http://h:1",
     ]
@@ -123,9 +124,9 @@ def test_default_aws_is_the_awscli_beside_the_plugin():
 
 
 def test_described_command_hides_url_credentials():
-    args = aws.sync_args(make(endpoint="https://key:secret@s3.example"), "push", [], [sys.executable, "-m", "awscli"])
+    args = aws.upload_args(make(endpoint="https://key:secret@s3.example"), [], [sys.executable, "-m", "awscli"])
     shown = aws.describe(args)
-    assert shown.startswith("aws s3 sync data/ s3://bkt/proj/")
+    assert shown.startswith("aws s3 cp --recursive data/ s3://bkt/proj/")
     assert "secret" not in shown and "https://***@s3.example" in shown
 
 

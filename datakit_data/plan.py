@@ -1,0 +1,180 @@
+"""Safe-sync planning: what a push or pull may change without losing anyone's work.
+
+Plain `aws s3 sync` compares sizes and times, so it overwrites local edits on pull,
+lets a stale copy overwrite a newer object on push, misses same-size edits, and
+deletes what a collaborator added. Here each path is judged against the sync
+record (what the file was at the last successful push or pull): a side "changed"
+when it differs from the record. Only the side that changed since the record may
+overwrite the other; a path changed on both sides is a conflict unless the two
+are identical, or the user says `force`.
+"""
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+#: The AWS CLI's default multipart threshold and part size, which shape ETags.
+MULTIPART_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Local:
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Remote:
+    size: int
+    etag: str
+    last_modified: str = ""
+
+
+@dataclass
+class Plan:
+    """What one push or pull will do; paths are relative to data/."""
+
+    direction: str
+    transfer: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    conflicts: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    baseline: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    forget: list[str] = field(default_factory=list)
+
+    def transfer_bytes(self, local, remote) -> int:
+        """Bytes the transfers will move."""
+        side = local if self.direction == "push" else remote
+        return sum(side[path].size for path in self.transfer)
+
+
+def scan_local(data_dir: str, follow_symlinks: bool = True):
+    """Regular files under data/: ({path: Local}, {path: why skipped})."""
+    files, skipped = {}, {}
+    for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks):
+        dirs.sort()
+        for name in names:
+            full = os.path.join(folder, name)
+            rel = os.path.relpath(full, data_dir).replace(os.sep, "/")
+            try:
+                st = os.stat(full) if follow_symlinks else os.lstat(full)
+            except FileNotFoundError:
+                skipped[rel] = "file does not exist (a dangling link?)"
+                continue
+            except OSError as err:
+                skipped[rel] = err.strerror.lower() if err.strerror else "cannot be read"
+                continue
+            if os.path.islink(full) and not follow_symlinks:
+                continue
+            if not _is_regular(st.st_mode):
+                skipped[rel] = "not a regular file (a FIFO, socket or device)"
+                continue
+            if not os.access(full, os.R_OK):
+                skipped[rel] = "permission denied"
+                continue
+            files[rel] = Local(st.st_size, st.st_mtime_ns)
+    return files, skipped
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def local_etag(path: str, chunk: int = MULTIPART_CHUNK) -> str:
+    """The ETag S3 gives this file when the AWS CLI uploads it (MD5, or multipart MD5)."""
+    digests = []
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block and digests:
+                break
+            digests.append(hashlib.md5(block, usedforsecurity=False).digest())
+            if len(block) < chunk:
+                break
+    if len(digests) == 1:
+        return digests[0].hex()
+    combined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{combined}-{len(digests)}"
+
+
+def _local_changed(path, local, record):
+    base = record.get(path)
+    here = local.get(path)
+    if base is None:
+        return here is not None
+    if here is None:
+        return True
+    return here.size != base["size"] or here.mtime_ns != base["mtime_ns"]
+
+
+def _remote_changed(path, remote, record):
+    base = record.get(path)
+    there = remote.get(path)
+    if base is None:
+        return there is not None
+    if there is None:
+        return True
+    return there.etag != base["etag"]
+
+
+def make_plan(direction, local, remote, record, delete=False, force=False, same=None) -> Plan:
+    """Decide, path by path, what a push or pull does.
+
+    ``record`` maps paths to {"size", "mtime_ns", "etag"} from the last sync (empty
+    when there is none). ``same(path)`` says whether the local file and the object
+    have identical content; it is only asked when both sides changed.
+    """
+    plan = Plan(direction)
+    source_changed, target_changed = (
+        (_local_changed, _remote_changed) if direction == "push" else (_remote_changed, _local_changed)
+    )
+    source, target = (local, remote) if direction == "push" else (remote, local)
+    here, there = ("locally", "on S3") if direction == "push" else ("on S3", "locally")
+    for path in sorted(set(local) | set(remote) | set(record)):
+        src_changed = source_changed(path, source, record)
+        dst_changed = target_changed(path, target, record)
+        in_source, in_target = path in source, path in target
+        if not in_source and not in_target:
+            plan.forget.append(path)  # deleted on both sides
+            continue
+        if not src_changed and not dst_changed:
+            plan.unchanged += 1
+            continue
+        if src_changed and not dst_changed:
+            if in_source:
+                plan.transfer.append(path)
+            elif delete:
+                plan.delete.append(path)
+            else:
+                plan.kept[path] = f"deleted {here}; use `delete` to remove it {there} too"
+            continue
+        if dst_changed and not src_changed:
+            if force and in_source:
+                plan.transfer.append(path)
+            elif not in_target:
+                plan.kept[path] = f"deleted {there} since the last sync; not restored"
+            elif not in_source:
+                plan.kept[path] = f"only {there}, never synced; kept"
+            else:
+                plan.kept[path] = f"changed {there} since the last sync; not overwritten"
+            continue
+        # Changed on both sides (or new on both): identical content is no conflict.
+        if in_source and in_target and same is not None and same(path):
+            plan.baseline.append(path)
+            plan.unchanged += 1
+        elif force:
+            if in_source:
+                plan.transfer.append(path)
+            elif delete:
+                plan.delete.append(path)
+            else:
+                plan.kept[path] = f"deleted {here}; use `delete` to remove it {there} too"
+        elif not in_source:
+            plan.conflicts[path] = f"deleted {here} but changed {there}"
+        elif not in_target:
+            plan.conflicts[path] = f"changed {here} but deleted {there}"
+        else:
+            plan.conflicts[path] = "changed on both sides" if record else "differs, and there is no sync record yet"
+    return plan

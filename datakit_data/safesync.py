@@ -1,0 +1,277 @@
+"""Safe push and pull: plan against the sync record, transfer with the AWS CLI.
+
+One listing of the S3 folder, one scan of data/ and the sync record give a plan
+(see plan.py). The transfers then run as a single concurrent AWS CLI command:
+push uploads a staging folder of hard links to exactly the planned files with
+`aws s3 cp --recursive`; pull runs `aws s3 sync` into a staging folder where
+every object that must not be downloaded is stood in for by an empty sparse
+placeholder, then moves the downloads into data/. The record is updated only
+for files that really transferred.
+"""
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+from . import aws
+from .exceptions import SkippedFiles, SyncError
+from .lock import STATE_DIR
+from .plan import Local, local_etag, make_plan, scan_local
+from .record import SyncRecord
+
+log = logging.getLogger(__name__)
+
+DATA = "data"
+#: Flag words datakit-data acts on itself rather than passing to the AWS CLI.
+PLANNER_FLAGS = ("delete", "dryrun", "force", "size-only", "exact-timestamps")
+#: Flag words that also apply to listing and deleting.
+REQUEST_FLAGS = ("no-sign-request",)
+SHOWN_PER_KIND = 20
+
+
+@dataclass
+class Outcome:
+    """What a push or pull did, for the summary line and the exit code."""
+
+    plan: object
+    sent: int = 0
+    sent_bytes: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    dryrun: bool = False
+
+
+def cli_options(flags, keep=None) -> list[str]:
+    """Flag words for the AWS CLI transfer (or only those in ``keep``), as options."""
+    chosen = [f for f in flags if f not in PLANNER_FLAGS and (keep is None or f in keep)]
+    return [f"--{f}" for f in chosen]
+
+
+def build_plan(root, settings, direction, flags, record=None):
+    """Scan data/, list S3 and plan one direction: (plan, local, remote, skipped, record)."""
+    follow = "no-follow-symlinks" not in flags
+    data_dir = os.path.join(root, DATA)
+    local, skipped = scan_local(data_dir, follow) if os.path.isdir(data_dir) else ({}, {})
+    remote = aws.list_remote(settings, cli_options(flags, REQUEST_FLAGS))
+    record = record or SyncRecord.load(root, settings)
+
+    def same(path):
+        try:
+            return local_etag(os.path.join(data_dir, path)) == remote[path].etag
+        except OSError:
+            return False
+
+    plan = make_plan(
+        direction, local, remote, record.files,
+        delete="delete" in flags, force="force" in flags, same=same,
+    )
+    return plan, local, remote, skipped, record
+
+
+def push(root, settings, flags, say, warn) -> Outcome:
+    """Upload what changed locally, delete (with `delete`) what was deleted locally."""
+    started = time.monotonic()
+    plan, local, remote, skipped, record = build_plan(root, settings, "push", flags)
+    outcome = Outcome(plan, dryrun="dryrun" in flags)
+    report(plan, settings, warn)
+    if outcome.dryrun:
+        for path in plan.transfer:
+            say(f"(dryrun) upload: data/{path} to {settings.s3_url}{path}")
+        for path in plan.delete:
+            say(f"(dryrun) delete: {settings.s3_url}{path}")
+    else:
+        _settle(plan, local, remote, record)
+        try:
+            if plan.delete:
+                aws.delete_remote(settings, plan.delete, cli_options(flags, REQUEST_FLAGS))
+            if plan.transfer:
+                _upload(root, settings, plan.transfer, flags)
+        finally:
+            after = aws.list_remote(settings, cli_options(flags, REQUEST_FLAGS)) if (
+                plan.transfer or plan.delete) else remote
+            for path in plan.transfer:
+                new = after.get(path)
+                old = remote.get(path)
+                if new and new.size == local[path].size and (old is None or new != old):
+                    record.set(path, local[path], new.etag)
+                    outcome.sent += 1
+                    outcome.sent_bytes += new.size
+            for path in plan.delete:
+                if path not in after:
+                    record.forget(path)
+                    outcome.deleted += 1
+            record.stamp("push")
+            record.save()
+    outcome.seconds = time.monotonic() - started
+    say(summary(outcome, local, remote))
+    finish(outcome, skipped, "push")
+    return outcome
+
+
+def pull(root, settings, flags, say, warn) -> Outcome:
+    """Download what changed on S3, delete (with `delete`) what was deleted on S3."""
+    started = time.monotonic()
+    plan, local, remote, _, record = build_plan(root, settings, "pull", flags)
+    outcome = Outcome(plan, dryrun="dryrun" in flags)
+    report(plan, settings, warn)
+    data_dir = os.path.join(root, DATA)
+    if outcome.dryrun:
+        for path in plan.transfer:
+            say(f"(dryrun) download: {settings.s3_url}{path} to data/{path}")
+        for path in plan.delete:
+            say(f"(dryrun) delete: data/{path}")
+    else:
+        _settle(plan, local, remote, record)
+        try:
+            for path in plan.delete:
+                try:
+                    os.remove(os.path.join(data_dir, path))
+                except FileNotFoundError:
+                    pass
+                record.forget(path)
+                outcome.deleted += 1
+            if plan.transfer:
+                received = _download(root, settings, plan.transfer, remote, flags)
+                for path in received:
+                    st = os.stat(os.path.join(data_dir, path))
+                    record.set(path, Local(st.st_size, st.st_mtime_ns), remote[path].etag)
+                    outcome.sent += 1
+                    outcome.sent_bytes += st.st_size
+        finally:
+            record.stamp("pull")
+            record.save()
+    outcome.seconds = time.monotonic() - started
+    say(summary(outcome, local, remote))
+    finish(outcome, {}, "pull")
+    return outcome
+
+
+def _settle(plan, local, remote, record) -> None:
+    """Record identical files as the baseline and forget paths deleted on both sides."""
+    for path in plan.baseline:
+        record.set(path, local[path], remote[path].etag)
+    for path in plan.forget:
+        record.forget(path)
+
+
+def _staging(root, direction):
+    parent = os.path.join(root, STATE_DIR, f"{direction}-{os.getpid()}")
+    shutil.rmtree(parent, ignore_errors=True)
+    os.makedirs(os.path.join(parent, DATA))
+    return parent
+
+
+def _upload(root, settings, paths, flags) -> None:
+    """Upload exactly these paths in one concurrent `aws s3 cp --recursive`."""
+    parent = _staging(root, "push")
+    stage = os.path.join(parent, DATA)
+    try:
+        for path in paths:
+            source = os.path.join(root, DATA, path)
+            target = os.path.join(stage, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                os.link(source, target, follow_symlinks=True)
+            except OSError:  # another file system, or no hard links there
+                shutil.copy2(source, target)
+        args = aws.upload_args(settings, cli_options(flags))
+        log.info("Running: %s", aws.describe(args))
+        aws.run_sync(args, settings, "push", cwd=parent)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _download(root, settings, paths, remote, flags) -> list[str]:
+    """Download exactly these paths in one concurrent `aws s3 sync`; returns those received."""
+    parent = _staging(root, "pull")
+    stage = os.path.join(parent, DATA)
+    wanted = set(paths)
+    received = []
+    try:
+        for path, obj in remote.items():
+            if path in wanted:
+                continue
+            # Same size and an older time: sync leaves the object alone.
+            holder = os.path.join(stage, path)
+            os.makedirs(os.path.dirname(holder), exist_ok=True)
+            with open(holder, "wb") as fh:
+                fh.truncate(obj.size)
+            os.utime(holder, ns=(0, 0))
+        args = aws.download_args(settings, cli_options(flags))
+        log.info("Running: %s", aws.describe(args))
+        try:
+            aws.run_sync(args, settings, "pull", cwd=parent)
+        finally:
+            for path in paths:
+                staged = os.path.join(stage, path)
+                if os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size:
+                    target = os.path.join(root, DATA, path)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.replace(staged, target)
+                    received.append(path)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    return received
+
+
+def report(plan, settings, warn) -> None:
+    """Name each conflict, and the files kept as they are (a few of each kind)."""
+    for title, entries in (("conflict", plan.conflicts), ("kept", plan.kept)):
+        for i, (path, why) in enumerate(sorted(entries.items())):
+            if i == SHOWN_PER_KIND and title == "kept":
+                warn(f"kept: ... and {len(entries) - i} more (`datakit data status` lists them all)")
+                break
+            warn(f"{title}: data/{path} ({why})")
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def summary(outcome, local, remote) -> str:
+    """One line: files and bytes moved, deleted, unchanged, conflicts, kept, time."""
+    plan = outcome.plan
+    verb = "sent" if plan.direction == "push" else "received"
+    if outcome.dryrun:
+        moved = len(plan.transfer)
+        size = plan.transfer_bytes(local, remote)
+        deleted = len(plan.delete)
+        verb = f"would be {verb}"
+    else:
+        moved, size, deleted = outcome.sent, outcome.sent_bytes, outcome.deleted
+    parts = [
+        f"{moved} file(s) {verb} ({human_bytes(size)})",
+        f"{deleted} deleted",
+        f"{plan.unchanged} unchanged",
+        f"{len(plan.conflicts)} conflict(s)",
+    ]
+    if plan.kept:
+        parts.append(f"{len(plan.kept)} kept as they are")
+    label = f"{plan.direction.capitalize()}{' (dryrun)' if outcome.dryrun else ''}"
+    return f"{label}: {', '.join(parts)}, in {outcome.seconds:.1f} s."
+
+
+def finish(outcome, skipped, direction) -> None:
+    """Turn conflicts and skipped files into a non-zero exit."""
+    if skipped:
+        names = "; ".join(f"data/{p} ({why})" for p, why in sorted(skipped.items()))
+        raise SkippedFiles(
+            f"{len(skipped)} file(s) skipped: {names}. Fix or remove them and run "
+            f"`datakit data {direction}` again."
+        )
+    conflicts = outcome.plan.conflicts
+    if conflicts:
+        first = sorted(conflicts)[0]
+        more = f" and {len(conflicts) - 1} more" if len(conflicts) > 1 else ""
+        raise SyncError(
+            f"{len(conflicts)} conflict(s) left as they are on both sides (data/{first}{more}). "
+            f"Keep the version you want: `datakit data {direction} force` makes "
+            f"{'yours' if direction == 'push' else 'the S3 version'} win."
+        )
+
