@@ -163,6 +163,18 @@ def list_remote(settings, options=(), aws=None) -> dict:
     return found
 
 
+def has_objects(settings, aws=None) -> bool:
+    """Does anything live under s3_path yet?"""
+    prefix = f"{settings.path}/" if settings.path else ""
+    aws = aws_command() if aws is None else aws
+    args = [
+        *aws, "s3api", "list-objects-v2", "--bucket", settings.bucket, "--prefix", prefix,
+        "--max-items", "1", "--output", "json", "--query", "Contents[0].Key",
+        *connection_options(settings),
+    ]
+    return json.loads(run_captured(args, settings, "list") or "null") is not None
+
+
 def delete_remote(settings, paths, options=(), aws=None) -> None:
     """Delete objects under s3_path, up to 1000 per request."""
     prefix = f"{settings.path}/" if settings.path else ""

@@ -40,6 +40,10 @@ class Init(ConfigMixin, Command):
             "--endpoint-url", dest="s3_endpoint_url", metavar="URL",
             help="endpoint of an S3-compatible store (s3_endpoint_url)",
         )
+        parser.add_argument(
+            "--existing", action="store_true",
+            help="join an s3_path that already holds data (e.g. another checkout of this project)",
+        )
         return parser
 
     def take_action(self, parsed_args):
@@ -72,6 +76,8 @@ class Init(ConfigMixin, Command):
             )
             if config["s3_bucket"]:
                 check_bucket_name(config["s3_bucket"], self.plugin_config_path)
+                if not parsed_args.existing:
+                    self.check_path_is_free(config, global_config)
         os.makedirs(os.path.join(root, "data"), exist_ok=True)
         if config is not None:
             os.makedirs(os.path.dirname(config_path), exist_ok=True)
@@ -84,6 +90,26 @@ class Init(ConfigMixin, Command):
             self.out(f"Added {' and '.join(added)} to .gitignore.")
         if config is not None and not config["s3_bucket"]:
             self.out(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
+
+    def check_path_is_free(self, config, global_config) -> None:
+        """Refuse an s3_path that already holds objects, unless the user joins it."""
+        from . import aws
+        from .exceptions import DatakitDataError
+        from .settings import merge, settings_from
+
+        settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
+        try:
+            in_use = aws.has_objects(settings)
+        except DatakitDataError as err:
+            reason = str(err).split(" failed: ", 1)[-1].rstrip(".")
+            self.out(f"Could not check whether {settings.s3_url} is already in use: {reason}. "
+                     "Check it before your first push.")
+            return
+        if in_use:
+            raise ConfigError(
+                f"{settings.s3_url} already holds data, perhaps another project with the same name. "
+                "Choose another folder with `--path`, or run `datakit data init --existing` to join it."
+            )
 
 
 class _Sync(ConfigMixin, Command):
@@ -147,3 +173,24 @@ class Pull(_Sync):
 
     def prepare_data_folder(self):
         os.makedirs("data", exist_ok=True)
+
+
+class Status(ConfigMixin, Command):
+    """Show what push and pull would do (new, changed, deleted, conflicts), changing nothing."""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
+        return parser
+
+    def take_action(self, parsed_args):
+        import json
+
+        from . import safesync
+
+        report = safesync.status(self.project_root, self.settings())
+        if parsed_args.json:
+            self.out(json.dumps(report, indent=2, sort_keys=True))
+        else:
+            for line in safesync.status_lines(report):
+                self.out(line)

@@ -275,3 +275,67 @@ def finish(outcome, skipped, direction) -> None:
             f"{'yours' if direction == 'push' else 'the S3 version'} win."
         )
 
+
+
+def status(root, settings) -> dict:
+    """What a push and a pull would do now, without changing anything."""
+    import functools
+
+    record = SyncRecord.load(root, settings)
+    push_plan, local, remote, skipped, _ = build_plan(root, settings, "push", (), record)
+    data_dir = os.path.join(root, DATA)
+
+    @functools.cache
+    def same(path):
+        try:
+            return local_etag(os.path.join(data_dir, path)) == remote[path].etag
+        except OSError:
+            return False
+
+    push_plan = make_plan("push", local, remote, record.files, delete=True, same=same)
+    pull_plan = make_plan("pull", local, remote, record.files, delete=True, same=same)
+
+    def side(plan, target):
+        new = [p for p in plan.transfer if p not in target and p not in record.files]
+        return {
+            "new": new,
+            "changed": [p for p in plan.transfer if p not in new],
+            "deleted": list(plan.delete),
+            "kept": dict(plan.kept),
+        }
+
+    return {
+        "location": aws.mask_secrets(settings.s3_url),
+        "endpoint_url": aws.mask_secrets(settings.endpoint_url) if settings.endpoint_url else None,
+        "has_record": record.exists,
+        "last_push": record.last.get("push"),
+        "last_pull": record.last.get("pull"),
+        "push": side(push_plan, remote),
+        "pull": side(pull_plan, local),
+        "conflicts": dict(push_plan.conflicts),
+        "skipped": dict(skipped),
+        "unchanged": push_plan.unchanged,
+    }
+
+
+def status_lines(report) -> list[str]:
+    """The status report as text for a person."""
+    lines = [
+        f"{report['location']}  last push: {report['last_push'] or 'never'}, "
+        f"last pull: {report['last_pull'] or 'never'}"
+        + ("" if report["has_record"] else "  (no sync record yet)")
+    ]
+    for direction, verb in (("push", "send"), ("pull", "receive")):
+        side = report[direction]
+        lines.append(
+            f"{direction} would {verb}: {len(side['new'])} new, {len(side['changed'])} changed; "
+            f"with `delete` it would delete {len(side['deleted'])}"
+        )
+        for kind in ("new", "changed", "deleted"):
+            lines += [f"  {kind}: data/{p}" for p in side[kind]]
+        lines += [f"  kept: data/{p} ({why})" for p, why in sorted(side["kept"].items())]
+    lines.append(f"conflicts: {len(report['conflicts'])}")
+    lines += [f"  data/{p} ({why})" for p, why in sorted(report["conflicts"].items())]
+    lines += [f"skipped: data/{p} ({why})" for p, why in sorted(report["skipped"].items())]
+    lines.append(f"unchanged: {report['unchanged']}")
+    return lines

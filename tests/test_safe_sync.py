@@ -1,0 +1,205 @@
+"""Safe sync: two collaborators on one S3 prefix never silently lose each other's work."""
+import json
+
+import pytest
+
+from conftest import BUCKET, assert_clean_error, output
+
+
+@pytest.fixture
+def pair(project, colleague):
+    """Analyst A (project) and analyst B (colleague), synced on one file."""
+    project.configure()
+    colleague.configure()
+    project.write("shared.csv", "v1,aaaa\n")
+    ok(project.run("data", "push"))
+    ok(colleague.run("data", "pull"))
+    return project, colleague
+
+
+def ok(result):
+    assert result.returncode == 0, output(result)
+    return result
+
+
+def test_local_edit_survives_a_pull(pair, bucket):
+    a, b = pair
+    b.write("shared.csv", "B's local edit, newer than the object\n")
+    a.write("new-from-a.csv", "new")
+    ok(a.run("data", "push"))
+
+    result = ok(b.run("data", "pull"))
+
+    assert b.files() == {"shared.csv": b"B's local edit, newer than the object\n", "new-from-a.csv": b"new"}
+    assert "kept: data/shared.csv (changed locally" in result.stderr
+
+
+def test_same_size_remote_edit_is_pulled(pair):
+    a, b = pair
+    a.write("shared.csv", "v2,bbbb\n")  # same size as v1
+    ok(a.run("data", "push"))
+
+    result = ok(b.run("data", "pull"))
+
+    assert b.files() == {"shared.csv": b"v2,bbbb\n"}
+    assert "Pull: 1 file(s) received (8 B), 0 deleted, 0 unchanged, 0 conflict(s)" in result.stdout
+
+
+def test_stale_unedited_copy_never_replaces_a_newer_object(pair, bucket):
+    a, b = pair
+    a.write("shared.csv", "v2 from A, a different size\n")
+    ok(a.run("data", "push"))
+
+    result = ok(b.run("data", "push"))
+
+    assert bucket.objects(a.name) == {"shared.csv": b"v2 from A, a different size\n"}
+    assert "changed on S3 since the last sync; not overwritten" in result.stderr
+    assert "Push: 0 file(s) sent" in result.stdout
+
+
+def test_edits_on_both_sides_are_refused_both_ways_and_force_resolves(pair, bucket):
+    a, b = pair
+    a.write("shared.csv", "A's version\n")
+    a.write("other.csv", "A other\n")
+    ok(a.run("data", "push"))
+    b.write("shared.csv", "B's version!\n")
+    b.write("mine.csv", "B only\n")
+
+    pushed = b.run("data", "push")
+    text = assert_clean_error(pushed)
+    assert "conflict: data/shared.csv (changed on both sides)" in text and "force" in text
+    assert bucket.objects(a.name)["shared.csv"] == b"A's version\n"
+    assert bucket.objects(a.name)["mine.csv"] == b"B only\n"  # the rest was pushed
+
+    pulled = b.run("data", "pull")
+    text = assert_clean_error(pulled)
+    assert "conflict: data/shared.csv" in text
+    assert b.files()["shared.csv"] == b"B's version!\n"
+    assert b.files()["other.csv"] == b"A other\n"  # the rest was pulled
+
+    ok(b.run("data", "push", "force"))
+    assert bucket.objects(a.name)["shared.csv"] == b"B's version!\n"
+
+    a.write("shared.csv", "A again, locally\n")
+    assert_clean_error(a.run("data", "pull"))
+    ok(a.run("data", "pull", "force"))
+    assert a.files()["shared.csv"] == b"B's version!\n"
+
+
+def test_push_delete_keeps_a_file_the_other_side_added(pair, bucket):
+    a, b = pair
+    a.write("to-delete.csv", "bye")
+    ok(a.run("data", "push"))
+    b.write("added-by-b.csv", "b")
+    ok(b.run("data", "push"))
+    (a.data / "to-delete.csv").unlink()
+
+    result = ok(a.run("data", "push", "delete"))
+
+    remote = bucket.objects(a.name)
+    assert "added-by-b.csv" in remote and "to-delete.csv" not in remote  # real deletions propagate
+    assert "kept: data/added-by-b.csv (only on S3, never synced; kept)" in result.stderr
+    assert "1 deleted" in result.stdout
+
+
+def test_pull_delete_keeps_a_local_file_never_pushed(pair, bucket):
+    a, b = pair
+    a.write("gone-soon.csv", "x")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    (a.data / "gone-soon.csv").unlink()
+    ok(a.run("data", "push", "delete"))
+    b.write("b-draft.csv", "draft")
+
+    result = ok(b.run("data", "pull", "delete"))
+
+    assert set(b.files()) == {"shared.csv", "b-draft.csv"}
+    assert "kept: data/b-draft.csv (only locally, never synced; kept)" in result.stderr
+
+
+def test_without_a_record_identical_files_are_the_baseline_and_differences_conflict(project, colleague, bucket):
+    project.configure()
+    project.write("same.csv", "same")
+    project.write("differs.csv", "A")
+    ok(project.run("data", "push"))
+    colleague.configure()
+    colleague.write("same.csv", "same")
+    colleague.write("differs.csv", "B!")  # e.g. copied by hand before using datakit
+
+    text = assert_clean_error(colleague.run("data", "pull"))
+
+    assert "conflict: data/differs.csv (differs, and there is no sync record yet)" in text
+    assert colleague.files() == {"same.csv": b"same", "differs.csv": b"B!"}
+    ok(colleague.run("data", "pull", "force"))
+    assert colleague.files() == {"same.csv": b"same", "differs.csv": b"A"}
+    result = ok(colleague.run("data", "push"))
+    assert "0 file(s) sent" in result.stdout and "2 unchanged" in result.stdout
+
+
+def test_dryrun_shows_the_plan_and_changes_nothing(pair, bucket):
+    a, b = pair
+    a.write("shared.csv", "A edit\n")
+    ok(a.run("data", "push"))
+    b.write("shared.csv", "B edit\n")
+    b.write("new.csv", "n")
+    record = (b.root / ".datakit-data" / "record.json").read_bytes()
+
+    result = b.run("data", "push", "dryrun")
+
+    text = assert_clean_error(result)
+    assert "(dryrun) upload: data/new.csv" in result.stdout
+    assert "conflict: data/shared.csv" in text
+    assert "Push (dryrun): 1 file(s) would be sent" in result.stdout
+    assert set(bucket.objects(a.name)) == {"shared.csv"}
+    assert (b.root / ".datakit-data" / "record.json").read_bytes() == record
+
+
+def test_status_reports_each_state_and_changes_nothing(pair, bucket):
+    a, b = pair
+    a.write("remote-new.csv", "r")
+    a.write("shared.csv", "A edit\n")
+    a.write("gone.csv", "g")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    a.write("remote-new-2.csv", "r2")
+    a.write("shared.csv", "A edits again\n")
+    (a.data / "gone.csv").unlink()
+    ok(a.run("data", "push", "delete"))
+    b.write("local-new.csv", "l")
+    b.write("remote-new.csv", "B changed this")
+    b.write("shared.csv", "B edits too\n")
+    before = b.files()
+
+    result = ok(b.run("data", "status", "--json"))
+
+    report = json.loads(result.stdout)
+    assert report["pull"]["new"] == ["remote-new-2.csv"]
+    assert report["pull"]["deleted"] == ["gone.csv"]
+    assert report["push"]["new"] == ["local-new.csv"]
+    assert report["push"]["changed"] == ["remote-new.csv"]
+    assert report["conflicts"] == {"shared.csv": "changed on both sides"}
+    assert report["last_pull"] and report["last_push"] is None
+    assert b.files() == before
+
+    text = ok(b.run("data", "status")).stdout
+    assert "push would send: 1 new, 1 changed" in text and "pull would receive: 1 new" in text
+    assert "data/shared.csv (changed on both sides)" in text and "last push: never" in text
+
+
+def test_init_refuses_an_s3_path_that_holds_data_unless_joining(project, bucket):
+    bucket.put(f"{project.name}/someone-elses.csv", b"theirs")
+    args = ("data", "init", "--bucket", BUCKET, "--endpoint-url", project.home.endpoint_url)
+
+    text = assert_clean_error(project.run(*args))
+
+    assert f"s3://{BUCKET}/{project.name}/ already holds data" in text and "--existing" in text
+    assert not project.config_path.exists()
+    ok(project.run(*args, "--existing"))
+    assert project.config()["s3_path"] == project.name
+
+
+def test_init_that_cannot_check_says_so_and_goes_on(project):
+    result = ok(project.run("data", "init", "--bucket", BUCKET, "--endpoint-url", "http://127.0.0.1:9"))
+
+    assert "Could not check whether" in result.stdout
+    assert project.config()["s3_bucket"] == BUCKET
