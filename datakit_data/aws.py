@@ -5,7 +5,6 @@ shell). By default it is the awscli installed beside this plugin
 (``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
 """
-import json
 import os
 import re
 import shlex
@@ -128,72 +127,6 @@ def cannot_start(args) -> ConfigError:
         f"Cannot start the AWS CLI `{args[0]}`. Install it, or unset {AWS_ENV} "
         "to use the awscli installed with datakit-data."
     )
-
-
-def run_captured(args, settings, what: str, stdin_text=None) -> str:
-    """Run an AWS CLI command whose output is data, not progress; return its stdout."""
-    try:
-        done = subprocess.run(
-            args, capture_output=True, text=True, errors="replace", env=child_env(), input=stdin_text,
-        )
-    except FileNotFoundError:
-        raise cannot_start(args)
-    if done.returncode != 0:
-        raise explain_failure(done.returncode, mask_secrets(done.stderr).splitlines(), settings, what)
-    return done.stdout
-
-
-def list_remote(settings, options=(), aws=None) -> dict:
-    """{path under s3_path: Remote} for every object in the project's S3 folder."""
-    from .plan import Remote
-
-    prefix = f"{settings.path}/" if settings.path else ""
-    aws = aws_command() if aws is None else aws
-    args = [
-        *aws, "s3api", "list-objects-v2", "--bucket", settings.bucket, "--prefix", prefix,
-        "--output", "json", "--query", "Contents[].[Key,Size,ETag,LastModified]",
-        *options, *connection_options(settings),
-    ]
-    rows = json.loads(run_captured(args, settings, "list") or "null") or []
-    found = {}
-    for key, size, etag, last_modified in rows:
-        if key.endswith("/"):
-            continue  # a folder marker, not a file
-        found[key[len(prefix):]] = Remote(int(size), (etag or "").strip('"'), last_modified or "")
-    return found
-
-
-def has_objects(settings, aws=None) -> bool:
-    """Does anything live under s3_path yet?"""
-    prefix = f"{settings.path}/" if settings.path else ""
-    aws = aws_command() if aws is None else aws
-    args = [
-        *aws, "s3api", "list-objects-v2", "--bucket", settings.bucket, "--prefix", prefix,
-        "--max-items", "1", "--output", "json", "--query", "Contents[0].Key",
-        *connection_options(settings),
-    ]
-    return json.loads(run_captured(args, settings, "list") or "null") is not None
-
-
-def delete_remote(settings, paths, options=(), aws=None) -> None:
-    """Delete objects under s3_path, up to 1000 per request."""
-    prefix = f"{settings.path}/" if settings.path else ""
-    aws = aws_command() if aws is None else aws
-    paths = list(paths)
-    for start in range(0, len(paths), 1000):
-        batch = {"Objects": [{"Key": prefix + p} for p in paths[start:start + 1000]], "Quiet": True}
-        args = [
-            *aws, "s3api", "delete-objects", "--bucket", settings.bucket, "--delete", "file:///dev/stdin",
-            "--output", "json", *options, *connection_options(settings),
-        ]
-        out = run_captured(args, settings, "delete", stdin_text=json.dumps(batch))
-        errors = (json.loads(out) if out.strip() else {}).get("Errors") or []
-        if errors:
-            first = errors[0]
-            raise SyncError(
-                f"Could not delete {len(errors)} object(s) from {settings.s3_url}, e.g. "
-                f"{first.get('Key')}: {first.get('Message') or first.get('Code')}. Check your permissions."
-            )
 
 
 def _stop(proc) -> None:

@@ -93,13 +93,13 @@ class Init(ConfigMixin, Command):
 
     def check_path_is_free(self, config, global_config) -> None:
         """Refuse an s3_path that already holds objects, unless the user joins it."""
-        from . import aws
+        from . import listing
         from .exceptions import DatakitDataError
         from .settings import merge, settings_from
 
         settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
         try:
-            in_use = aws.has_objects(settings)
+            in_use = listing.has_objects(settings)
         except DatakitDataError as err:
             reason = str(err).split(" failed: ", 1)[-1].rstrip(".")
             self.out(f"Could not check whether {settings.s3_url} is already in use: {reason}. "

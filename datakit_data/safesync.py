@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from . import aws
+from . import aws, listing
 from .exceptions import SkippedFiles, SyncError
 from .lock import STATE_DIR
 from .plan import Local, local_etag, make_plan, scan_local
@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 DATA = "data"
 #: Flag words datakit-data acts on itself rather than passing to the AWS CLI.
 PLANNER_FLAGS = ("delete", "dryrun", "force", "size-only", "exact-timestamps")
-#: Flag words that also apply to listing and deleting.
-REQUEST_FLAGS = ("no-sign-request",)
 SHOWN_PER_KIND = 20
 
 
@@ -42,10 +40,9 @@ class Outcome:
     dryrun: bool = False
 
 
-def cli_options(flags, keep=None) -> list[str]:
-    """Flag words for the AWS CLI transfer (or only those in ``keep``), as options."""
-    chosen = [f for f in flags if f not in PLANNER_FLAGS and (keep is None or f in keep)]
-    return [f"--{f}" for f in chosen]
+def cli_options(flags) -> list[str]:
+    """Flag words for the AWS CLI transfer, as options."""
+    return [f"--{f}" for f in flags if f not in PLANNER_FLAGS]
 
 
 def build_plan(root, settings, direction, flags, record=None):
@@ -53,7 +50,7 @@ def build_plan(root, settings, direction, flags, record=None):
     follow = "no-follow-symlinks" not in flags
     data_dir = os.path.join(root, DATA)
     local, skipped = scan_local(data_dir, follow) if os.path.isdir(data_dir) else ({}, {})
-    remote = aws.list_remote(settings, cli_options(flags, REQUEST_FLAGS))
+    remote = listing.list_remote(settings, "no-sign-request" in flags)
     record = record or SyncRecord.load(root, settings)
 
     def same(path):
@@ -84,11 +81,11 @@ def push(root, settings, flags, say, warn) -> Outcome:
         _settle(plan, local, remote, record)
         try:
             if plan.delete:
-                aws.delete_remote(settings, plan.delete, cli_options(flags, REQUEST_FLAGS))
+                listing.delete_remote(settings, plan.delete, "no-sign-request" in flags)
             if plan.transfer:
                 _upload(root, settings, plan.transfer, flags)
         finally:
-            after = aws.list_remote(settings, cli_options(flags, REQUEST_FLAGS)) if (
+            after = listing.list_remote(settings, "no-sign-request" in flags) if (
                 plan.transfer or plan.delete) else remote
             for path in plan.transfer:
                 new = after.get(path)

@@ -39,10 +39,8 @@ def s3(tmp_path_factory):
 
 def _client(endpoint_url: str):
     """A botocore S3 client for a test server."""
-    try:  # awscli 1.44+ carries its own botocore
-        from awscli.botocore import session as botocore_session
-    except ImportError:
-        from botocore import session as botocore_session
+    import awscli  # noqa: F401  (1.44+ serves its own botocore as `botocore`)
+    from botocore import session as botocore_session
 
     return botocore_session.get_session().create_client(
         "s3", region_name="us-east-1", endpoint_url=endpoint_url,

@@ -236,6 +236,7 @@ def test_another_aws_executable_can_be_named(project, tmp_path, bucket):
     assert marker.exists()
     assert bucket.objects(project.name) == {"a.txt": b"via wrapper"}
 
+    project.write("b.txt", "needs a transfer")
     text = assert_clean_error(project.run("data", "push", env={"DATAKIT_DATA_AWS": str(tmp_path / "nope")}))
     assert "Cannot start the AWS CLI" in text and "DATAKIT_DATA_AWS" in text
 

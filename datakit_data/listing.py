@@ -1,0 +1,100 @@
+"""Listing and deleting objects in-process, with the botocore that awscli carries.
+
+Planning needs the S3 folder's listing before and after a transfer. Starting the
+AWS CLI for each listing costs about half a second of interpreter start-up, more
+than the listing itself, so listings (and batch deletes) use botocore directly,
+with the same credential chain, profile and endpoint as the CLI. Transfers still
+run in the AWS CLI (see aws.py).
+"""
+from .aws import CONNECT_TIMEOUT
+from .exceptions import SyncError
+
+
+def _botocore():
+    # awscli 1.44+ carries its own botocore and, once imported, serves it as the
+    # top-level `botocore` (its modules use that name, so their classes do too).
+    import awscli  # noqa: F401
+    from botocore import UNSIGNED, config, exceptions, session
+
+    import logging
+
+    # The CLI is quiet about where it found credentials; so are we.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    return UNSIGNED, config, exceptions, session
+
+
+def client(settings, unsigned: bool = False):
+    """An S3 client for these settings: profile, endpoint, bounded retries."""
+    unsigned_marker, config, exceptions, session = _botocore()
+    try:
+        sess = session.Session(profile=settings.profile)
+        options = {"connect_timeout": CONNECT_TIMEOUT, "retries": {"mode": "standard", "max_attempts": 3}}
+        if unsigned:
+            options["signature_version"] = unsigned_marker
+        return sess.create_client("s3", endpoint_url=settings.endpoint_url, config=config.Config(**options))
+    except exceptions.BotoCoreError as err:
+        raise _explain(err, settings)
+
+
+def _explain(err, settings, what: str = "list") -> SyncError:
+    from .aws import explain_failure, mask_secrets
+
+    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what)
+
+
+def _prefix(settings) -> str:
+    return f"{settings.path}/" if settings.path else ""
+
+
+def list_remote(settings, unsigned: bool = False) -> dict:
+    """{path under s3_path: Remote} for every object in the project's S3 folder."""
+    from .plan import Remote
+
+    _, _, exceptions, _ = _botocore()
+    s3 = client(settings, unsigned)
+    prefix = _prefix(settings)
+    found = {}
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                if key.endswith("/"):
+                    continue  # a folder marker, not a file
+                found[key[len(prefix):]] = Remote(
+                    int(item["Size"]), item.get("ETag", "").strip('"'), item["LastModified"].isoformat()
+                )
+    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
+        raise _explain(err, settings)
+    return found
+
+
+def has_objects(settings) -> bool:
+    """Does anything live under s3_path yet?"""
+    _, _, exceptions, _ = _botocore()
+    s3 = client(settings)
+    try:
+        answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=_prefix(settings), MaxKeys=1)
+    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
+        raise _explain(err, settings)
+    return bool(answer.get("Contents"))
+
+
+def delete_remote(settings, paths, unsigned: bool = False) -> None:
+    """Delete objects under s3_path, up to 1000 per request."""
+    _, _, exceptions, _ = _botocore()
+    s3 = client(settings, unsigned)
+    prefix = _prefix(settings)
+    paths = list(paths)
+    for start in range(0, len(paths), 1000):
+        batch = {"Objects": [{"Key": prefix + p} for p in paths[start:start + 1000]], "Quiet": True}
+        try:
+            answer = s3.delete_objects(Bucket=settings.bucket, Delete=batch)
+        except (exceptions.BotoCoreError, exceptions.ClientError) as err:
+            raise _explain(err, settings, "delete")
+        errors = answer.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise SyncError(
+                f"Could not delete {len(errors)} object(s) from {settings.s3_url}, e.g. "
+                f"{first.get('Key')}: {first.get('Message') or first.get('Code')}. Check your permissions."
+            )
