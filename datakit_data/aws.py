@@ -43,11 +43,12 @@ CONNECT_TIMEOUT = 5
 RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
 
 
-def child_env(environ=None) -> dict:
+def child_env(environ=None, overrides=None) -> dict:
     """The AWS CLI's environment: the user's, plus a bounded retry policy."""
     environ = dict(os.environ if environ is None else environ)
     if not any(key in environ for key in RETRY_ENV):
         environ.update(RETRY_ENV)
+    environ.update(overrides or {})
     return environ
 
 
@@ -92,7 +93,7 @@ def _withheld(line: str) -> bool:
     return line.startswith("fatal error:") or bool(_PROFILE_MISSING.search(line))
 
 
-def run_sync(args, settings, direction: str, stderr=None, cwd=None) -> None:
+def run_sync(args, settings, direction: str, stderr=None, cwd=None, env=None) -> None:
     """Run an `aws s3` transfer, showing its progress live; raise an explanation on failure.
 
     The child inherits stdout, so the AWS CLI's progress appears as it goes.
@@ -102,7 +103,7 @@ def run_sync(args, settings, direction: str, stderr=None, cwd=None) -> None:
     stderr = sys.stderr if stderr is None else stderr
     try:
         proc = subprocess.Popen(
-            args, stderr=subprocess.PIPE, text=True, errors="replace", env=child_env(), cwd=cwd
+            args, stderr=subprocess.PIPE, text=True, errors="replace", env=child_env(overrides=env), cwd=cwd
         )
     except FileNotFoundError:
         raise cannot_start(args)

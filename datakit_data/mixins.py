@@ -48,6 +48,10 @@ CONFIG_SPEC = [
     ConfigField("s3_path_prefix", help="folders put before the project name in s3_path, e.g. projects/$YEAR"),
     ConfigField("s3_path_suffix", help="folders put after the project name in s3_path, e.g. data"),
     ConfigField("s3_endpoint_url", help="endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)"),
+    ConfigField(
+        "max_concurrent_requests",
+        help="parallel S3 requests for push and pull (the AWS CLI's default is 10)",
+    ),
 ]
 
 

@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from . import aws, listing
+from . import aws, awsconfig, listing
 from .exceptions import SkippedFiles, SyncError
 from .lock import STATE_DIR
 from .plan import Local, local_etag, make_plan, scan_local
@@ -174,7 +174,8 @@ def _upload(root, settings, paths, flags) -> None:
                 shutil.copy2(source, target)
         args = aws.upload_args(settings, cli_options(flags))
         log.info("Running: %s", aws.describe(args))
-        aws.run_sync(args, settings, "push", cwd=parent)
+        with awsconfig.concurrency(settings) as env:
+            aws.run_sync(args, settings, "push", cwd=parent, env=env)
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 
@@ -198,7 +199,8 @@ def _download(root, settings, paths, remote, flags) -> list[str]:
         args = aws.download_args(settings, cli_options(flags))
         log.info("Running: %s", aws.describe(args))
         try:
-            aws.run_sync(args, settings, "pull", cwd=parent)
+            with awsconfig.concurrency(settings) as env:
+                aws.run_sync(args, settings, "pull", cwd=parent, env=env)
         finally:
             for path in paths:
                 staged = os.path.join(stage, path)

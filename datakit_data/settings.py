@@ -17,7 +17,7 @@ PROJECT_CONFIG = os.path.join("config", "datakit-data.json")
 DEFAULT_PROFILE = "default"
 
 #: Keys a project config may hold.
-PROJECT_KEYS = ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
+PROJECT_KEYS = ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url", "max_concurrent_requests")
 #: Keys the global config may hold; the prefix and suffix only shape s3_path at init.
 GLOBAL_KEYS = (
     "aws_user_profile",
@@ -25,9 +25,12 @@ GLOBAL_KEYS = (
     "s3_path_prefix",
     "s3_path_suffix",
     "s3_endpoint_url",
+    "max_concurrent_requests",
 )
 #: Global keys that still apply at push and pull time when a project leaves them out.
-RUNTIME_GLOBAL_KEYS = ("aws_user_profile", "s3_endpoint_url")
+RUNTIME_GLOBAL_KEYS = ("aws_user_profile", "s3_endpoint_url", "max_concurrent_requests")
+#: Keys holding a whole number rather than a string.
+NUMBER_KEYS = ("max_concurrent_requests",)
 
 BUCKET_SET_HINT = (
     'set "s3_bucket" in {path}, or a default for new projects with '
@@ -46,6 +49,7 @@ class Settings:
     path: str
     profile: str | None
     endpoint_url: str | None = None
+    max_concurrent_requests: int | None = None
 
     @property
     def s3_url(self) -> str:
@@ -88,7 +92,9 @@ def read_config(path: str, known_keys=None, warn=None) -> dict | None:
         )
     if known_keys is not None:
         for key, value in data.items():
-            if key in known_keys:
+            if key in NUMBER_KEYS:
+                check_number(path, key, value)
+            elif key in known_keys:
                 if value is not None and not isinstance(value, str):
                     raise ConfigError(
                         f'{path}: "{key}" must be a string, not {json.dumps(value)}. '
@@ -97,6 +103,20 @@ def read_config(path: str, known_keys=None, warn=None) -> dict | None:
             elif warn is not None:
                 warn(unknown_key_message(path, key, known_keys))
     return data
+
+
+def check_number(source: str, key: str, value) -> int | None:
+    """A whole number from 1 to 1000 (JSON number or digits in a string), or None when unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ConfigError(
+            f'{source}: "{key}" must be a whole number from 1 to 1000, not {json.dumps(value)}. '
+            "Fix the file and try again."
+        )
+    return value
 
 
 def unknown_key_message(path: str, key: str, known_keys) -> str:
@@ -173,4 +193,5 @@ def settings_from(merged: dict, source: str) -> Settings:
         path=normalise_s3_path(merged["s3_path"], source),
         profile=profile,
         endpoint_url=merged.get("s3_endpoint_url") or None,
+        max_concurrent_requests=check_number(source, "max_concurrent_requests", merged.get("max_concurrent_requests")),
     )

@@ -287,3 +287,38 @@ def test_ctrl_c_stops_push_with_130_and_a_rerun_finishes(project, bucket):
     again = project.run("data", "push")
     assert again.returncode == 0, output(again)
     assert bucket.objects(project.name) == project.files()
+
+
+def test_max_concurrent_requests_reaches_the_cli_and_keeps_the_users_settings(project, tmp_path, bucket):
+    user_config = "[default]\nregion = us-east-1\ns3 =\n    multipart_chunksize = 16MB\n"
+    project.home.aws_config.parent.mkdir(parents=True, exist_ok=True)
+    project.home.aws_config.write_text(user_config)
+    seen = tmp_path / "seen"
+    wrapper = tmp_path / "aws-spy"
+    wrapper.write_text(
+        f"#!/bin/sh\necho \"$AWS_CONFIG_FILE\" > {seen}.path\ncat \"$AWS_CONFIG_FILE\" > {seen}\n"
+        f"exec {sys.executable} -m awscli \"$@\"\n"
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    project.configure(max_concurrent_requests=64)
+    project.write("a.txt", "a")
+
+    result = project.run("data", "push", env={"DATAKIT_DATA_AWS": str(wrapper)})
+
+    assert result.returncode == 0, output(result)
+    assert seen.read_text() == (
+        "[default]\nregion = us-east-1\ns3 =\n    max_concurrent_requests = 64\n    multipart_chunksize = 16MB\n"
+    )
+    temporary = seen.with_suffix(".path").read_text().strip()
+    assert temporary != str(project.home.aws_config) and not os.path.exists(temporary)
+    assert project.home.aws_config.read_text() == user_config
+    assert bucket.objects(project.name) == {"a.txt": b"a"}
+
+
+def test_bad_max_concurrent_requests_is_named(project):
+    project.configure(max_concurrent_requests="lots")
+    project.write("a.txt", "a")
+
+    text = assert_clean_error(project.run("data", "push"))
+
+    assert '"max_concurrent_requests" must be a whole number' in text and "config/datakit-data.json" in text

@@ -171,3 +171,47 @@ def test_project_config_precedence():
 def test_retry_policy_is_bounded_unless_the_user_set_one():
     assert aws.child_env({"PATH": "/bin"}) == {"PATH": "/bin", "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
     assert aws.child_env({"AWS_MAX_ATTEMPTS": "10"}) == {"AWS_MAX_ATTEMPTS": "10"}
+
+
+# awsconfig ---------------------------------------------------------------
+
+from datakit_data import awsconfig  # noqa: E402
+
+
+def test_s3_setting_is_added_to_an_empty_config():
+    assert awsconfig.with_s3_setting("", "default", "max_concurrent_requests", "64") == (
+        "[default]\ns3 =\n    max_concurrent_requests = 64\n"
+    )
+
+
+def test_s3_setting_keeps_every_other_line_of_the_users_config():
+    text = (
+        "# my settings\n[default]\nregion = eu-west-1\ns3 =\n    multipart_chunksize = 16MB\n"
+        "    max_concurrent_requests = 4\n\n[profile team]\nregion = us-east-1\n"
+    )
+    got = awsconfig.with_s3_setting(text, "default", "max_concurrent_requests", "64")
+    assert got == text.replace("max_concurrent_requests = 4", "max_concurrent_requests = 64")
+
+    team = awsconfig.with_s3_setting(text, "profile team", "max_concurrent_requests", "32")
+    assert team.startswith(text.split("[profile team]")[0])
+    assert team.endswith("[profile team]\ns3 =\n    max_concurrent_requests = 32\nregion = us-east-1\n")
+
+
+def test_s3_setting_joins_an_existing_nested_block():
+    text = "[profile a]\ns3 =\n    multipart_threshold = 64MB\nregion = x\n"
+    assert awsconfig.with_s3_setting(text, "profile a", "max_concurrent_requests", "20") == (
+        "[profile a]\ns3 =\n    max_concurrent_requests = 20\n    multipart_threshold = 64MB\nregion = x\n"
+    )
+
+
+def test_section_names():
+    assert awsconfig.section_name(None) == "default"
+    assert awsconfig.section_name("default") == "default"
+    assert awsconfig.section_name("team") == "profile team"
+
+
+@pytest.mark.parametrize("value", [0, -1, 1001, "many", 2.5, True])
+def test_max_concurrent_requests_must_be_a_sensible_whole_number(value):
+    with pytest.raises(ConfigError, match='"max_concurrent_requests" must be a whole number'):
+        settings.check_number("f", "max_concurrent_requests", value)
+    assert settings.check_number("f", "max_concurrent_requests", "64") == 64

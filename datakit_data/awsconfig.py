@@ -1,0 +1,81 @@
+"""`max_concurrent_requests` for our AWS CLI runs, without touching ~/.aws/config.
+
+The AWS CLI reads S3 transfer concurrency only from its config file (nested under
+``s3 =`` in the profile's section). For one run we give it a temporary copy of
+the user's config file with that one value set for the profile in use; every
+other line of the user's file is kept as it is, and the copy is removed when the
+run ends.
+"""
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+
+KEY = "max_concurrent_requests"
+_HEADER = re.compile(r"^\s*\[\s*(?P<name>[^\]]+?)\s*\]\s*$")
+_S3_NESTED = re.compile(r"^s3\s*=\s*$")
+
+
+def section_name(profile: str | None) -> str:
+    """The config file section that holds a profile's settings."""
+    if not profile or profile == "default":
+        return "default"
+    return f"profile {profile}"
+
+
+def with_s3_setting(text: str, section: str, key: str, value: str) -> str:
+    """Config file text with ``s3 = / key = value`` set in one section; all else unchanged."""
+    lines = text.splitlines()
+    start = next(
+        (i for i, line in enumerate(lines)
+         if (m := _HEADER.match(line)) and " ".join(m.group("name").split()) == section),
+        None,
+    )
+    setting = f"    {key} = {value}"
+    if start is None:
+        tail = [] if not lines or not lines[-1].strip() else [""]
+        return "\n".join(lines + tail + [f"[{section}]", "s3 =", setting]) + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+    for i in range(start + 1, end):
+        if _S3_NESTED.match(lines[i]):
+            j = i + 1
+            while j < end and lines[j][:1] in (" ", "\t") and lines[j].strip():
+                if lines[j].split("=", 1)[0].strip() == key:
+                    lines[j] = setting
+                    return "\n".join(lines) + "\n"
+                j += 1
+            lines.insert(i + 1, setting)
+            return "\n".join(lines) + "\n"
+    lines[start + 1:start + 1] = ["s3 =", setting]
+    return "\n".join(lines) + "\n"
+
+
+def user_config_path(environ=None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
+
+
+@contextlib.contextmanager
+def concurrency(settings, environ=None):
+    """Environment overrides that raise S3 concurrency for one AWS CLI run."""
+    if not settings.max_concurrent_requests:
+        yield {}
+        return
+    environ = os.environ if environ is None else environ
+    try:
+        with open(os.path.expanduser(user_config_path(environ)), encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = ""
+    profile = settings.profile or environ.get("AWS_PROFILE")
+    folder = tempfile.mkdtemp(prefix="datakit-data-")
+    try:
+        path = os.path.join(folder, "config")
+        # The copy may hold credentials, like the original: readable by the user only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(with_s3_setting(text, section_name(profile), KEY, str(settings.max_concurrent_requests)))
+        yield {"AWS_CONFIG_FILE": path}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
