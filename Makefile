@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test demo docs clean
+.PHONY: help venv test demo docs bench clean
 
 help:
 	@echo "make test   - create $(VENV) with the test dependencies and run the whole suite"
 	@echo "make demo   - init, push and pull a sample project against a local S3 server"
 	@echo "make docs   - build the Sphinx docs (warnings are errors) into docs/_build/html"
+	@echo "make bench  - time datakit-data against plain aws s3 sync through 20 ms of RTT"
 	@echo "make clean  - remove $(VENV) and build output"
 
 $(STAMP): setup.cfg setup.py
@@ -28,6 +29,9 @@ demo: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) docs/_build build dist *.egg-info

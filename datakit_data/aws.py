@@ -5,6 +5,7 @@ shell). By default it is the awscli installed beside this plugin
 (``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
 """
+import json
 import os
 import re
 import shlex
@@ -93,20 +94,84 @@ def _withheld(line: str) -> bool:
     return line.startswith("fatal error:") or bool(_PROFILE_MISSING.search(line))
 
 
-def run_sync(args, settings, direction: str, stderr=None, cwd=None, env=None) -> None:
-    """Run an `aws s3` transfer, showing its progress live; raise an explanation on failure.
+#: Started early, this loads awscli while datakit plans, then runs the arguments
+#: it is sent on stdin exactly as `python -m awscli ARGS` would.
+_LAUNCHER = """\
+import json, sys
+try:
+    from awscli.clidriver import create_clidriver
+    driver = create_clidriver()
+    line = sys.stdin.readline()
+    sys.exit(driver.main(json.loads(line)) if line.strip() else 0)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+class Cli:
+    """One AWS CLI run, with its progress live and its failures explained.
+
+    With the awscli installed beside the plugin, the process starts as soon as
+    this object is made and loads awscli (about 0.3 s) while datakit plans; the
+    arguments follow in run(). Another AWS CLI (DATAKIT_DATA_AWS) starts in run().
+    """
+
+    def __init__(self, cwd=None, env=None, aws=None):
+        self.aws = aws_command() if aws is None else aws
+        self.cwd = cwd
+        self.env = child_env(overrides=env)
+        self.proc = None
+        if self.aws == [sys.executable, "-m", "awscli"]:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, errors="replace", env=self.env, cwd=cwd,
+            )
+
+    def run(self, args, settings, direction: str, stderr=None) -> None:
+        """Run these arguments (as built by upload_args / download_args)."""
+        rest = list(args[len(self.aws):])
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.stdin.write(json.dumps(rest) + "\n")
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # it has died: its stderr and exit code say why
+        else:
+            try:
+                proc = subprocess.Popen(
+                    [*self.aws, *rest], stderr=subprocess.PIPE, text=True, errors="replace",
+                    env=self.env, cwd=self.cwd,
+                )
+            except FileNotFoundError:
+                raise cannot_start(self.aws)
+        follow(proc, settings, direction, stderr)
+
+    def close(self) -> None:
+        """Dismiss a prepared process that got no work: it has done nothing yet."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def follow(proc, settings, direction: str, stderr=None) -> None:
+    """Wait for an AWS CLI process, echoing its stderr; raise an explanation on failure.
 
     The child inherits stdout, so the AWS CLI's progress appears as it goes.
     Its stderr is read line by line: warnings are echoed (secrets masked) and
     kept, so that a failure can be explained in one line at the end.
     """
     stderr = sys.stderr if stderr is None else stderr
-    try:
-        proc = subprocess.Popen(
-            args, stderr=subprocess.PIPE, text=True, errors="replace", env=child_env(overrides=env), cwd=cwd
-        )
-    except FileNotFoundError:
-        raise cannot_start(args)
     lines = []
     try:
         for line in proc.stderr:
@@ -119,6 +184,8 @@ def run_sync(args, settings, direction: str, stderr=None, cwd=None, env=None) ->
     except KeyboardInterrupt:
         _stop(proc)
         raise Interrupted(interrupted_message(settings, direction))
+    finally:
+        proc.stderr.close()
     if returncode != 0:
         raise explain_failure(returncode, lines, settings, direction)
 

@@ -8,6 +8,7 @@ every object that must not be downloaded is stood in for by an empty sparse
 placeholder, then moves the downloads into data/. The record is updated only
 for files that really transferred.
 """
+import contextlib
 import logging
 import os
 import shutil
@@ -33,6 +34,9 @@ class Outcome:
     """What a push or pull did, for the summary line and the exit code."""
 
     plan: object
+    local: dict
+    remote: dict
+    skipped: dict
     sent: int = 0
     sent_bytes: int = 0
     deleted: int = 0
@@ -69,8 +73,17 @@ def build_plan(root, settings, direction, flags, record=None):
 def push(root, settings, flags, say, warn) -> Outcome:
     """Upload what changed locally, delete (with `delete`) what was deleted locally."""
     started = time.monotonic()
+    with _transfer(root, settings, "push", "dryrun" not in flags) as (parent, cli):
+        outcome = _push(root, settings, flags, say, warn, parent, cli)
+    outcome.seconds = time.monotonic() - started
+    say(summary(outcome))
+    finish(outcome, "push")
+    return outcome
+
+
+def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
     plan, local, remote, skipped, record = build_plan(root, settings, "push", flags)
-    outcome = Outcome(plan, dryrun="dryrun" in flags)
+    outcome = Outcome(plan, local, remote, skipped, dryrun="dryrun" in flags)
     report(plan, settings, warn)
     if outcome.dryrun:
         for path in plan.transfer:
@@ -83,7 +96,7 @@ def push(root, settings, flags, say, warn) -> Outcome:
             if plan.delete:
                 listing.delete_remote(settings, plan.delete, "no-sign-request" in flags)
             if plan.transfer:
-                _upload(root, settings, plan.transfer, flags)
+                _upload(root, settings, plan.transfer, flags, parent, cli)
         finally:
             after = listing.list_remote(settings, "no-sign-request" in flags) if (
                 plan.transfer or plan.delete) else remote
@@ -100,17 +113,24 @@ def push(root, settings, flags, say, warn) -> Outcome:
                     outcome.deleted += 1
             record.stamp("push")
             record.save()
-    outcome.seconds = time.monotonic() - started
-    say(summary(outcome, local, remote))
-    finish(outcome, skipped, "push")
     return outcome
 
 
 def pull(root, settings, flags, say, warn) -> Outcome:
     """Download what changed on S3, delete (with `delete`) what was deleted on S3."""
     started = time.monotonic()
+    with _transfer(root, settings, "pull", "dryrun" not in flags) as (parent, cli):
+        outcome = _pull(root, settings, flags, say, warn, parent, cli)
+    outcome.seconds = time.monotonic() - started
+    say(summary(outcome))
+    finish(outcome, "pull")
+    return outcome
+
+
+def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
     plan, local, remote, _, record = build_plan(root, settings, "pull", flags)
-    outcome = Outcome(plan, dryrun="dryrun" in flags)
+    # Files pull cannot read locally do not stop it: they are only ever replaced.
+    outcome = Outcome(plan, local, remote, {}, dryrun="dryrun" in flags)
     report(plan, settings, warn)
     data_dir = os.path.join(root, DATA)
     if outcome.dryrun:
@@ -129,7 +149,7 @@ def pull(root, settings, flags, say, warn) -> Outcome:
                 record.forget(path)
                 outcome.deleted += 1
             if plan.transfer:
-                received = _download(root, settings, plan.transfer, remote, flags)
+                received = _download(root, settings, plan.transfer, remote, flags, parent, cli)
                 for path in received:
                     st = os.stat(os.path.join(data_dir, path))
                     record.set(path, Local(st.st_size, st.st_mtime_ns), remote[path].etag)
@@ -138,9 +158,6 @@ def pull(root, settings, flags, say, warn) -> Outcome:
         finally:
             record.stamp("pull")
             record.save()
-    outcome.seconds = time.monotonic() - started
-    say(summary(outcome, local, remote))
-    finish(outcome, {}, "pull")
     return outcome
 
 
@@ -152,65 +169,64 @@ def _settle(plan, local, remote, record) -> None:
         record.forget(path)
 
 
-def _staging(root, direction):
+@contextlib.contextmanager
+def _transfer(root, settings, direction, needed=True):
+    """A staging folder and an AWS CLI process, prepared while the plan is made."""
+    if not needed:
+        yield None, None
+        return
     parent = os.path.join(root, STATE_DIR, f"{direction}-{os.getpid()}")
     shutil.rmtree(parent, ignore_errors=True)
     os.makedirs(os.path.join(parent, DATA))
-    return parent
-
-
-def _upload(root, settings, paths, flags) -> None:
-    """Upload exactly these paths in one concurrent `aws s3 cp --recursive`."""
-    parent = _staging(root, "push")
-    stage = os.path.join(parent, DATA)
     try:
-        for path in paths:
-            source = os.path.join(root, DATA, path)
-            target = os.path.join(stage, path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            try:
-                os.link(source, target, follow_symlinks=True)
-            except OSError:  # another file system, or no hard links there
-                shutil.copy2(source, target)
-        args = aws.upload_args(settings, cli_options(flags))
-        log.info("Running: %s", aws.describe(args))
-        with awsconfig.concurrency(settings) as env:
-            aws.run_sync(args, settings, "push", cwd=parent, env=env)
+        with awsconfig.concurrency(settings) as env, aws.Cli(cwd=parent, env=env) as cli:
+            yield parent, cli
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def _download(root, settings, paths, remote, flags) -> list[str]:
+def _upload(root, settings, paths, flags, parent, cli) -> None:
+    """Upload exactly these paths in one concurrent `aws s3 cp --recursive`."""
+    stage = os.path.join(parent, DATA)
+    for path in paths:
+        source = os.path.join(root, DATA, path)
+        target = os.path.join(stage, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.link(source, target, follow_symlinks=True)
+        except OSError:  # another file system, or no hard links there
+            shutil.copy2(source, target)
+    args = aws.upload_args(settings, cli_options(flags))
+    log.info("Running: %s", aws.describe(args))
+    cli.run(args, settings, "push")
+
+
+def _download(root, settings, paths, remote, flags, parent, cli) -> list[str]:
     """Download exactly these paths in one concurrent `aws s3 sync`; returns those received."""
-    parent = _staging(root, "pull")
     stage = os.path.join(parent, DATA)
     wanted = set(paths)
     received = []
+    for path, obj in remote.items():
+        if path in wanted:
+            continue
+        # Same size and an older time: sync leaves the object alone.
+        holder = os.path.join(stage, path)
+        os.makedirs(os.path.dirname(holder), exist_ok=True)
+        with open(holder, "wb") as fh:
+            fh.truncate(obj.size)
+        os.utime(holder, ns=(0, 0))
+    args = aws.download_args(settings, cli_options(flags))
+    log.info("Running: %s", aws.describe(args))
     try:
-        for path, obj in remote.items():
-            if path in wanted:
-                continue
-            # Same size and an older time: sync leaves the object alone.
-            holder = os.path.join(stage, path)
-            os.makedirs(os.path.dirname(holder), exist_ok=True)
-            with open(holder, "wb") as fh:
-                fh.truncate(obj.size)
-            os.utime(holder, ns=(0, 0))
-        args = aws.download_args(settings, cli_options(flags))
-        log.info("Running: %s", aws.describe(args))
-        try:
-            with awsconfig.concurrency(settings) as env:
-                aws.run_sync(args, settings, "pull", cwd=parent, env=env)
-        finally:
-            for path in paths:
-                staged = os.path.join(stage, path)
-                if os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size:
-                    target = os.path.join(root, DATA, path)
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    os.replace(staged, target)
-                    received.append(path)
+        cli.run(args, settings, "pull")
     finally:
-        shutil.rmtree(parent, ignore_errors=True)
+        for path in paths:
+            staged = os.path.join(stage, path)
+            if os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size:
+                target = os.path.join(root, DATA, path)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(staged, target)
+                received.append(path)
     return received
 
 
@@ -233,13 +249,13 @@ def human_bytes(count: int) -> str:
     return f"{value:.1f} TiB"
 
 
-def summary(outcome, local, remote) -> str:
+def summary(outcome) -> str:
     """One line: files and bytes moved, deleted, unchanged, conflicts, kept, time."""
     plan = outcome.plan
     verb = "sent" if plan.direction == "push" else "received"
     if outcome.dryrun:
         moved = len(plan.transfer)
-        size = plan.transfer_bytes(local, remote)
+        size = plan.transfer_bytes(outcome.local, outcome.remote)
         deleted = len(plan.delete)
         verb = f"would be {verb}"
     else:
@@ -256,8 +272,9 @@ def summary(outcome, local, remote) -> str:
     return f"{label}: {', '.join(parts)}, in {outcome.seconds:.1f} s."
 
 
-def finish(outcome, skipped, direction) -> None:
+def finish(outcome, direction) -> None:
     """Turn conflicts and skipped files into a non-zero exit."""
+    skipped = outcome.skipped
     if skipped:
         names = "; ".join(f"data/{p} ({why})" for p, why in sorted(skipped.items()))
         raise SkippedFiles(
