@@ -6,6 +6,8 @@ than the listing itself, so listings (and batch deletes) use botocore directly,
 with the same credential chain, profile and endpoint as the CLI. Transfers still
 run in the AWS CLI (see aws.py).
 """
+import functools
+
 from .aws import CONNECT_TIMEOUT
 from .exceptions import SyncError
 
@@ -23,8 +25,9 @@ def _botocore():
     return UNSIGNED, config, exceptions, session
 
 
+@functools.lru_cache(maxsize=4)
 def client(settings, unsigned: bool = False):
-    """An S3 client for these settings: profile, endpoint, bounded retries."""
+    """An S3 client for these settings: profile, endpoint, bounded retries (made once)."""
     unsigned_marker, config, exceptions, session = _botocore()
     try:
         sess = session.Session(profile=settings.profile)
