@@ -142,11 +142,10 @@ class _Sync(ConfigMixin, Command):
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
                 f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."
             )
-        run = safesync.push if self.direction == "push" else safesync.pull
         with project_lock(self.project_root, self.direction):
             self.prepare_data_folder()
             try:
-                run(self.project_root, settings, flags, self.out, log.warning)
+                safesync.run(self.direction, self.project_root, settings, flags, self.out, log.warning)
             except KeyboardInterrupt:
                 from .aws import interrupted_message
 

@@ -99,24 +99,21 @@ def local_etag(path: str, chunk: int = MULTIPART_CHUNK) -> str:
     return f"{combined}-{len(digests)}"
 
 
-def _local_changed(path, local, record):
+def _changed(path, side, record, differs) -> bool:
+    """Has this side's copy of path changed since the record (appeared, gone, or differs)?"""
     base = record.get(path)
-    here = local.get(path)
+    now = side.get(path)
     if base is None:
-        return here is not None
-    if here is None:
-        return True
-    return here.size != base["size"] or here.mtime_ns != base["mtime_ns"]
+        return now is not None
+    return now is None or differs(now, base)
 
 
-def _remote_changed(path, remote, record):
-    base = record.get(path)
-    there = remote.get(path)
-    if base is None:
-        return there is not None
-    if there is None:
-        return True
-    return there.etag != base["etag"]
+def _local_differs(now, base) -> bool:
+    return now.size != base["size"] or now.mtime_ns != base["mtime_ns"]
+
+
+def _remote_differs(now, base) -> bool:
+    return now.etag != base["etag"]
 
 
 def make_plan(direction, local, remote, record, delete=False, force=False, same=None) -> Plan:
@@ -127,14 +124,14 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
     have identical content; it is only asked when both sides changed.
     """
     plan = Plan(direction)
-    source_changed, target_changed = (
-        (_local_changed, _remote_changed) if direction == "push" else (_remote_changed, _local_changed)
-    )
     source, target = (local, remote) if direction == "push" else (remote, local)
+    source_differs, target_differs = (
+        (_local_differs, _remote_differs) if direction == "push" else (_remote_differs, _local_differs)
+    )
     here, there = ("locally", "on S3") if direction == "push" else ("on S3", "locally")
     for path in sorted(set(local) | set(remote) | set(record)):
-        src_changed = source_changed(path, source, record)
-        dst_changed = target_changed(path, target, record)
+        src_changed = _changed(path, source, record, source_differs)
+        dst_changed = _changed(path, target, record, target_differs)
         in_source, in_target = path in source, path in target
         if not in_source and not in_target:
             plan.forget.append(path)  # deleted on both sides
@@ -143,12 +140,7 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
             plan.unchanged += 1
             continue
         if src_changed and not dst_changed:
-            if in_source:
-                plan.transfer.append(path)
-            elif delete:
-                plan.delete.append(path)
-            else:
-                plan.kept[path] = f"deleted {here}; use `delete` to remove it {there} too"
+            _source_wins(plan, path, in_source, delete, here, there)
             continue
         if dst_changed and not src_changed:
             if force and in_source:
@@ -165,12 +157,7 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
             plan.baseline.append(path)
             plan.unchanged += 1
         elif force:
-            if in_source:
-                plan.transfer.append(path)
-            elif delete:
-                plan.delete.append(path)
-            else:
-                plan.kept[path] = f"deleted {here}; use `delete` to remove it {there} too"
+            _source_wins(plan, path, in_source, delete, here, there)
         elif not in_source:
             plan.conflicts[path] = f"deleted {here} but changed {there}"
         elif not in_target:
@@ -178,3 +165,13 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
         else:
             plan.conflicts[path] = "changed on both sides" if record else "differs, and there is no sync record yet"
     return plan
+
+
+def _source_wins(plan, path, in_source, delete, here, there) -> None:
+    """The source's state goes across: its copy, or (only with `delete`) its deletion."""
+    if in_source:
+        plan.transfer.append(path)
+    elif delete:
+        plan.delete.append(path)
+    else:
+        plan.kept[path] = f"deleted {here}; use `delete` to remove it {there} too"

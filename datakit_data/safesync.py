@@ -70,27 +70,23 @@ def build_plan(root, settings, direction, flags, record=None):
     return plan, local, remote, skipped, record
 
 
-def push(root, settings, flags, say, warn) -> Outcome:
-    """Upload what changed locally, delete (with `delete`) what was deleted locally."""
+def run(direction, root, settings, flags, say, warn) -> Outcome:
+    """Push or pull safely, then say one summary line; conflicts and skips raise."""
     started = time.monotonic()
-    with _transfer(root, settings, "push", "dryrun" not in flags) as (parent, cli):
-        outcome = _push(root, settings, flags, say, warn, parent, cli)
+    with _transfer(root, settings, direction, "dryrun" not in flags) as (parent, cli):
+        work = _push if direction == "push" else _pull
+        outcome = work(root, settings, flags, say, warn, parent, cli)
     outcome.seconds = time.monotonic() - started
     say(summary(outcome))
-    finish(outcome, "push")
+    finish(outcome, direction)
     return outcome
 
 
 def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
-    plan, local, remote, skipped, record = build_plan(root, settings, "push", flags)
-    outcome = Outcome(plan, local, remote, skipped, dryrun="dryrun" in flags)
-    report(plan, settings, warn)
-    if outcome.dryrun:
-        for path in plan.transfer:
-            say(f"(dryrun) upload: data/{path} to {settings.s3_url}{path}")
-        for path in plan.delete:
-            say(f"(dryrun) delete: {settings.s3_url}{path}")
-    else:
+    """Upload what changed locally, delete (with `delete`) what was deleted locally."""
+    outcome, record = _begin("push", root, settings, flags, say, warn)
+    plan, local, remote = outcome.plan, outcome.local, outcome.remote
+    if not outcome.dryrun:
         _settle(plan, local, remote, record)
         try:
             if plan.delete:
@@ -116,29 +112,12 @@ def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
     return outcome
 
 
-def pull(root, settings, flags, say, warn) -> Outcome:
-    """Download what changed on S3, delete (with `delete`) what was deleted on S3."""
-    started = time.monotonic()
-    with _transfer(root, settings, "pull", "dryrun" not in flags) as (parent, cli):
-        outcome = _pull(root, settings, flags, say, warn, parent, cli)
-    outcome.seconds = time.monotonic() - started
-    say(summary(outcome))
-    finish(outcome, "pull")
-    return outcome
-
-
 def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
-    plan, local, remote, _, record = build_plan(root, settings, "pull", flags)
-    # Files pull cannot read locally do not stop it: they are only ever replaced.
-    outcome = Outcome(plan, local, remote, {}, dryrun="dryrun" in flags)
-    report(plan, settings, warn)
+    """Download what changed on S3, delete (with `delete`) what was deleted on S3."""
+    outcome, record = _begin("pull", root, settings, flags, say, warn)
+    plan, local, remote = outcome.plan, outcome.local, outcome.remote
     data_dir = os.path.join(root, DATA)
-    if outcome.dryrun:
-        for path in plan.transfer:
-            say(f"(dryrun) download: {settings.s3_url}{path} to data/{path}")
-        for path in plan.delete:
-            say(f"(dryrun) delete: data/{path}")
-    else:
+    if not outcome.dryrun:
         _settle(plan, local, remote, record)
         try:
             for path in plan.delete:
@@ -159,6 +138,23 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
             record.stamp("pull")
             record.save()
     return outcome
+
+
+def _begin(direction, root, settings, flags, say, warn):
+    """Plan, name conflicts and kept files, and with `dryrun` show the plan: (outcome, record)."""
+    plan, local, remote, skipped, record = build_plan(root, settings, direction, flags)
+    # Files pull cannot read locally do not stop it: they are only ever replaced.
+    outcome = Outcome(plan, local, remote, skipped if direction == "push" else {}, dryrun="dryrun" in flags)
+    report(plan, settings, warn)
+    if outcome.dryrun:
+        for path in plan.transfer:
+            if direction == "push":
+                say(f"(dryrun) upload: data/{path} to {settings.s3_url}{path}")
+            else:
+                say(f"(dryrun) download: {settings.s3_url}{path} to data/{path}")
+        for path in plan.delete:
+            say(f"(dryrun) delete: {settings.s3_url if direction == 'push' else 'data/'}{path}")
+    return outcome, record
 
 
 def _settle(plan, local, remote, record) -> None:
