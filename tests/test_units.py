@@ -215,3 +215,63 @@ def test_max_concurrent_requests_must_be_a_sensible_whole_number(value):
     with pytest.raises(ConfigError, match='"max_concurrent_requests" must be a whole number'):
         settings.check_number("f", "max_concurrent_requests", value)
     assert settings.check_number("f", "max_concurrent_requests", "64") == 64
+
+
+# plan --------------------------------------------------------------------
+
+from datakit_data.plan import Local, Remote, local_etag, make_plan  # noqa: E402
+
+
+def test_local_etag_matches_s3_single_and_multipart(tmp_path):
+    import hashlib
+
+    small = tmp_path / "small"
+    small.write_bytes(b"hello")
+    assert local_etag(str(small)) == hashlib.md5(b"hello").hexdigest()
+    big = tmp_path / "big"
+    data = bytes(range(256)) * (4096 * 9)  # 9 MiB: two parts of 8 MiB and 1 MiB
+    big.write_bytes(data)
+    parts = [hashlib.md5(data[:8 * 2**20]).digest(), hashlib.md5(data[8 * 2**20:]).digest()]
+    assert local_etag(str(big)) == hashlib.md5(b"".join(parts)).hexdigest() + "-2"
+
+
+BASE = {"f": {"size": 1, "mtime_ns": 1, "etag": "e1"}}
+SAME_LOCAL, NEW_LOCAL = {"f": Local(1, 1)}, {"f": Local(2, 2)}
+SAME_REMOTE, NEW_REMOTE = {"f": Remote(1, "e1")}, {"f": Remote(1, "e2")}
+
+
+@pytest.mark.parametrize("direction, local, remote, flags, expected", [
+    ("push", NEW_LOCAL, SAME_REMOTE, {}, ("transfer", None)),
+    ("push", SAME_LOCAL, NEW_REMOTE, {}, ("kept", "changed on S3 since the last sync; not overwritten")),
+    ("push", SAME_LOCAL, NEW_REMOTE, {"force": True}, ("transfer", None)),
+    ("push", NEW_LOCAL, NEW_REMOTE, {}, ("conflicts", "changed on both sides")),
+    ("push", {}, SAME_REMOTE, {}, ("kept", "deleted locally; use `delete` to remove it on S3 too")),
+    ("push", {}, SAME_REMOTE, {"delete": True}, ("delete", None)),
+    ("push", {}, NEW_REMOTE, {"delete": True}, ("conflicts", "deleted locally but changed on S3")),
+    ("pull", SAME_LOCAL, NEW_REMOTE, {}, ("transfer", None)),
+    ("pull", NEW_LOCAL, SAME_REMOTE, {}, ("kept", "changed locally since the last sync; not overwritten")),
+    ("pull", NEW_LOCAL, NEW_REMOTE, {}, ("conflicts", "changed on both sides")),
+    ("pull", NEW_LOCAL, NEW_REMOTE, {"force": True}, ("transfer", None)),
+    ("pull", SAME_LOCAL, {}, {"delete": True}, ("delete", None)),
+    ("pull", NEW_LOCAL, {}, {"delete": True}, ("conflicts", "deleted on S3 but changed locally")),
+    ("pull", SAME_LOCAL, SAME_REMOTE, {"delete": True}, ("unchanged", None)),
+])
+def test_plan_decisions(direction, local, remote, flags, expected):
+    plan = make_plan(direction, local, remote, BASE, **flags, same=lambda path: False)
+    kind, why = expected
+    if kind == "unchanged":
+        assert plan.unchanged == 1 and not (plan.transfer or plan.delete or plan.conflicts or plan.kept)
+    elif why is None:
+        assert getattr(plan, kind) == ["f"]
+    else:
+        assert getattr(plan, kind) == {"f": why}
+
+
+def test_identical_content_is_a_baseline_not_a_conflict():
+    plan = make_plan("pull", NEW_LOCAL, NEW_REMOTE, BASE, same=lambda path: True)
+    assert plan.baseline == ["f"] and not plan.conflicts and not plan.transfer
+
+
+def test_objects_never_synced_are_kept_by_delete():
+    plan = make_plan("push", {}, {"theirs": Remote(1, "x")}, {}, delete=True)
+    assert plan.kept == {"theirs": "only on S3, never synced; kept"} and not plan.delete
