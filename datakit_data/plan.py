@@ -59,7 +59,7 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
             try:
                 st = os.stat(full) if follow_symlinks else os.lstat(full)
             except FileNotFoundError:
-                skipped[rel] = "file does not exist (a dangling link?)"
+                skipped[rel] = "a link to a file that does not exist"
                 continue
             except OSError as err:
                 skipped[rel] = err.strerror.lower() if err.strerror else "cannot be read"
@@ -67,7 +67,7 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
             if os.path.islink(full) and not follow_symlinks:
                 continue
             if not _is_regular(st.st_mode):
-                skipped[rel] = "not a regular file (a FIFO, socket or device)"
+                skipped[rel] = "not a regular file: a FIFO, socket or device"
                 continue
             if not os.access(full, os.R_OK):
                 skipped[rel] = "permission denied"
