@@ -27,9 +27,12 @@ def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def datakit(cwd: Path, env: dict, *args: str) -> None:
+def datakit(cwd: Path, env: dict, *args: str, expect: int = 0) -> None:
     print(f"$ datakit {' '.join(args)}", flush=True)
-    subprocess.run([DATAKIT, *args], cwd=cwd, env=env, check=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run([DATAKIT, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+    print(f"(exit {done.returncode})", flush=True)
+    if done.returncode != expect:
+        raise SystemExit(f"demo: expected exit {expect} from `datakit {' '.join(args)}`")
 
 
 def main() -> int:
@@ -71,15 +74,27 @@ def main() -> int:
             step("Analyst B, with the project's config from git, pulls the data")
             datakit(theirs, env, "data", "pull")
 
+            step("Both analysts edit results.csv; A pushes first")
+            (mine / "data" / "results.csv").write_text(SAMPLE["results.csv"] + "Ada,Write-in,12\n")
+            (theirs / "data" / "results.csv").write_text(SAMPLE["results.csv"] + "Bee,Smith,400\n")
+            datakit(mine, env, "data", "push")
+            step("B checks, then pulls: B's edit is kept and the conflict is named")
+            datakit(theirs, env, "data", "status")
+            datakit(theirs, env, "data", "pull", expect=1)
+            print(f"B's results.csv still ends with: {(theirs / 'data' / 'results.csv').read_text().splitlines()[-1]}")
+
             step("Result")
-            match, mismatch, errors = filecmp.cmpfiles(mine / "data", theirs / "data", list(SAMPLE), shallow=False)
+            same = [name for name in SAMPLE if name != "results.csv"]
+            match, mismatch, errors = filecmp.cmpfiles(mine / "data", theirs / "data", same, shallow=False)
             for name in match:
                 print(f"identical on both machines: data/{name}")
             for name in mismatch + errors:
                 print(f"DIFFERENT: data/{name}")
             print("Stopping the S3 server.")
         ok = not (mismatch or errors)
-        print("Demo finished: " + ("push and pull round-tripped every file." if ok else "files differ!"))
+        print("Demo finished: " + (
+            "push and pull round-tripped every file, and nobody's edit was overwritten." if ok else "files differ!"
+        ))
         return 0 if ok else 1
 
 
