@@ -23,7 +23,7 @@ class Init(ConfigMixin, Command):
         parser = super().get_parser(prog_name)
         parser.description = (
             "Create data/ and config/datakit-data.json in the current folder, and add "
-            "data/ to .gitignore. Values come from the options below, else from the "
+            "data/ and .datakit-data/ to .gitignore. Values come from the options below, else from the "
             "global config (~/.datakit/plugins/datakit-data/config.json), else from "
             "built-in defaults. An existing project config is never overwritten."
         )
@@ -83,8 +83,10 @@ class Init(ConfigMixin, Command):
             os.makedirs(os.path.dirname(config_path), exist_ok=True)
             project.write_json_atomic(config_path, config)
             self.out(f"Created data/ and {PROJECT_CONFIG}:")
+            from .aws import mask_secrets
+
             for key, value in config.items():
-                self.out(f"  {key}: {value}")
+                self.out(f"  {key}: {mask_secrets(value)}")
         added = project.ensure_gitignore(root)
         if added:
             self.out(f"Added {' and '.join(added)} to .gitignore.")
@@ -113,7 +115,7 @@ class Init(ConfigMixin, Command):
 
 
 class _Sync(ConfigMixin, Command):
-    """Shared by push and pull: flag words in, one `aws s3 sync` run out."""
+    """Shared by push and pull: flag words in, one safe-sync run (see safesync.py) out."""
 
     direction = ""
 

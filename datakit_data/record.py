@@ -16,8 +16,10 @@ VERSION = 1
 
 
 def location(settings) -> str:
-    """The S3 location a record belongs to."""
-    return f"{settings.endpoint_url or ''} {settings.s3_url}".strip()
+    """The S3 location a record belongs to (credentials in the endpoint left out)."""
+    from .aws import mask_secrets
+
+    return mask_secrets(f"{settings.endpoint_url or ''} {settings.s3_url}".strip())
 
 
 class SyncRecord:

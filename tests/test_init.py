@@ -134,3 +134,11 @@ def test_invalid_bucket_option_is_refused_before_anything_is_written(project):
     text = assert_clean_error(result)
     assert "--bucket" in text and 'Drop the "s3://"' in text
     assert not project.config_path.exists()
+
+
+def test_init_never_prints_credentials_inside_the_endpoint_url(project):
+    result = project.run("data", "init", "--bucket", BUCKET, "--endpoint-url", "http://ana:hunter2@127.0.0.1:9")
+
+    assert result.returncode == 0, output(result)
+    assert "hunter2" not in output(result) and "http://***@127.0.0.1:9" in result.stdout
+    assert project.config()["s3_endpoint_url"] == "http://ana:hunter2@127.0.0.1:9"
