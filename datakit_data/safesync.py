@@ -9,6 +9,7 @@ placeholder, then moves the downloads into data/. The record is updated only
 for files that really transferred.
 """
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -49,20 +50,27 @@ def cli_options(flags) -> list[str]:
     return [f"--{f}" for f in flags if f not in PLANNER_FLAGS]
 
 
-def build_plan(root, settings, direction, flags, record=None):
-    """Scan data/, list S3 and plan one direction: (plan, local, remote, skipped, record)."""
-    follow = "no-follow-symlinks" not in flags
+def gather(root, settings, flags=()):
+    """Scan data/ and list S3: (local, remote, skipped, same), ``same`` comparing contents once each."""
     data_dir = os.path.join(root, DATA)
+    follow = "no-follow-symlinks" not in flags
     local, skipped = scan_local(data_dir, follow) if os.path.isdir(data_dir) else ({}, {})
     remote = listing.list_remote(settings, "no-sign-request" in flags)
-    record = record or SyncRecord.load(root, settings)
 
+    @functools.cache
     def same(path):
         try:
             return local_etag(os.path.join(data_dir, path)) == remote[path].etag
         except OSError:
             return False
 
+    return local, remote, skipped, same
+
+
+def build_plan(root, settings, direction, flags):
+    """Scan data/, list S3 and plan one direction: (plan, local, remote, skipped, record)."""
+    local, remote, skipped, same = gather(root, settings, flags)
+    record = SyncRecord.load(root, settings)
     plan = make_plan(
         direction, local, remote, record.files,
         delete="delete" in flags, force="force" in flags, same=same,
@@ -288,22 +296,10 @@ def finish(outcome, direction) -> None:
         )
 
 
-
 def status(root, settings) -> dict:
     """What a push and a pull would do now, without changing anything."""
-    import functools
-
+    local, remote, skipped, same = gather(root, settings)
     record = SyncRecord.load(root, settings)
-    push_plan, local, remote, skipped, _ = build_plan(root, settings, "push", (), record)
-    data_dir = os.path.join(root, DATA)
-
-    @functools.cache
-    def same(path):
-        try:
-            return local_etag(os.path.join(data_dir, path)) == remote[path].etag
-        except OSError:
-            return False
-
     push_plan = make_plan("push", local, remote, record.files, delete=True, same=same)
     pull_plan = make_plan("pull", local, remote, record.files, delete=True, same=same)
 
