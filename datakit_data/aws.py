@@ -1,7 +1,7 @@
 """The AWS CLI invocations: built by pure functions, run in one place.
 
-Transfers run `aws s3 sync` as a child process with an argument list (never a
-shell). By default it is the awscli installed beside this plugin
+Transfers run `aws s3 cp` (push) or `aws s3 sync` (pull) as a child process with an
+argument list (never a shell). By default it is the awscli installed beside this plugin
 (``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
 """
@@ -29,13 +29,17 @@ def mask_secrets(text: str) -> str:
     return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
+#: The awscli installed beside the plugin, run with the same Python.
+BUNDLED_AWS = [sys.executable, "-m", "awscli"]
+
+
 def aws_command(environ=None) -> list[str]:
     """The command that starts the AWS CLI."""
     environ = os.environ if environ is None else environ
     custom = environ.get(AWS_ENV, "").strip()
     if custom:
         return shlex.split(custom)
-    return [sys.executable, "-m", "awscli"]
+    return list(BUNDLED_AWS)
 
 
 #: Seconds to wait for a TCP connection: an unreachable endpoint fails fast.
@@ -75,17 +79,11 @@ def download_args(settings, options, aws=None) -> list[str]:
     return [*aws, "s3", "sync", settings.s3_url, LOCAL_DATA, *options, *connection_options(settings)]
 
 
-def head_bucket_args(settings, aws=None) -> list[str]:
-    """`aws s3api head-bucket`: does the bucket answer with these credentials?"""
-    aws = aws_command() if aws is None else aws
-    return [*aws, "s3api", "head-bucket", "--bucket", settings.bucket, *connection_options(settings)]
-
-
 def describe(args) -> str:
     """The command line as a user could type it, with no secret in it."""
     shown = list(args)
-    if shown[:3] == [sys.executable, "-m", "awscli"]:
-        shown[:3] = ["aws"]
+    if shown[:len(BUNDLED_AWS)] == BUNDLED_AWS:
+        shown[:len(BUNDLED_AWS)] = ["aws"]
     return mask_secrets(shlex.join(shown))
 
 
@@ -121,7 +119,7 @@ class Cli:
         self.cwd = cwd
         self.env = child_env(overrides=env)
         self.proc = None
-        if self.aws == [sys.executable, "-m", "awscli"]:
+        if self.aws == BUNDLED_AWS:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, errors="replace", env=self.env, cwd=cwd,
@@ -301,19 +299,3 @@ def _last_message(lines) -> str:
         if line:
             return line.removeprefix("fatal error: ")
     return ""
-
-
-def check_bucket(settings) -> tuple[bool, str]:
-    """Ask the server whether the bucket answers with these settings."""
-    args = head_bucket_args(settings)
-    try:
-        done = subprocess.run(
-            args, capture_output=True, text=True, errors="replace", timeout=120, env=child_env()
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return False, f"could not run the AWS CLI: {err}"
-    if done.returncode == 0:
-        return True, ""
-    # head-bucket reports bare HTTP statuses; name them as the sync commands do.
-    text = mask_secrets(done.stderr).replace("(404)", "(NoSuchBucket)").replace("(403)", "(AccessDenied)")
-    return False, str(explain_failure(done.returncode, text.splitlines(), settings, "check"))

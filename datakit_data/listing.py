@@ -103,3 +103,14 @@ def delete_remote(settings, paths, unsigned: bool = False) -> None:
                 f"Could not delete {len(errors)} object(s) from {settings.s3_url}, e.g. "
                 f"{first.get('Key')}: {first.get('Message') or first.get('Code')}. Check your permissions."
             )
+
+
+def check_bucket(settings) -> tuple[bool, str]:
+    """`datakit config verify`: (True, "") when the bucket answers, else (False, why)."""
+    from .exceptions import DatakitDataError
+
+    try:
+        has_objects(settings)
+    except DatakitDataError as err:
+        return False, str(err)
+    return True, ""

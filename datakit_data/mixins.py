@@ -20,18 +20,18 @@ log = logging.getLogger(__name__)
 
 def verify_bucket(bucket):
     """`datakit config verify`: does the global s3_bucket answer with the global profile?"""
-    from . import aws
+    from . import listing
 
     path = global_config_path()
     merged = merge(read_config(path, GLOBAL_KEYS) or {}, {"s3_bucket": bucket, "s3_path": ""})
-    return aws.check_bucket(settings_from(merged, path))
+    return listing.check_bucket(settings_from(merged, path))
 
 
 def global_config_path() -> str:
     """~/.datakit/plugins/datakit-data/config.json, honouring DATAKIT_HOME."""
-    from datakit.utils import home_dir
+    from datakit.config import PluginConfig
 
-    return os.path.join(home_dir(), "plugins", PLUGIN_SLUG, "config.json")
+    return PluginConfig(PLUGIN_SLUG).config_path
 
 
 CONFIG_SPEC = [

@@ -10,6 +10,7 @@ are identical, or the user says `force`.
 """
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 
 #: The AWS CLI's default multipart threshold and part size, which shape ETags.
@@ -66,7 +67,7 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
                 continue
             if os.path.islink(full) and not follow_symlinks:
                 continue
-            if not _is_regular(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
                 skipped[rel] = "not a regular file: a FIFO, socket or device"
                 continue
             if not os.access(full, os.R_OK):
@@ -74,12 +75,6 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
                 continue
             files[rel] = Local(st.st_size, st.st_mtime_ns)
     return files, skipped
-
-
-def _is_regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
 
 
 def local_etag(path: str, chunk: int = MULTIPART_CHUNK) -> str:
