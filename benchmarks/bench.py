@@ -9,7 +9,6 @@ and reports the datakit process's peak memory. It asserts nothing.
 
 Environment: BENCH_REPEAT (default 3), BENCH_TREES (comma-separated: small,many,large).
 """
-import asyncio
 import json
 import os
 import random
@@ -18,85 +17,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from s3proxy import FaultProxy  # noqa: E402
 from s3server import S3Server  # noqa: E402
 
 BUCKET = "bench-bucket"
 DATAKIT = str(Path(sys.executable).parent / "datakit")
 AWS = [sys.executable, "-m", "awscli"]
 ONE_WAY_DELAY = 0.010  # seconds each way: 20 ms of round-trip time
-
-
-class LatencyProxy:
-    """A loopback TCP proxy that delays every chunk, in both directions."""
-
-    def __init__(self, upstream_port: int, delay: float = ONE_WAY_DELAY):
-        self.upstream_port = upstream_port
-        self.delay = delay
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.port = None
-
-    def start(self) -> "LatencyProxy":
-        self.thread.start()
-        future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self.loop
-        )
-        self.server = future.result(10)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        async def close():
-            self.server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    async def _handle(self, reader, writer):
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True)
-
-    async def _pump(self, source, target):
-        queue: asyncio.Queue = asyncio.Queue()
-
-        async def feed():
-            while True:
-                data = await source.read(256 * 1024)
-                await queue.put((self.loop.time() + self.delay, data))
-                if not data:
-                    return
-
-        async def send():
-            while True:
-                due, data = await queue.get()
-                wait = due - self.loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if not data:
-                    target.close()
-                    return
-                target.write(data)
-                await target.drain()
-
-        try:
-            await asyncio.gather(feed(), send())
-        finally:
-            target.close()
 
 
 def make_tree(root: Path, kind: str) -> int:
@@ -262,7 +195,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="datakit-data-bench-") as tmp:
         tmp = Path(tmp)
         with S3Server(tmp / "s3", BUCKET) as server:
-            proxy = LatencyProxy(server.ports["s3.port"]).start()
+            proxy = FaultProxy(server.ports["s3.port"], delay=ONE_WAY_DELAY).start()
             try:
                 runner = Runner(tmp, f"http://127.0.0.1:{proxy.port}")
                 for kind in kinds:

@@ -1,10 +1,12 @@
-"""`max_concurrent_requests` for our AWS CLI runs, without touching ~/.aws/config.
+"""The user's AWS config file: what its S3 transfer settings mean for us.
 
-The AWS CLI reads S3 transfer concurrency only from its config file (nested under
-``s3 =`` in the profile's section). For one run we give it a temporary copy of
-the user's config file with that one value set for the profile in use; every
-other line of the user's file is kept as it is, and the copy is removed when the
-run ends.
+The AWS CLI reads S3 transfer settings only from its config file (nested under
+``s3 =`` in the profile's section). For ``max_concurrent_requests`` we give one
+run a temporary copy of the user's config file with that one value set for the
+profile in use; every other line of the user's file is kept as it is, and the
+copy is removed when the run ends. ``multipart_threshold`` and
+``multipart_chunksize`` shape the ETags S3 gives uploaded files, so comparing a
+local file with an object must read them as the AWS CLI does.
 """
 import contextlib
 import os
@@ -79,3 +81,21 @@ def concurrency(settings, environ=None):
         yield {"AWS_CONFIG_FILE": path}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def multipart_sizes(settings) -> tuple[int, int]:
+    """(multipart_threshold, multipart_chunksize) in bytes, as the AWS CLI reads them."""
+    from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
+
+    import awscli  # noqa: F401  (serves its own botocore as `botocore`)
+    from awscli.customizations.s3.transferconfig import InvalidConfigError, RuntimeConfig
+    from botocore import exceptions, session
+
+    try:
+        s3 = session.Session(profile=settings.profile).get_scoped_config().get("s3") or {}
+        wanted = {k: v for k, v in s3.items() if k in ("multipart_threshold", "multipart_chunksize")}
+        sizes = RuntimeConfig().build_config(**wanted)
+    except (exceptions.BotoCoreError, InvalidConfigError, ValueError, AttributeError):
+        # The AWS CLI refuses such a config itself; until then, its defaults.
+        return MULTIPART_THRESHOLD, MULTIPART_CHUNK
+    return sizes["multipart_threshold"], sizes["multipart_chunksize"]

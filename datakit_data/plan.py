@@ -13,8 +13,13 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-#: The AWS CLI's default multipart threshold and part size, which shape ETags.
+#: The AWS CLI's defaults for when an upload goes in parts, and how big each part is
+#: (``multipart_threshold`` / ``multipart_chunksize`` under ``s3 =`` in ~/.aws/config).
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
+#: S3's limits on parts: at most 10,000 of them, each 5 MiB to 5 GiB.
+MAX_PARTS = 10_000
+MIN_PART, MAX_PART = 5 * 1024 * 1024, 5 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,19 +82,29 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
     return files, skipped
 
 
-def local_etag(path: str, chunk: int = MULTIPART_CHUNK) -> str:
-    """The ETag S3 gives this file when the AWS CLI uploads it (MD5, or multipart MD5)."""
-    digests = []
+def part_size(file_size: int, chunk: int = MULTIPART_CHUNK) -> int:
+    """The part size the AWS CLI really uses for a file: the chunk size, doubled until
+    the file fits in S3's 10,000 parts, kept between 5 MiB and 5 GiB."""
+    size = chunk
+    while -(-file_size // size) > MAX_PARTS:
+        size *= 2
+    return min(max(size, MIN_PART), MAX_PART)
+
+
+def local_etag(path: str, threshold: int = MULTIPART_THRESHOLD, chunk: int = MULTIPART_CHUNK) -> str:
+    """The ETag S3 gives this file when the AWS CLI uploads it: the MD5 of the bytes
+    below the multipart threshold, else the MD5 of the parts' MD5s and the part count."""
     with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block and digests:
-                break
+        file_size = os.fstat(fh.fileno()).st_size
+        if file_size < threshold:
+            digest = hashlib.md5(usedforsecurity=False)
+            while block := fh.read(1024 * 1024):
+                digest.update(block)
+            return digest.hexdigest()
+        size = part_size(file_size, chunk)
+        digests = []
+        while block := fh.read(size):
             digests.append(hashlib.md5(block, usedforsecurity=False).digest())
-            if len(block) < chunk:
-                break
-    if len(digests) == 1:
-        return digests[0].hex()
     combined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
     return f"{combined}-{len(digests)}"
 

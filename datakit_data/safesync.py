@@ -58,9 +58,13 @@ def gather(root, settings, flags=()):
     remote = listing.list_remote(settings, "no-sign-request" in flags)
 
     @functools.cache
+    def sizes():
+        return awsconfig.multipart_sizes(settings)
+
+    @functools.cache
     def same(path):
         try:
-            return local_etag(os.path.join(data_dir, path)) == remote[path].etag
+            return local_etag(os.path.join(data_dir, path), *sizes()) == remote[path].etag
         except OSError:
             return False
 

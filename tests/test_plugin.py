@@ -33,9 +33,16 @@ def test_config_list_shows_this_plugins_settings(project, home):
     result = project.run("config", "list")
 
     assert result.returncode == 0, output(result)
-    assert "datakit-data" in result.stdout
-    for key in ("aws_user_profile", "s3_bucket", "s3_path_prefix", "s3_path_suffix", "s3_endpoint_url"):
-        assert key in result.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert result.stdout.splitlines()[0] == "datakit-data"
+    assert rows == {
+        "aws_user_profile": ["[set]", "default"],
+        "s3_bucket": ["[set]", BUCKET],
+        "s3_path_prefix": ["[unset]"],
+        "s3_path_suffix": ["[unset]"],
+        "s3_endpoint_url": ["[unset]"],
+        "max_concurrent_requests": ["[unset]"],
+    }
 
 
 def test_config_verify_checks_the_bucket_answers(project, home):
@@ -49,12 +56,16 @@ def test_config_verify_checks_the_bucket_answers(project, home):
     home.write_global_config({"s3_bucket": "not-a-real-bucket", "s3_endpoint_url": home.endpoint_url})
     result = project.run("config", "verify", "datakit-data")
 
-    assert result.returncode != 0
+    assert result.returncode == 1, output(result)
     assert "s3_bucket: FAILED" in result.stdout and '"not-a-real-bucket" does not exist' in result.stdout
 
 
 def test_config_set_writes_the_global_default_used_by_init(project, home):
-    assert project.run("config", "set", "datakit-data", "s3_bucket", "newsroom-data").returncode == 0
+    home.write_global_config({"s3_endpoint_url": home.endpoint_url})
+    assert project.run("config", "set", "datakit-data", "s3_bucket", BUCKET).returncode == 0
 
-    assert project.run("data", "init").returncode == 0
-    assert project.config()["s3_bucket"] == "newsroom-data"
+    result = project.run("data", "init")
+
+    assert result.returncode == 0, output(result)
+    assert project.config()["s3_bucket"] == BUCKET
+    assert "Could not check" not in result.stdout

@@ -1,6 +1,8 @@
 """Pure functions, tested directly: no server, no subprocess."""
 import datetime
+import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,9 +33,25 @@ def test_unknown_word_gets_a_did_you_mean():
         flags.parse_flags(["delet"], "pull")
 
 
-def test_every_accepted_word_is_accepted():
-    for word in flags.ACCEPTED:
-        assert flags.parse_flags([word], "push") == [word]
+#: The flag words the usage page promises (docs/usage.rst, "Accepted words"), written
+#: out here rather than read from the code, so that dropping one from the code fails.
+DOCUMENTED_FLAG_WORDS = [
+    "delete", "dryrun", "exact-timestamps", "follow-symlinks", "force-glacier-transfer",
+    "ignore-glacier-warnings", "no-follow-symlinks", "no-guess-mime-type", "no-progress",
+    "only-show-errors", "quiet", "size-only", "debug", "no-sign-request", "force",
+]
+
+
+@pytest.mark.parametrize("word", DOCUMENTED_FLAG_WORDS)
+def test_every_documented_flag_word_is_accepted(word):
+    assert flags.parse_flags([word], "push") == [word]
+    assert flags.parse_flags([word.upper()], "pull") == [word]
+
+
+def test_the_usage_page_lists_exactly_the_documented_flag_words():
+    text = (Path(__file__).parent.parent / "docs" / "usage.rst").read_text()
+    listed = text.split("Accepted words:", 1)[1].split("``delete``, ``dryrun`` and ``force``", 1)[0]
+    assert sorted(re.findall(r"``([a-z-]+)``", listed)) == sorted(DOCUMENTED_FLAG_WORDS)
 
 
 # settings ----------------------------------------------------------------
@@ -233,6 +251,25 @@ def test_local_etag_matches_s3_single_and_multipart(tmp_path):
     big.write_bytes(data)
     parts = [hashlib.md5(data[:8 * 2**20]).digest(), hashlib.md5(data[8 * 2**20:]).digest()]
     assert local_etag(str(big)) == hashlib.md5(b"".join(parts)).hexdigest() + "-2"
+    # A user's own settings: one part of 16 MiB...
+    assert local_etag(str(big), 8 * 2**20, 16 * 2**20) == hashlib.md5(hashlib.md5(data).digest()).hexdigest() + "-1"
+    # ...or a threshold above the file's size: no parts at all.
+    assert local_etag(str(big), 64 * 2**20, 8 * 2**20) == hashlib.md5(data).hexdigest()
+    exact = tmp_path / "exact"
+    exact.write_bytes(data[:8 * 2**20])  # exactly the threshold: one part
+    assert local_etag(str(exact)) == hashlib.md5(hashlib.md5(data[:8 * 2**20]).digest()).hexdigest() + "-1"
+
+
+@pytest.mark.parametrize("file_size, chunk, expected", [
+    (9 * 2**20, 8 * 2**20, 8 * 2**20),
+    (9 * 2**20, 1 * 2**20, 5 * 2**20),  # below S3's 5 MiB minimum
+    (100_000 * 2**20, 8 * 2**20, 16 * 2**20),  # 12,500 parts of 8 MiB: too many
+    (10_000 * 8 * 2**20, 8 * 2**20, 8 * 2**20),  # exactly 10,000 parts
+])
+def test_part_size_follows_s3_limits(file_size, chunk, expected):
+    from datakit_data.plan import part_size
+
+    assert part_size(file_size, chunk) == expected
 
 
 BASE = {"f": {"size": 1, "mtime_ns": 1, "etag": "e1"}}
