@@ -6,6 +6,7 @@ argument list (never a shell). By default it is the awscli installed beside this
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
 """
 import json
+import logging
 import os
 import re
 import shlex
@@ -14,19 +15,33 @@ import subprocess
 import sys
 
 from .exceptions import ConfigError, Interrupted, SkippedFiles, SyncError
+from .masking import mask_secrets, without_credentials
+from .names import printable
 from .settings import PROJECT_CONFIG
 
 AWS_ENV = "DATAKIT_DATA_AWS"
 LOCAL_DATA = "data/"
 
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"']+@")
 _SKIPPED = re.compile(r"^warning: Skipping file (?P<path>.+?)\. (?P<why>[^.]+)\.?\s*$")
 _PROFILE_MISSING = re.compile(r"The config profile \((?P<name>.*)\) could not be found")
 
 
-def mask_secrets(text: str) -> str:
-    """Hide credentials written inside URLs (http://user:secret@host)."""
-    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+class _MaskingFormatter(logging.Formatter):
+    """Formats as before, then masks credentials: tracebacks included."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record) -> str:
+        return mask_secrets(self.inner.format(record))
+
+
+def mask_logging() -> None:
+    """Mask credentials in everything the log handlers write (`--debug` tracebacks too)."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _MaskingFormatter):
+            handler.setFormatter(_MaskingFormatter(handler.formatter or logging.Formatter()))
 
 
 #: The awscli installed beside the plugin, run with the same Python.
@@ -63,7 +78,7 @@ def connection_options(settings) -> list[str]:
     if settings.profile:
         options += ["--profile", settings.profile]
     if settings.endpoint_url:
-        options += ["--endpoint-url", settings.endpoint_url]
+        options += ["--endpoint-url", without_credentials(settings.endpoint_url)]
     return options
 
 
@@ -79,12 +94,35 @@ def download_args(settings, options, aws=None) -> list[str]:
     return [*aws, "s3", "sync", settings.s3_url, LOCAL_DATA, *options, *connection_options(settings)]
 
 
+#: More refused keys than this cannot be left out by name on one command line.
+MAX_EXCLUDES = 1000
+
+
+def exclude_options(paths) -> list[str]:
+    """``--exclude`` for each of these paths under s3_path, matching that path only."""
+    paths = sorted(paths)
+    if len(paths) > MAX_EXCLUDES:
+        raise SyncError(
+            f"{len(paths)} objects have keys that cannot be files here, e.g. "
+            f"{printable(paths[0])}: too many to leave out safely. Rename or remove them on S3."
+        )
+    options = []
+    for path in paths:
+        # fnmatch patterns: [*] [?] [[] match themselves; a leading [/] keeps the
+        # AWS CLI from reading the pattern as an absolute path.
+        pattern = "".join(f"[{c}]" if c in "*?[" else c for c in path)
+        if pattern.startswith("/"):
+            pattern = "[/]" + pattern[1:]
+        options += ["--exclude", pattern]
+    return options
+
+
 def describe(args) -> str:
-    """The command line as a user could type it, with no secret in it."""
+    """The command line as a user could type it, with no secret and no control character."""
     shown = list(args)
     if shown[:len(BUNDLED_AWS)] == BUNDLED_AWS:
         shown[:len(BUNDLED_AWS)] = ["aws"]
-    return mask_secrets(shlex.join(shown))
+    return printable(mask_secrets(shlex.join(shown)))
 
 
 def _withheld(line: str) -> bool:
@@ -173,10 +211,10 @@ def follow(proc, settings, direction: str, stderr=None) -> None:
     lines = []
     try:
         for line in proc.stderr:
-            line = mask_secrets(line)
-            lines.append(line.rstrip("\n"))
+            line = printable(mask_secrets(line.rstrip("\n")))
+            lines.append(line)
             if not _withheld(line):
-                stderr.write(line)
+                stderr.write(line + "\n")
                 stderr.flush()
         returncode = proc.wait()
     except KeyboardInterrupt:
@@ -245,7 +283,7 @@ def explain_failure(returncode: int, lines, settings, direction: str) -> SyncErr
                 f"{os.path.relpath(m.group('path')) if os.path.isabs(m.group('path')) else m.group('path')}"
                 f" ({m.group('why').lower()})"
                 for m in skipped
-            )
+            )  # the lines were made printable as they were read
             return SkippedFiles(
                 f"{verb} finished, but {len(skipped)} file(s) were skipped: {names}. "
                 f"Fix or remove them and run `datakit data {direction}` again."
@@ -297,5 +335,5 @@ def _last_message(lines) -> str:
     for line in reversed(lines):
         line = line.strip()
         if line:
-            return line.removeprefix("fatal error: ")
+            return printable(line.removeprefix("fatal error: "))
     return ""

@@ -50,6 +50,9 @@ class Init(ConfigMixin, Command):
         from . import project
         from .settings import check_bucket_name
 
+        from .masking import remember
+
+        remember(parsed_args.s3_endpoint_url)
         root = self.project_root
         config_path = self.project_config_path
         global_config = self.global_config()

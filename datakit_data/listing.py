@@ -9,6 +9,7 @@ run in the AWS CLI (see aws.py).
 import functools
 
 from .aws import CONNECT_TIMEOUT
+from .masking import without_credentials
 from .exceptions import SyncError
 
 
@@ -36,7 +37,8 @@ def client(settings, unsigned: bool = False):
         options = {"connect_timeout": CONNECT_TIMEOUT, "retries": {"mode": "standard", "max_attempts": 3}}
         if unsigned:
             options["signature_version"] = unsigned_marker
-        return sess.create_client("s3", endpoint_url=settings.endpoint_url, config=config.Config(**options))
+        return sess.create_client(
+            "s3", endpoint_url=without_credentials(settings.endpoint_url), config=config.Config(**options))
     except exceptions.BotoCoreError as err:
         raise _explain(err, settings)
 

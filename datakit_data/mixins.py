@@ -103,6 +103,9 @@ class ConfigMixin(CommandHelpers):
     def run(self, parsed_args):
         # cliff turns every exception into exit code 1; some errors need their own
         # (2 for skipped files, 130 for Ctrl-C), so report those here.
+        from .aws import mask_logging
+
+        mask_logging()
         try:
             return super().run(parsed_args)
         except DatakitDataError as err:

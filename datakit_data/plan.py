@@ -55,13 +55,48 @@ class Plan:
 
 
 def scan_local(data_dir: str, follow_symlinks: bool = True):
-    """Regular files under data/: ({path: Local}, {path: why skipped})."""
+    """Regular files under data/: ({path: Local}, {path: why skipped}).
+
+    Names that cannot be object keys (see names.key_problem) are skipped. With
+    links followed (the AWS CLI's default), a folder link is not followed when it
+    leads back to a folder it sits in (a loop, e.g. ``data/self -> .`` or
+    ``data/root -> /``), nor to a folder outside data/ that another link already
+    included.
+    """
+    from .names import key_problem
+
     files, skipped = {}, {}
-    for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks):
-        dirs.sort()
-        for name in names:
+    root = os.path.realpath(data_dir)
+    outside_seen = set()  # folders outside data/ reached through links
+
+    def relative(full):
+        return os.path.relpath(full, data_dir).replace(os.sep, "/")
+
+    def unreadable(err):
+        skipped[relative(err.filename) + "/"] = "a folder that cannot be read"
+
+    for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks, onerror=unreadable):
+        if folder != data_dir and not os.path.realpath(folder).startswith(root + os.sep):
+            here = os.stat(folder)
+            outside_seen.add((here.st_dev, here.st_ino))
+        kept = []
+        for name in sorted(dirs):
             full = os.path.join(folder, name)
-            rel = os.path.relpath(full, data_dir).replace(os.sep, "/")
+            rel = relative(full)
+            why = key_problem(rel) or (
+                _link_problem(full, data_dir, root, outside_seen) if follow_symlinks else None)
+            if why:
+                skipped[rel + "/"] = why
+            else:
+                kept.append(name)
+        dirs[:] = kept
+        for name in sorted(names):
+            full = os.path.join(folder, name)
+            rel = relative(full)
+            why = key_problem(rel)
+            if why:
+                skipped[rel] = why
+                continue
             try:
                 st = os.stat(full) if follow_symlinks else os.lstat(full)
             except FileNotFoundError:
@@ -80,6 +115,32 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
                 continue
             files[rel] = Local(st.st_size, st.st_mtime_ns)
     return files, skipped
+
+
+def _link_problem(full: str, data_dir: str, root: str, outside_seen: set) -> str | None:
+    """Why a folder link must not be followed, or None (not a link, or fine to follow)."""
+    if not os.path.islink(full):
+        return None
+    try:
+        target = os.path.realpath(full)
+        st = os.stat(full)
+    except OSError:
+        return "a link to a folder that cannot be read"
+    # A link back to a folder it sits in (data/ itself, or anything above) is a loop.
+    above = os.path.dirname(full)
+    while True:
+        if os.path.realpath(above) == target:
+            return "a link to a folder that holds it (a loop)"
+        if os.path.normpath(above) == os.path.normpath(data_dir):
+            break
+        above = os.path.dirname(above)
+    if root == target or root.startswith(target.rstrip(os.sep) + os.sep):
+        return "a link to a folder that holds data/ itself (a loop)"
+    if not target.startswith(root + os.sep):
+        if (st.st_dev, st.st_ino) in outside_seen:
+            return "a link to a folder outside data/ that another link already includes"
+        outside_seen.add((st.st_dev, st.st_ino))
+    return None
 
 
 def part_size(file_size: int, chunk: int = MULTIPART_CHUNK) -> int:

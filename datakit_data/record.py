@@ -9,6 +9,7 @@ import json
 import os
 
 from .lock import STATE_DIR
+from .names import key_problem
 from .project import write_json_atomic
 
 RECORD_FILE = "record.json"
@@ -45,7 +46,10 @@ class SyncRecord:
             return cls(path, target)
         if not isinstance(data, dict) or data.get("version") != VERSION or data.get("target") != target:
             return cls(path, target)
-        return cls(path, target, data.get("files") or {}, data.get("last") or {}, exists=True)
+        # A path that can never be a local file (an older version recorded hostile
+        # keys) is left out, so that nothing is ever planned for it.
+        files = {k: v for k, v in (data.get("files") or {}).items() if not key_problem(k)}
+        return cls(path, target, files, data.get("last") or {}, exists=True)
 
     def set(self, rel: str, local, etag: str) -> None:
         self.files[rel] = {"size": local.size, "mtime_ns": local.mtime_ns, "etag": etag}

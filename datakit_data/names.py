@@ -1,0 +1,120 @@
+"""Object keys and file names come from outside: check them before they become paths.
+
+Anyone who can write to the bucket chooses the keys a pull turns into local paths,
+and anyone who can write to data/ chooses the names a push sends. A key such as
+``p//home/me/notes.txt`` (remote path ``/home/me/notes.txt``), ``p/../../x``, or one
+holding an ESC sequence or a newline must never become a path outside ``data/``
+nor reach the terminal raw. So:
+
+- ``key_problem`` says why a path (relative to data/ or s3_path) cannot be a local
+  file, and ``refused_keys`` adds the clashes between keys (``a`` beside ``a/b``;
+  names differing only by case on a case-insensitive file system). Refused keys are
+  skipped and named; nothing is ever written for them.
+- ``inside`` is called at every place that writes, moves or deletes: it resolves the
+  path (links included) and refuses one that is not inside the folder it must be in.
+- ``printable`` escapes control characters, so that one name prints as one line.
+"""
+import os
+
+from .exceptions import DatakitDataError
+
+#: The longest file name (one path segment) most file systems take, in bytes.
+NAME_MAX = 255
+
+
+class UnsafePath(DatakitDataError):
+    """A path that would resolve outside the folder it must stay in."""
+
+
+def _is_control(char: str) -> bool:
+    """C0 and C1 controls, DEL, and the Unicode line and paragraph separators."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029)
+
+
+def printable(text: str) -> str:
+    """text with control characters and undecodable bytes escaped (\\x1b, \\n, \\udcff -> \\xff)."""
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char == "\\":
+            out.append(char)
+        elif _is_control(char) or 0xD800 <= code <= 0xDFFF:
+            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def key_problem(path: str, name_max: int = NAME_MAX) -> str | None:
+    """Why this path (relative to data/ or to s3_path) cannot be a local file, or None."""
+    if not path:
+        return "an empty name"
+    if path.startswith("/"):
+        return "an absolute path"
+    if "\\" in path:
+        return "a backslash, which is a folder separator on Windows"
+    if any(_is_control(c) for c in path):
+        return "a control character in the name"
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in path):
+        return "a name that is not valid UTF-8"
+    for segment in path.split("/"):
+        if segment == "":
+            return "an empty folder name (//)"
+        if segment in (".", ".."):
+            return f'a "{segment}" folder name'
+        if len(segment.encode("utf-8")) > name_max:
+            return f"a name longer than {name_max} bytes"
+    return None
+
+
+def refused_keys(paths, case_insensitive: bool = False, name_max: int = NAME_MAX) -> dict[str, str]:
+    """{path: why} for the paths that must not become local files."""
+    refused = {}
+    for path in paths:
+        why = key_problem(path, name_max)
+        if why:
+            refused[path] = why
+    valid = sorted(p for p in paths if p not in refused)
+    fold = str.casefold if case_insensitive else str
+    folders = {fold(path[:i]) for path in valid for i, c in enumerate(path) if c == "/"}
+    for path in valid:
+        if fold(path) in folders:
+            refused[path] = "a file with the same name as a folder on S3"
+    if case_insensitive:
+        by_case: dict[str, list[str]] = {}
+        for path in valid:
+            by_case.setdefault(path.casefold(), []).append(path)
+        for group in by_case.values():
+            for path in group[1:]:
+                refused.setdefault(path, f"differs only by case from {group[0]}, on a file system that ignores case")
+    return refused
+
+
+def is_case_insensitive(folder: str) -> bool:
+    """Does the file system holding folder treat a and A as one name? (Writes nothing.)"""
+    head, name = os.path.split(os.path.abspath(folder))
+    swapped = name.swapcase()
+    if swapped == name:
+        return False
+    try:
+        return os.path.samefile(folder, os.path.join(head, swapped))
+    except OSError:
+        return False
+
+
+def inside(base: str, relative: str) -> str:
+    """base/relative, refused unless it resolves (links followed) inside base."""
+    root = os.path.realpath(base)
+    target = os.path.join(root, relative)
+    # The folder it lands in, resolved, must be root or below it. (A link as the
+    # name itself is replaced or removed, never written through, by our callers.)
+    parent = os.path.realpath(os.path.dirname(target))
+    if parent != root and not parent.startswith(root + os.sep):
+        raise UnsafePath(f"{printable(relative)} leads outside {base}")
+    final = os.path.join(parent, os.path.basename(target))
+    if os.path.basename(target) in ("", ".", ".."):
+        raise UnsafePath(f"{printable(relative)} is not a file name inside {base}")
+    return final
