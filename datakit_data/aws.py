@@ -5,6 +5,7 @@ argument list (never a shell). By default it is the awscli installed beside this
 (``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
 """
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import signal
 import subprocess
 import sys
 
-from .exceptions import ConfigError, Interrupted, SkippedFiles, SyncError
+from .exceptions import ConfigError, Interrupted, SkippedFiles, Stop, SyncError
 from .masking import mask_secrets, without_credentials
 from .names import printable
 from .settings import PROJECT_CONFIG
@@ -131,9 +132,16 @@ def _withheld(line: str) -> bool:
 
 
 #: Started early, this loads awscli while datakit plans, then runs the arguments
-#: it is sent on stdin exactly as `python -m awscli ARGS` would.
+#: it is sent on stdin exactly as `python -m awscli ARGS` would. It ends itself
+#: within a second if datakit is gone (killed outright, where prctl is missing).
 _LAUNCHER = """\
-import json, sys
+import json, os, sys, threading, time
+parent = int(sys.argv[1])
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(137)
+threading.Thread(target=watch, daemon=True).start()
 try:
     from awscli.clidriver import create_clidriver
     driver = create_clidriver()
@@ -142,6 +150,20 @@ try:
 except KeyboardInterrupt:
     sys.exit(130)
 """
+
+
+def _die_with_datakit(parent: int):
+    """A preexec_fn: on Linux the kernel kills the AWS CLI when datakit dies, even by SIGKILL."""
+    def arrange():
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return  # not Linux: the launcher's own watch does it
+        if os.getppid() != parent:
+            os._exit(137)
+    return arrange
 
 
 class Cli:
@@ -159,8 +181,9 @@ class Cli:
         self.proc = None
         if self.aws == BUNDLED_AWS:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True, errors="replace", env=self.env, cwd=cwd,
+                [sys.executable, "-c", _LAUNCHER, str(os.getpid())], stdin=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, errors="replace", env=self.env, cwd=cwd,
+                preexec_fn=_die_with_datakit(os.getpid()),
             )
 
     def run(self, args, settings, direction: str, stderr=None) -> None:
@@ -177,7 +200,7 @@ class Cli:
             try:
                 proc = subprocess.Popen(
                     [*self.aws, *rest], stderr=subprocess.PIPE, text=True, errors="replace",
-                    env=self.env, cwd=self.cwd,
+                    env=self.env, cwd=self.cwd, preexec_fn=_die_with_datakit(os.getpid()),
                 )
             except FileNotFoundError:
                 raise cannot_start(self.aws)
@@ -217,9 +240,10 @@ def follow(proc, settings, direction: str, stderr=None) -> None:
                 stderr.write(line + "\n")
                 stderr.flush()
         returncode = proc.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         _stop(proc)
-        raise Interrupted(interrupted_message(settings, direction))
+        signum = getattr(stop, "signum", signal.SIGINT)
+        raise Interrupted(interrupted_message(settings, direction, signum), signum)
     finally:
         proc.stderr.close()
     if returncode != 0:
@@ -231,6 +255,20 @@ def cannot_start(args) -> ConfigError:
         f"Cannot start the AWS CLI `{args[0]}`. Install it, or unset {AWS_ENV} "
         "to use the awscli installed with datakit-data."
     )
+
+
+@contextlib.contextmanager
+def signals_stop_the_run():
+    """SIGTERM and SIGHUP stop a run as Ctrl-C does: the AWS CLI first, then datakit."""
+    def stop(signum, frame):
+        raise Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stop(proc) -> None:
@@ -245,10 +283,11 @@ def _stop(proc) -> None:
         pass
 
 
-def interrupted_message(settings, direction: str) -> str:
-    """What a user reads after Ctrl-C."""
+def interrupted_message(settings, direction: str, signum: int = signal.SIGINT) -> str:
+    """What a user reads after Ctrl-C, SIGTERM or SIGHUP."""
+    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
     return (
-        f"{direction.capitalize()} interrupted; files already transferred are complete. "
+        f"{direction.capitalize()} {how}; files already transferred are complete. "
         f"Run `datakit data {direction}` again to finish."
     )
 

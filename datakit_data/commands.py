@@ -5,6 +5,7 @@ function that does the work, and reports.
 """
 import logging
 import os
+import signal
 
 from cliff.command import Command
 
@@ -147,14 +148,15 @@ class _Sync(ConfigMixin, Command):
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
                 f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."
             )
-        with project_lock(self.project_root, self.direction):
-            self.prepare_data_folder()
-            try:
-                safesync.run(self.direction, self.project_root, settings, flags, self.out, log.warning)
-            except KeyboardInterrupt:
-                from .aws import interrupted_message
+        from .aws import interrupted_message, signals_stop_the_run
 
-                raise Interrupted(interrupted_message(settings, self.direction))
+        try:
+            with signals_stop_the_run(), project_lock(self.project_root, self.direction):
+                self.prepare_data_folder()
+                safesync.run(self.direction, self.project_root, settings, flags, self.out, log.warning)
+        except KeyboardInterrupt as stop:
+            signum = getattr(stop, "signum", signal.SIGINT)
+            raise Interrupted(interrupted_message(settings, self.direction, signum), signum)
 
 
 class Push(_Sync):

@@ -31,6 +31,18 @@ class SkippedFiles(SyncError):
 
 
 class Interrupted(SyncError):
-    """The user pressed Ctrl-C during a transfer."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped a run: exit 128 + the signal's number."""
 
     exit_code = 130
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class Stop(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM or SIGHUP arrives, as Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

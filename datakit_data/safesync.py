@@ -97,9 +97,23 @@ def build_plan(root, settings, direction, flags):
     return plan, scan, record
 
 
+def remove_stale_staging(root) -> None:
+    """Remove staging folders left by runs that were killed (called under the project lock)."""
+    state = os.path.join(root, STATE_DIR)
+    try:
+        entries = os.listdir(state)
+    except FileNotFoundError:
+        return
+    for name in entries:
+        kind, _, pid = name.partition("-")
+        if kind in ("push", "pull") and pid.isdigit():
+            shutil.rmtree(os.path.join(state, name), ignore_errors=True)
+
+
 def run(direction, root, settings, flags, say, warn) -> Outcome:
     """Push or pull safely, then say one summary line; conflicts and skips raise."""
     started = time.monotonic()
+    remove_stale_staging(root)
     with _transfer(root, settings, direction, "dryrun" not in flags) as (parent, cli):
         work = _push if direction == "push" else _pull
         outcome = work(root, settings, flags, say, warn, parent, cli)

@@ -404,3 +404,27 @@ def wait_until(condition, what: str, timeout: float = 30, every: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} after {timeout} s")
         time.sleep(every)
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is pid (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Is pid a live process (not gone, not a zombie waiting to be reaped)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

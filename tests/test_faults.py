@@ -1,11 +1,12 @@
 """Bad input and faults: each gets one clear line, a non-zero exit, and no data lost."""
 import os
+import signal
 import socket
 import time
 
 import pytest
 
-from conftest import BUCKET, assert_clean_error, output, wait_until
+from conftest import BUCKET, assert_clean_error, children_of, output, running, wait_until
 from s3proxy import FaultProxy
 from s3server import S3Server, free_ports
 
@@ -230,3 +231,51 @@ def test_a_second_push_or_pull_refuses_while_the_first_runs(project, bucket, pro
     assert "then run `datakit data pull` again" in text
     assert done.returncode == 0, output(done)
     assert bucket.objects(project.name) == project.files()
+
+
+# stopping a run ----------------------------------------------------------------
+
+def _start_held_push(project, bucket, proxy, count=200):
+    project.configure(s3_endpoint_url=proxy.endpoint_url)
+    for i in range(count):
+        project.write(f"rows/{i:04d}.csv", f"{i}," * 300)
+    proxy.hold_after(40_000)  # a few uploads arrive, then the push waits mid-upload
+    proc = project.start("data", "push")
+    wait_until(lambda: bucket.keys(project.name), "a first object on S3")
+    aws_cli = children_of(proc.pid)
+    assert aws_cli, "the push has started no AWS CLI"
+    return proc, aws_cli
+
+
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_and_sighup_stop_the_aws_cli_before_datakit_exits(project, bucket, proxy, sig, code, name):
+    proc, aws_cli = _start_held_push(project, bucket, proxy)
+    with proc:
+        os.kill(proc.pid, sig)  # `kill PID`, `timeout`, a closed terminal: datakit only
+        proxy.release()
+        result = proc.finish(timeout=60)
+        still = [pid for pid in aws_cli if running(pid)]
+
+    text = assert_clean_error(result, code=code)
+    assert f"Push stopped by {name}; files already transferred are complete." in text
+    assert still == [], "the AWS CLI outlived datakit"
+    again = project.run("data", "push")
+    assert again.returncode == 0, output(again)
+    assert bucket.objects(project.name) == project.files()
+
+
+def test_a_killed_push_leaves_no_aws_cli_running_and_the_next_run_cleans_up(project, bucket, proxy):
+    proc, aws_cli = _start_held_push(project, bucket, proxy)
+    with proc:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.proc.wait()
+        wait_until(lambda: not [pid for pid in aws_cli if running(pid)], "end of the AWS CLI", timeout=5)
+    state = project.root / ".datakit-data"
+    assert [p.name for p in state.iterdir() if p.name.startswith("push-")] == [f"push-{proc.pid}"]
+
+    proxy.release()
+    again = project.run("data", "push")
+
+    assert again.returncode == 0, output(again)
+    assert bucket.objects(project.name) == project.files()
+    assert not [p for p in state.iterdir() if p.name.startswith(("push-", "pull-"))]
