@@ -60,8 +60,13 @@ def aws_command(environ=None) -> list[str]:
 
 #: Seconds to wait for a TCP connection: an unreachable endpoint fails fast.
 CONNECT_TIMEOUT = 5
-#: Retry policy unless the user's environment sets one: 3 attempts in all.
-RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
+#: Seconds to wait for the server to answer (or send the next bytes): a server that
+#: accepts connections but never answers fails every command in under a minute.
+READ_TIMEOUT = 15
+#: Attempts in all, the first included, for every request.
+ATTEMPTS = 3
+#: Retry policy unless the user's environment sets one.
+RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": str(ATTEMPTS)}
 
 
 def child_env(environ=None, overrides=None) -> dict:
@@ -75,7 +80,7 @@ def child_env(environ=None, overrides=None) -> dict:
 
 def connection_options(settings) -> list[str]:
     """--profile and --endpoint-url when the config asks for them, and a connect timeout."""
-    options = ["--cli-connect-timeout", str(CONNECT_TIMEOUT)]
+    options = ["--cli-connect-timeout", str(CONNECT_TIMEOUT), "--cli-read-timeout", str(READ_TIMEOUT)]
     if settings.profile:
         options += ["--profile", settings.profile]
     if settings.endpoint_url:
@@ -296,14 +301,15 @@ def _where(settings) -> str:
     return mask_secrets(settings.endpoint_url) if settings.endpoint_url else "AWS S3"
 
 
-def explain_failure(returncode: int, lines, settings, direction: str) -> SyncError:
-    """One line saying why the AWS CLI failed and what to do about it."""
+def explain_failure(returncode: int, lines, settings, direction: str, cli: bool = True) -> SyncError:
+    """One line saying why a request failed (in the AWS CLI, or in-process when not cli)."""
     text = "\n".join(lines)
+    url = mask_secrets(settings.s3_url)
     verb = {
-        "push": f"Push to {settings.s3_url}",
-        "pull": f"Pull from {settings.s3_url}",
-        "list": f"Listing {settings.s3_url}",
-        "delete": f"Deleting from {settings.s3_url}",
+        "push": f"Upload to {url}",
+        "pull": f"Download from {url}",
+        "list": f"Listing {url}",
+        "delete": f"Deleting from {url}",
     }.get(direction, f"Checking bucket {settings.bucket}")
     if returncode == 130 or returncode < 0:
         return Interrupted(interrupted_message(settings, direction))
@@ -353,12 +359,22 @@ def explain_failure(returncode: int, lines, settings, direction: str) -> SyncErr
             f"{verb} failed: could not reach {_where(settings)} through the proxy set in "
             "HTTPS_PROXY / HTTP_PROXY. Check the proxy, or add the S3 host to NO_PROXY."
         )
+    if "Read timeout on endpoint URL" in text:
+        return SyncError(
+            f"{verb} failed: {_where(settings)} accepted the connection but did not answer within "
+            f"{READ_TIMEOUT} s ({ATTEMPTS} attempts). Check that it is an S3 server and that it is "
+            f'working, or "s3_endpoint_url" in {PROJECT_CONFIG}.'
+        )
     if "Could not connect to the endpoint URL" in text or "Connect timeout" in text:
         return SyncError(
             f"{verb} failed: could not connect to {_where(settings)}. Check your network, "
             f'or "s3_endpoint_url" in {PROJECT_CONFIG}.'
         )
     detail = _last_message(lines)
+    if not cli:
+        return SyncError(
+            f"{verb} failed{': ' + detail if detail else ''}. Run `datakit --debug ...` for details."
+        )
     return SyncError(
         f"{verb} failed (AWS CLI exit code {returncode}){': ' + detail if detail else ''}. "
         "Run again with the `debug` flag word for details."

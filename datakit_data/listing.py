@@ -7,8 +7,9 @@ with the same credential chain, profile and endpoint as the CLI. Transfers still
 run in the AWS CLI (see aws.py).
 """
 import functools
+import os
 
-from .aws import CONNECT_TIMEOUT
+from .aws import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV
 from .masking import without_credentials
 from .exceptions import SyncError
 
@@ -34,7 +35,10 @@ def client(settings, unsigned: bool = False):
         sess = session.Session(profile=settings.profile)
         # Timestamps are only compared as text: parsing 10,000 of them costs a second.
         sess.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-        options = {"connect_timeout": CONNECT_TIMEOUT, "retries": {"mode": "standard", "max_attempts": 3}}
+        options = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+        if not any(key in os.environ for key in RETRY_ENV):
+            # total_max_attempts counts the first attempt; botocore's max_attempts does not.
+            options["retries"] = {"mode": "standard", "total_max_attempts": ATTEMPTS}
         if unsigned:
             options["signature_version"] = unsigned_marker
         return sess.create_client(
@@ -46,7 +50,7 @@ def client(settings, unsigned: bool = False):
 def _explain(err, settings, what: str = "list") -> SyncError:
     from .aws import explain_failure, mask_secrets
 
-    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what)
+    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what, cli=False)
 
 
 def _prefix(settings) -> str:

@@ -18,6 +18,11 @@ def project_lock(root: str, direction: str):
     import fcntl
 
     folder = os.path.join(root, STATE_DIR)
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise DatakitDataError(
+            f"{folder} is not a folder: datakit-data keeps its lock and sync record there. "
+            "Move that file away and run the command again."
+        )
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -55,6 +55,18 @@ CONFIG_SPEC = [
 ]
 
 
+def _file_problem(err: OSError) -> DatakitDataError:
+    """An OS error no step expected, as one line naming the path."""
+    from .names import printable
+
+    where = f" {printable(err.filename)}" if err.filename else ""
+    why = (err.strerror or str(err)).lower()
+    return DatakitDataError(
+        f"Could not use{where}: {why}. Check that it exists, that you may write there and "
+        "that the disk has space, then run the command again."
+    )
+
+
 class ConfigMixin(CommandHelpers):
     """Global config + project config -> Settings, for every datakit-data command."""
 
@@ -107,7 +119,10 @@ class ConfigMixin(CommandHelpers):
 
         mask_logging()
         try:
-            return super().run(parsed_args)
+            try:
+                return super().run(parsed_args)
+            except OSError as err:
+                raise _file_problem(err) from err
         except DatakitDataError as err:
             if err.exit_code == 1:
                 raise

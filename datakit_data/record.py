@@ -6,10 +6,13 @@ endpoint change, the old record no longer applies and the next sync starts afres
 """
 import datetime
 import json
+import logging
 import os
 
 from .lock import STATE_DIR
-from .names import key_problem
+from .names import key_problem, printable
+
+log = logging.getLogger(__name__)
 from .project import write_json_atomic
 
 RECORD_FILE = "record.json"
@@ -21,6 +24,20 @@ def location(settings) -> str:
     from .aws import mask_secrets
 
     return mask_secrets(f"{settings.endpoint_url or ''} {settings.s3_url}".strip())
+
+
+def _shape_problem(files, last) -> str | None:
+    """What is wrong with a record's contents, or None."""
+    if not isinstance(files, dict):
+        return '"files" is not an object'
+    for rel, entry in files.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("etag"), str)
+                and all(isinstance(entry.get(k), int) and not isinstance(entry.get(k), bool)
+                        for k in ("size", "mtime_ns"))):
+            return f'the entry for "{rel}" lacks a whole size, mtime_ns or a text etag'
+    if not isinstance(last, dict) or not all(isinstance(v, str) for v in last.values()):
+        return '"last" is not an object of times'
+    return None
 
 
 class SyncRecord:
@@ -40,16 +57,31 @@ class SyncRecord:
         try:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
-        except (FileNotFoundError, ValueError):
-            # A damaged record is treated like none: every difference becomes a
-            # conflict rather than a silent overwrite.
+        except FileNotFoundError:
             return cls(path, target)
-        if not isinstance(data, dict) or data.get("version") != VERSION or data.get("target") != target:
-            return cls(path, target)
+        except (ValueError, UnicodeDecodeError) as err:
+            return cls._damaged(path, target, f"not valid JSON: {err}")
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            return cls._damaged(path, target, "not a sync record of this version")
+        if data.get("target") != target:
+            return cls(path, target)  # another S3 location's record: it does not apply here
+        files, last = data.get("files"), data.get("last", {})
+        problem = _shape_problem(files, last)
+        if problem:
+            return cls._damaged(path, target, problem)
         # A path that can never be a local file (an older version recorded hostile
         # keys) is left out, so that nothing is ever planned for it.
-        files = {k: v for k, v in (data.get("files") or {}).items() if not key_problem(k)}
-        return cls(path, target, files, data.get("last") or {}, exists=True)
+        files = {k: v for k, v in files.items() if not key_problem(k)}
+        return cls(path, target, files, last, exists=True)
+
+    @classmethod
+    def _damaged(cls, path, target, why) -> "SyncRecord":
+        # Treated like no record: every difference becomes a conflict, never a
+        # silent overwrite. The next successful sync writes a good one.
+        log.warning(
+            "Warning: %s is damaged (%s) and is ignored: files that differ on the two sides "
+            "are reported as conflicts. The next sync writes a new record.", path, printable(why))
+        return cls(path, target)
 
     def set(self, rel: str, local, etag: str) -> None:
         self.files[rel] = {"size": local.size, "mtime_ns": local.mtime_ns, "etag": etag}

@@ -133,7 +133,7 @@ def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
             if plan.delete:
                 listing.delete_remote(settings, plan.delete, "no-sign-request" in flags)
             if plan.transfer:
-                _upload(root, settings, plan.transfer, flags, parent, cli)
+                _upload(root, settings, plan.transfer, flags, parent, cli, outcome.skipped)
         finally:
             after = listing.list_remote(settings, "no-sign-request" in flags) if (
                 plan.transfer or plan.delete) else remote
@@ -231,17 +231,33 @@ def _transfer(root, settings, direction, needed=True):
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def _upload(root, settings, paths, flags, parent, cli) -> None:
-    """Upload exactly these paths in one concurrent `aws s3 cp --recursive`."""
+def _upload(root, settings, paths, flags, parent, cli, failed) -> None:
+    """Upload exactly these paths in one concurrent `aws s3 cp --recursive`.
+
+    A file that vanished or became unreadable since the scan is added to ``failed``.
+    """
     stage = os.path.join(parent, DATA)
+    staged = 0
     for path in paths:
         source = os.path.join(root, DATA, path)
         target = names.inside(stage, path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
-            os.link(source, target, follow_symlinks=True)
-        except OSError:  # another file system, or no hard links there
-            shutil.copy2(source, target)
+            try:
+                os.link(source, target, follow_symlinks=True)
+            except FileNotFoundError:
+                raise
+            except OSError:  # another file system, or no hard links there
+                shutil.copy2(source, target)
+        except FileNotFoundError:
+            failed[path] = "it was deleted or moved while the push ran"
+            continue
+        except OSError as err:
+            failed[path] = _why(err)
+            continue
+        staged += 1
+    if not staged:
+        return
     args = aws.upload_args(settings, cli_options(flags))
     log.info("Running: %s", aws.describe(args))
     cli.run(args, settings, "push")

@@ -313,3 +313,61 @@ def test_pull_delete_with_an_empty_s3_path_is_refused(project, bucket):
     assert f'Refusing `delete` with an empty "s3_path" in config/datakit-data.json' in text
     assert f"the whole bucket {BUCKET}" in text
     assert project.files() == {"mine.csv": b"mine"}
+
+
+# damaged state -------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", [
+    '{"version": 1, "target": "TARGET", "files": ["shared.csv"], "last": {}}',
+    '{"version": 1, "target": "TARGET", "files": {"shared.csv": "abc"}, "last": {}}',
+    '{"version": 1, "target": "TARGET", "files": {"shared.csv": {"size": "8"}}, "last": {}}',
+    '{"version": 1, "target": "TARGET", "files": {}, "last": []}',
+    '{"version": 1, "files": {',
+    "[]",
+])
+def test_a_damaged_record_is_named_once_and_treated_as_none(pair, bucket, damage):
+    a, b = pair
+    record = b.root / ".datakit-data" / "record.json"
+    target = json.loads(record.read_text())["target"]
+    record.write_text(damage.replace("TARGET", target))
+    a.write("shared.csv", "A's edit\n")
+    ok(a.run("data", "push"))
+    b.write("shared.csv", "B's edit\n")
+
+    status = b.run("data", "status")
+    pulled = b.run("data", "pull")
+
+    assert status.returncode == 0 and status.stderr.count(f"{record} is damaged") == 1, output(status)
+    assert "data/shared.csv (differs, and there is no sync record yet)" in status.stdout
+    text = assert_clean_error(pulled)
+    assert text.count(f"{record} is damaged") == 1, text
+    assert "conflict: data/shared.csv (differs, and there is no sync record yet)" in text
+    assert b.files() == {"shared.csv": b"B's edit\n"}
+    # The pull wrote a sound record again; the conflict stays one until resolved.
+    assert "is damaged" not in output(b.run("data", "pull"))
+
+
+def test_a_file_where_the_state_folder_belongs_is_named(project):
+    project.configure()
+    project.write("a.csv", "a")
+    (project.root / ".datakit-data").write_text("not a folder")
+
+    text = assert_clean_error(project.run("data", "push"))
+
+    assert f"{project.root / '.datakit-data'} is not a folder" in text and "Move that file away" in text
+
+
+def test_a_file_deleted_while_the_push_runs_is_skipped_and_the_rest_sent(project, bucket, proxy):
+    project.configure(s3_endpoint_url=proxy.endpoint_url)
+    project.write("stays.csv", "stays\n")
+    doomed = project.write("doomed.csv", "doomed\n")
+    proxy.hold()  # the push has scanned data/ and waits for its listing
+    with project.start("data", "push") as proc:
+        proxy.wait_for_connections(1)
+        doomed.unlink()
+        proxy.release()
+        result = proc.finish(timeout=60)
+
+    text = assert_clean_error(result, code=2)
+    assert "data/doomed.csv (it was deleted or moved while the push ran)" in text
+    assert bucket.objects(project.name) == {"stays.csv": b"stays\n"}

@@ -171,6 +171,25 @@ def test_endpoint_that_never_accepts_fails_within_the_documented_minute(project)
             sock.close()
 
 
+def test_endpoint_that_accepts_but_never_answers_fails_within_a_minute_in_3_attempts(project, proxy):
+    project.configure(s3_endpoint_url=proxy.endpoint_url)
+    project.write("a.txt", "a")
+    proxy.hold()  # connections are accepted; nothing is ever answered
+
+    started = time.monotonic()
+    result = project.run("data", "push", timeout=120)
+    elapsed = time.monotonic() - started
+
+    text = assert_clean_error(result)
+    assert (
+        f"Listing s3://{BUCKET}/{project.name}/ failed: {proxy.endpoint_url} accepted the connection "
+        "but did not answer within 15 s (3 attempts)."
+    ) in text
+    assert "AWS CLI" not in text  # the CLI never ran
+    assert proxy.connections == 3
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+
+
 # faults ------------------------------------------------------------------
 
 @pytest.fixture
