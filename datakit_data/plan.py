@@ -26,6 +26,7 @@ MIN_PART, MAX_PART = 5 * 1024 * 1024, 5 * 1024 * 1024 * 1024
 class Local:
     size: int
     mtime_ns: int
+    ino: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Plan:
     baseline: list[str] = field(default_factory=list)
     unchanged: int = 0
     forget: list[str] = field(default_factory=list)
+    refresh: list[str] = field(default_factory=list)  # same content, new time: update the record
+    restored: list[str] = field(default_factory=list)  # pull: deleted locally, brought back
 
     def transfer_bytes(self, local, remote) -> int:
         """Bytes the transfers will move."""
@@ -113,7 +116,7 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
             if not os.access(full, os.R_OK):
                 skipped[rel] = "permission denied"
                 continue
-            files[rel] = Local(st.st_size, st.st_mtime_ns)
+            files[rel] = Local(st.st_size, st.st_mtime_ns, st.st_ino)
     return files, skipped
 
 
@@ -176,25 +179,38 @@ def _changed(path, side, record, differs) -> bool:
     now = side.get(path)
     if base is None:
         return now is not None
-    return now is None or differs(now, base)
+    return now is None or differs(path, now, base)
 
 
-def _local_differs(now, base) -> bool:
-    return now.size != base["size"] or now.mtime_ns != base["mtime_ns"]
+def _local_moved(now, base) -> bool:
+    """Did size, time or inode move since the record? (Content may still be the same.)"""
+    return now.size != base["size"] or now.mtime_ns != base["mtime_ns"] or now.ino != base.get("ino", now.ino)
 
 
-def _remote_differs(now, base) -> bool:
+def _remote_differs(path, now, base) -> bool:
     return now.etag != base["etag"]
 
 
-def make_plan(direction, local, remote, record, delete=False, force=False, same=None) -> Plan:
+def make_plan(direction, local, remote, record, delete=False, force=False, same=None, as_recorded=None) -> Plan:
     """Decide, path by path, what a push or pull does.
 
-    ``record`` maps paths to {"size", "mtime_ns", "etag"} from the last sync (empty
-    when there is none). ``same(path)`` says whether the local file and the object
-    have identical content; it is only asked when both sides changed.
+    ``record`` maps paths to {"size", "mtime_ns", "ino", "etag"} from the last sync
+    (empty when there is none). ``same(path)`` says whether the local file and the
+    object have identical content; it is only asked when both sides changed.
+    ``as_recorded(path)`` says whether a local file whose time or inode moved (size
+    unchanged) still has the recorded content; such a file is unchanged, and its
+    path is listed in ``plan.refresh``.
     """
     plan = Plan(direction)
+
+    def _local_differs(path, now, base) -> bool:
+        if not _local_moved(now, base):
+            return False
+        if now.size == base["size"] and as_recorded is not None and as_recorded(path):
+            plan.refresh.append(path)
+            return False
+        return True
+
     source, target = (local, remote) if direction == "push" else (remote, local)
     source_differs, target_differs = (
         (_local_differs, _remote_differs) if direction == "push" else (_remote_differs, _local_differs)
@@ -209,6 +225,12 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
             continue
         if not src_changed and not dst_changed:
             plan.unchanged += 1
+            continue
+        if direction == "pull" and in_source and not in_target:
+            # Deleted locally: bringing S3's copy back loses nothing.
+            plan.transfer.append(path)
+            if path in record:
+                plan.restored.append(path)
             continue
         if src_changed and not dst_changed:
             _source_wins(plan, path, in_source, delete, here, there)

@@ -84,7 +84,7 @@ class SyncRecord:
         return cls(path, target)
 
     def set(self, rel: str, local, etag: str) -> None:
-        self.files[rel] = {"size": local.size, "mtime_ns": local.mtime_ns, "etag": etag}
+        self.files[rel] = {"size": local.size, "mtime_ns": local.mtime_ns, "ino": local.ino, "etag": etag}
 
     def forget(self, rel: str) -> None:
         self.files.pop(rel, None)

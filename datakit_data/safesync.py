@@ -28,6 +28,8 @@ DATA = "data"
 #: Flag words datakit-data acts on itself rather than passing to the AWS CLI.
 PLANNER_FLAGS = ("delete", "dryrun", "force", "size-only", "exact-timestamps")
 SHOWN_PER_KIND = 20
+#: Files this big say so before they are read to compare their content.
+BIG_FILE = 256 * 1024 * 1024
 
 
 @dataclass
@@ -60,6 +62,11 @@ class Scan:
     skipped: dict  # local files that cannot be pushed: {path: why}
     refused: dict  # objects whose keys cannot be local paths: {path: why}
     same: object  # same(path): identical content on both sides?
+    content: object  # content(path): the local file's ETag, computed once
+
+    def as_recorded(self, record):
+        """as_recorded(path): does the local file still hold the content recorded for it?"""
+        return lambda path: self.content(path) is not None and self.content(path) == record.files[path]["etag"]
 
 
 def gather(root, settings, flags=()) -> Scan:
@@ -77,13 +84,20 @@ def gather(root, settings, flags=()) -> Scan:
         return awsconfig.multipart_sizes(settings)
 
     @functools.cache
-    def same(path):
+    def content(path):
+        """The ETag this file would get on upload (read once per run), or None."""
+        size = local[path].size
+        if size >= BIG_FILE:
+            log.info("Reading data/%s (%s) to compare its content...", names.printable(path), human_bytes(size))
         try:
-            return local_etag(os.path.join(data_dir, path), *sizes()) == remote[path].etag
+            return local_etag(os.path.join(data_dir, path), *sizes())
         except OSError:
-            return False
+            return None
 
-    return Scan(local, remote, skipped, refused, same)
+    def same(path):
+        return content(path) is not None and content(path) == remote[path].etag
+
+    return Scan(local, remote, skipped, refused, same, content)
 
 
 def build_plan(root, settings, direction, flags):
@@ -92,7 +106,7 @@ def build_plan(root, settings, direction, flags):
     record = SyncRecord.load(root, settings)
     plan = make_plan(
         direction, scan.local, scan.remote, record.files,
-        delete="delete" in flags, force="force" in flags, same=scan.same,
+        delete="delete" in flags, force="force" in flags, same=scan.same, as_recorded=scan.as_recorded(record),
     )
     return plan, scan, record
 
@@ -176,7 +190,7 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
                     root, settings, plan.transfer, remote, flags, parent, cli, outcome.refused, outcome.skipped)
                 for path in received:
                     st = os.stat(os.path.join(data_dir, path))
-                    record.set(path, Local(st.st_size, st.st_mtime_ns), remote[path].etag)
+                    record.set(path, Local(st.st_size, st.st_mtime_ns, st.st_ino), remote[path].etag)
                     outcome.sent += 1
                     outcome.sent_bytes += st.st_size
         finally:
@@ -208,9 +222,12 @@ def _begin(direction, root, settings, flags, say, warn):
 
 
 def _settle(plan, local, remote, record) -> None:
-    """Record identical files as the baseline and forget paths deleted on both sides."""
+    """Record identical files as the baseline, new times of unchanged files, and forget
+    paths deleted on both sides."""
     for path in plan.baseline:
         record.set(path, local[path], remote[path].etag)
+    for path in plan.refresh:
+        record.set(path, local[path], record.files[path]["etag"])
     for path in plan.forget:
         record.forget(path)
 
@@ -315,10 +332,11 @@ def _why(err) -> str:
 
 def report(plan, settings, warn) -> None:
     """Name each conflict, and the files kept as they are (a few of each kind)."""
-    for title, entries in (("conflict", plan.conflicts), ("kept", plan.kept)):
+    restored = {path: "deleted locally since the last sync" for path in plan.restored}
+    for title, entries in (("conflict", plan.conflicts), ("kept", plan.kept), ("restoring", restored)):
         for i, (path, why) in enumerate(sorted(entries.items())):
-            if i == SHOWN_PER_KIND and title == "kept":
-                warn(f"kept: ... and {len(entries) - i} more (`datakit data status` lists them all)")
+            if i == SHOWN_PER_KIND and title != "conflict":
+                warn(f"{title}: ... and {len(entries) - i} more (`datakit data status` lists them all)")
                 break
             warn(f"{title}: data/{names.printable(path)} ({why})")
 
@@ -381,14 +399,16 @@ def status(root, settings) -> dict:
     scan = gather(root, settings)
     local, remote = scan.local, scan.remote
     record = SyncRecord.load(root, settings)
-    push_plan = make_plan("push", local, remote, record.files, delete=True, same=scan.same)
-    pull_plan = make_plan("pull", local, remote, record.files, delete=True, same=scan.same)
+    as_recorded = scan.as_recorded(record)
+    push_plan = make_plan("push", local, remote, record.files, delete=True, same=scan.same, as_recorded=as_recorded)
+    pull_plan = make_plan("pull", local, remote, record.files, delete=True, same=scan.same, as_recorded=as_recorded)
 
     def side(plan, target):
         new = [p for p in plan.transfer if p not in target and p not in record.files]
         return {
             "new": new,
-            "changed": [p for p in plan.transfer if p not in new],
+            "changed": [p for p in plan.transfer if p not in new and p not in plan.restored],
+            "restored": list(plan.restored),
             "deleted": list(plan.delete),
             "kept": dict(plan.kept),
         }
@@ -419,10 +439,11 @@ def status_lines(report) -> list[str]:
     for direction, verb in (("push", "send"), ("pull", "receive")):
         side = report[direction]
         lines.append(
-            f"{direction} would {verb}: {len(side['new'])} new, {len(side['changed'])} changed; "
-            f"with `delete` it would delete {len(side['deleted'])}"
+            f"{direction} would {verb}: {len(side['new'])} new, {len(side['changed'])} changed"
+            + (f", {len(side['restored'])} deleted locally" if side["restored"] else "")
+            + f"; with `delete` it would delete {len(side['deleted'])}"
         )
-        for kind in ("new", "changed", "deleted"):
+        for kind in ("new", "changed", "restored", "deleted"):
             lines += [f"  {kind}: data/{show(p)}" for p in side[kind]]
         lines += [f"  kept: data/{show(p)} ({why})" for p, why in sorted(side["kept"].items())]
     lines.append(f"conflicts: {len(report['conflicts'])}")

@@ -1,5 +1,6 @@
 """Safe sync: two collaborators on one S3 prefix never silently lose each other's work."""
 import json
+import os
 
 import pytest
 
@@ -203,3 +204,52 @@ def test_init_that_cannot_check_says_so_and_goes_on(project):
 
     assert "Could not check whether" in result.stdout
     assert project.config()["s3_bucket"] == BUCKET
+
+
+def test_a_copied_project_has_nothing_to_push(project, tmp_path, bucket):
+    import shutil
+
+    project.configure()
+    for i in range(50):
+        project.write(f"part/{i:02d}.csv", f"{i},row\n" * 20)
+    ok(project.run("data", "push"))
+    copy = project.__class__(tmp_path / "copy" / project.name, project.home)
+    shutil.copytree(project.root, copy.root, dirs_exist_ok=True)  # new inodes and, for data/, new times (cp -r)
+    for path in copy.data.rglob("*.csv"):
+        os.utime(path, ns=(path.stat().st_mtime_ns + 10**9, path.stat().st_mtime_ns + 10**9))
+
+    status = ok(copy.run("data", "status"))
+    pushed = ok(copy.run("data", "push"))
+    again = ok(copy.run("data", "push"))
+
+    assert "push would send: 0 new, 0 changed" in status.stdout
+    assert "Push: 0 file(s) sent (0 B), 0 deleted, 50 unchanged" in pushed.stdout
+    assert "Push: 0 file(s) sent (0 B), 0 deleted, 50 unchanged" in again.stdout
+
+
+def test_a_touched_file_takes_a_colleagues_edit_on_pull(pair):
+    a, b = pair
+    shared = b.data / "shared.csv"
+    os.utime(shared, ns=(shared.stat().st_mtime_ns + 5 * 10**9,) * 2)  # a tool touched it
+    a.write("shared.csv", "A's real edit\n")
+    ok(a.run("data", "push"))
+
+    result = ok(b.run("data", "pull"))
+
+    assert b.files() == {"shared.csv": b"A's real edit\n"}
+    assert "1 file(s) received" in result.stdout and "0 conflict(s)" in result.stdout
+
+
+def test_pull_restores_a_file_deleted_locally(pair):
+    a, b = pair
+    b.write("other.csv", "B's other file\n")
+    ok(b.run("data", "push"))
+    (b.data / "shared.csv").unlink()
+
+    status = ok(b.run("data", "status"))
+    result = ok(b.run("data", "pull"))
+
+    assert "pull would receive: 0 new, 0 changed, 1 deleted locally" in status.stdout
+    assert "  restored: data/shared.csv" in status.stdout
+    assert "restoring: data/shared.csv (deleted locally since the last sync)" in result.stderr
+    assert b.files() == {"shared.csv": b"v1,aaaa\n", "other.csv": b"B's other file\n"}

@@ -129,10 +129,11 @@ def test_upload_and_download_arguments():
     aws_cmd = ["aws"]
     assert aws.upload_args(make(), ["--quiet"], aws_cmd) == [
         "aws", "s3", "cp", "--recursive", "data/", "s3://bkt/proj/", "--quiet", "--cli-connect-timeout", "5",
+        "--cli-read-timeout", "15",
     ]
     assert aws.download_args(make(profile="team", endpoint="http://h:1"), [], aws_cmd) == [
         "aws", "s3", "sync", "s3://bkt/proj/", "data/",
-        "--cli-connect-timeout", "5", "--profile", "team", "--endpoint-url", "http://h:1",
+        "--cli-connect-timeout", "5", "--cli-read-timeout", "15", "--profile", "team", "--endpoint-url", "http://h:1",
     ]
 
 
@@ -325,3 +326,30 @@ def test_identical_content_is_a_baseline_not_a_conflict():
 def test_objects_never_synced_are_kept_by_delete():
     plan = make_plan("push", {}, {"theirs": Remote(1, "x")}, {}, delete=True)
     assert plan.kept == {"theirs": "only on S3, never synced; kept"} and not plan.delete
+
+
+def test_a_moved_time_with_recorded_content_is_unchanged_and_refreshed():
+    record = {"f": {"size": 1, "mtime_ns": 1, "ino": 7, "etag": "e1"}}
+    asked = []
+
+    def as_recorded(path):
+        asked.append(path)
+        return True
+
+    touched = {"f": Local(1, 99, 7)}
+    plan = make_plan("push", touched, {"f": Remote(1, "e1")}, record, as_recorded=as_recorded)
+    assert (plan.transfer, plan.unchanged, plan.refresh, asked) == ([], 1, ["f"], ["f"])
+    # Same size, time and inode: the content is not read at all.
+    asked.clear()
+    plan = make_plan("push", {"f": Local(1, 1, 7)}, {"f": Remote(1, "e1")}, record, as_recorded=as_recorded)
+    assert (plan.unchanged, plan.refresh, asked) == (1, [], [])
+    # Another size: changed, without reading it.
+    plan = make_plan("push", {"f": Local(2, 1, 7)}, {"f": Remote(1, "e1")}, record, as_recorded=as_recorded)
+    assert (plan.transfer, asked) == (["f"], [])
+
+
+def test_pull_restores_what_was_deleted_locally_even_when_s3_changed_it():
+    record = {"f": {"size": 1, "mtime_ns": 1, "etag": "e1"}}
+    for remote in ({"f": Remote(1, "e1")}, {"f": Remote(1, "e2")}):
+        plan = make_plan("pull", {}, remote, record)
+        assert (plan.transfer, plan.restored, plan.conflicts) == (["f"], ["f"], {})
