@@ -120,3 +120,13 @@ def check_bucket(settings) -> tuple[bool, str]:
     except DatakitDataError as err:
         return False, str(err)
     return True, ""
+
+
+def etag_is_md5(settings, path: str, obj) -> bool:
+    """Is this object's ETag the MD5 of its content (not so with SSE-KMS or SSE-C)?"""
+    _, _, exceptions, _ = _botocore()
+    try:
+        head = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
+    except (exceptions.BotoCoreError, exceptions.ClientError):
+        return True  # cannot tell: assume the common case, and call a mismatch a conflict
+    return head.get("ServerSideEncryption") != "aws:kms" and not head.get("SSECustomerAlgorithm")

@@ -13,6 +13,8 @@ import functools
 import logging
 import os
 import shutil
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +48,7 @@ class Outcome:
     seconds: float = 0.0
     dryrun: bool = False
     refused: dict = field(default_factory=dict)
+    content: object = None  # content(path): the local file's ETag, read once
 
 
 def cli_options(flags) -> list[str]:
@@ -141,23 +144,24 @@ def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
     """Upload what changed locally, delete (with `delete`) what was deleted locally."""
     outcome, record = _begin("push", root, settings, flags, say, warn)
     plan, local, remote = outcome.plan, outcome.local, outcome.remote
+    data_dir = os.path.join(root, DATA)
+    hasher = None
     if not outcome.dryrun:
         _settle(plan, local, remote, record)
         try:
             if plan.delete:
                 listing.delete_remote(settings, plan.delete, "no-sign-request" in flags)
             if plan.transfer:
+                # What S3 must hold afterwards, read while the AWS CLI uploads.
+                hasher = _Hasher(outcome.content, plan.transfer)
                 _upload(root, settings, plan.transfer, flags, parent, cli, outcome.skipped)
         finally:
+            if hasher is not None:
+                hasher.finish()
             after = listing.list_remote(settings, "no-sign-request" in flags) if (
                 plan.transfer or plan.delete) else remote
             for path in plan.transfer:
-                new = after.get(path)
-                old = remote.get(path)
-                if new and new.size == local[path].size and (old is None or new != old):
-                    record.set(path, local[path], new.etag)
-                    outcome.sent += 1
-                    outcome.sent_bytes += new.size
+                _verify_upload(path, outcome, after.get(path), record, settings, warn, data_dir)
             for path in plan.delete:
                 if path not in after:
                     record.forget(path)
@@ -165,6 +169,53 @@ def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
             record.stamp("push")
             record.save()
     return outcome
+
+
+class _Hasher:
+    """Reads the files being uploaded (their ETags, cached by content) in a thread."""
+
+    def __init__(self, content, paths):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(content, list(paths)), daemon=True)
+        self.thread.start()
+
+    def _run(self, content, paths):
+        for path in paths:
+            if self.stop.is_set():
+                return
+            content(path)
+
+    def finish(self):
+        """Wait for the reading to end; after a failure, only for the file being read."""
+        if sys.exc_info()[0] is not None:
+            self.stop.set()
+        self.thread.join()
+
+
+CONCURRENT_WRITE = "S3 holds another version: someone pushed this file while this push ran"
+
+
+def _verify_upload(path, outcome, new, record, settings, warn, data_dir) -> None:
+    """Record path only if S3 now holds exactly the bytes this push sent."""
+    old = outcome.remote.get(path)
+    if new is None or new == old or path in outcome.skipped:
+        return  # not uploaded: nothing to record
+    local = outcome.local[path]
+    if new.etag == outcome.content(path) or not listing.etag_is_md5(settings, path, new):
+        record.set(path, local, new.etag)
+        outcome.sent += 1
+        outcome.sent_bytes += new.size
+        return
+    try:
+        st = os.stat(os.path.join(data_dir, path))
+        moved = (st.st_size, st.st_mtime_ns, st.st_ino) != (local.size, local.mtime_ns, local.ino)
+    except OSError:
+        moved = True
+    if moved:
+        outcome.skipped[path] = "it changed while the push ran; push again"
+    else:
+        outcome.plan.conflicts[path] = CONCURRENT_WRITE
+        warn(f"conflict: data/{names.printable(path)} ({CONCURRENT_WRITE})")
 
 
 def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
@@ -206,7 +257,7 @@ def _begin(direction, root, settings, flags, say, warn):
     # Objects push cannot pull back are no concern of push.
     outcome = Outcome(
         plan, scan.local, scan.remote, dict(scan.skipped) if direction == "push" else {},
-        dryrun="dryrun" in flags, refused=scan.refused if direction == "pull" else {},
+        dryrun="dryrun" in flags, refused=scan.refused if direction == "pull" else {}, content=scan.content,
     )
     report(plan, settings, warn)
     url = aws.mask_secrets(settings.s3_url)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import BUCKET, assert_clean_error, output
+from conftest import BUCKET, assert_clean_error, output, wait_until
 
 
 @pytest.fixture
@@ -253,3 +253,57 @@ def test_pull_restores_a_file_deleted_locally(pair):
     assert "  restored: data/shared.csv" in status.stdout
     assert "restoring: data/shared.csv (deleted locally since the last sync)" in result.stderr
     assert b.files() == {"shared.csv": b"v1,aaaa\n", "other.csv": b"B's other file\n"}
+
+
+GATED_AWS = """#!/bin/sh
+# The AWS CLI, held at two points the test opens: before it starts, and before
+# datakit sees it end (so that datakit's check of S3 comes when the test says).
+touch "$GATE/ready-$WHO"
+while [ ! -e "$GATE/go-$WHO" ]; do sleep 0.02; done
+"$PYTHON" -m awscli "$@"
+code=$?
+touch "$GATE/sent-$WHO"
+while [ ! -e "$GATE/end-$WHO" ]; do sleep 0.02; done
+exit $code
+"""
+
+
+def test_of_two_concurrent_pushes_the_one_overwritten_is_told(pair, bucket, tmp_path):
+    import stat as stat_module
+    import sys
+
+    a, b = pair
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    wrapper = tmp_path / "gated-aws"
+    wrapper.write_text(GATED_AWS)
+    wrapper.chmod(wrapper.stat().st_mode | stat_module.S_IXUSR)
+    a.write("shared.csv", "v2,A's!\n")  # same size, different bytes
+    b.write("shared.csv", "v2,B's!\n")
+
+    def env(who):
+        return {"DATAKIT_DATA_AWS": str(wrapper), "GATE": str(gate), "WHO": who, "PYTHON": sys.executable}
+
+    def wait_for(name):
+        wait_until(lambda: (gate / name).exists(), name)
+
+    with a.start("data", "push", env=env("a")) as first, b.start("data", "push", env=env("b")) as second:
+        wait_for("ready-a")
+        wait_for("ready-b")  # both have planned against the same S3 state
+        (gate / "go-a").touch()
+        wait_for("sent-a")  # A's upload is on S3...
+        (gate / "go-b").touch()
+        (gate / "end-b").touch()
+        b_result = second.finish(timeout=60)  # ...then B's lands over it, and B checks
+        (gate / "end-a").touch()
+        a_result = first.finish(timeout=60)  # A checks last: S3 holds B's bytes
+
+    assert b_result.returncode == 0, output(b_result)
+    text = assert_clean_error(a_result)
+    assert "conflict: data/shared.csv (S3 holds another version: someone pushed this file while this push ran)" in text
+    assert bucket.objects(a.name) == {"shared.csv": b"v2,B's!\n"}
+    # A's edit is not forgotten: status and pull both call it a conflict.
+    report = json.loads(ok(a.run("data", "status", "--json")).stdout)
+    assert report["conflicts"] == {"shared.csv": "changed on both sides"}
+    assert_clean_error(a.run("data", "pull"))
+    assert a.files() == {"shared.csv": b"v2,A's!\n"}
