@@ -5,6 +5,7 @@ argument list (never a shell). By default it is the awscli installed beside this
 (``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
 """
+import codecs
 import contextlib
 import json
 import logging
@@ -14,6 +15,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 
 from .exceptions import ConfigError, Interrupted, SkippedFiles, Stop, SyncError
 from .masking import mask_secrets, without_credentials
@@ -100,14 +102,15 @@ def download_args(settings, options, aws=None) -> list[str]:
     return [*aws, "s3", "sync", settings.s3_url, LOCAL_DATA, *options, *connection_options(settings)]
 
 
-#: More refused keys than this cannot be left out by name on one command line.
-MAX_EXCLUDES = 1000
+#: Bytes of ``--exclude`` patterns one command line can carry (Linux allows 2 MiB
+#: for arguments and environment together).
+MAX_EXCLUDE_BYTES = 1024 * 1024
 
 
 def exclude_options(paths) -> list[str]:
     """``--exclude`` for each of these paths under s3_path, matching that path only."""
     paths = sorted(paths)
-    if len(paths) > MAX_EXCLUDES:
+    if sum(len(p.encode("utf-8", "surrogateescape")) + 16 for p in paths) > MAX_EXCLUDE_BYTES:
         raise SyncError(
             f"{len(paths)} objects have keys that cannot be files here, e.g. "
             f"{printable(paths[0])}: too many to leave out safely. Rename or remove them on S3."
@@ -187,7 +190,7 @@ class Cli:
         if self.aws == BUNDLED_AWS:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER, str(os.getpid())], stdin=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, errors="replace", env=self.env, cwd=cwd,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=self.env, cwd=cwd,
                 preexec_fn=_die_with_datakit(os.getpid()),
             )
 
@@ -204,7 +207,7 @@ class Cli:
         else:
             try:
                 proc = subprocess.Popen(
-                    [*self.aws, *rest], stderr=subprocess.PIPE, text=True, errors="replace",
+                    [*self.aws, *rest], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
                     env=self.env, cwd=self.cwd, preexec_fn=_die_with_datakit(os.getpid()),
                 )
             except FileNotFoundError:
@@ -218,8 +221,8 @@ class Cli:
             return
         proc.kill()
         proc.wait()
-        proc.stdin.close()
-        proc.stderr.close()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
 
     def __enter__(self):
         return self
@@ -228,14 +231,18 @@ class Cli:
         self.close()
 
 
-def follow(proc, settings, direction: str, stderr=None) -> None:
-    """Wait for an AWS CLI process, echoing its stderr; raise an explanation on failure.
+def follow(proc, settings, direction: str, stderr=None, stdout=None) -> None:
+    """Wait for an AWS CLI process, passing its output on; raise an explanation on failure.
 
-    The child inherits stdout, so the AWS CLI's progress appears as it goes.
-    Its stderr is read line by line: warnings are echoed (secrets masked) and
-    kept, so that a failure can be explained in one line at the end.
+    Its stdout (progress and one line per file) is passed on as it comes, with
+    control characters escaped: a key that appeared on S3 after datakit listed it
+    has not been checked. Its stderr is read line by line: warnings are echoed
+    (secrets masked) and kept, so that a failure can be explained in one line.
     """
     stderr = sys.stderr if stderr is None else stderr
+    stdout = sys.stdout if stdout is None else stdout
+    pump = threading.Thread(target=_pass_on, args=(proc.stdout.fileno(), stdout), daemon=True)
+    pump.start()
     lines = []
     try:
         for line in proc.stderr:
@@ -250,9 +257,27 @@ def follow(proc, settings, direction: str, stderr=None) -> None:
         signum = getattr(stop, "signum", signal.SIGINT)
         raise Interrupted(interrupted_message(settings, direction, signum), signum)
     finally:
+        pump.join(5)
         proc.stderr.close()
+        proc.stdout.close()
     if returncode != 0:
         raise explain_failure(returncode, lines, settings, direction)
+
+
+def _pass_on(fd: int, out) -> None:
+    """Copy the AWS CLI's stdout to ours as it comes, escaping control characters."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        text = decoder.decode(chunk, final=not chunk)
+        if text:
+            out.write(printable(mask_secrets(text), keep="\r\n"))
+            out.flush()
+        if not chunk:
+            return
 
 
 def cannot_start(args) -> ConfigError:

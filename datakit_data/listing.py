@@ -10,7 +10,8 @@ import functools
 import os
 
 from .aws import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV
-from .masking import without_credentials
+from .masking import mask_secrets, without_credentials
+from .names import printable
 from .exceptions import SyncError
 
 
@@ -69,8 +70,8 @@ def list_remote(settings, unsigned: bool = False) -> dict:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=prefix):
             for item in page.get("Contents", ()):
                 key = item["Key"]
-                if key.endswith("/"):
-                    continue  # a folder marker, not a file
+                if key.endswith("/") and int(item["Size"]) == 0:
+                    continue  # a folder marker, not a file (the AWS CLI skips it too)
                 found[key[len(prefix):]] = Remote(
                     int(item["Size"]), item.get("ETag", "").strip('"'), str(item["LastModified"])
                 )
@@ -106,8 +107,9 @@ def delete_remote(settings, paths, unsigned: bool = False) -> None:
         if errors:
             first = errors[0]
             raise SyncError(
-                f"Could not delete {len(errors)} object(s) from {settings.s3_url}, e.g. "
-                f"{first.get('Key')}: {first.get('Message') or first.get('Code')}. Check your permissions."
+                f"Could not delete {len(errors)} object(s) from {mask_secrets(settings.s3_url)}, e.g. "
+                f"{printable(first.get('Key'))}: {printable(first.get('Message') or first.get('Code'))}. "
+                "Check your permissions."
             )
 
 

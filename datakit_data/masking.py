@@ -18,11 +18,13 @@ _known: set[str] = set()
 
 
 def remember(url) -> None:
-    """Note the credentials inside a configured URL, so that they are masked everywhere."""
-    match = _CONFIGURED.match(url) if isinstance(url, str) else None
-    if not match:
+    """Note the credentials inside a configured URL, so that they are masked everywhere
+    (also when the URL is malformed: no scheme, spaces around it)."""
+    if not isinstance(url, str) or "@" not in url:
         return
-    userinfo = match.group("userinfo")
+    url = url.strip()
+    match = _CONFIGURED.match(url)
+    userinfo = match.group("userinfo") if match else url.rsplit("@", 1)[0].split("://", 1)[-1]
     for secret in (userinfo, userinfo.partition(":")[2]):
         for form in (secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe="")):
             if len(form) >= 3:

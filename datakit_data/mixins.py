@@ -34,6 +34,19 @@ def global_config_path() -> str:
     return PluginConfig(PLUGIN_SLUG).config_path
 
 
+class _UrlField(ConfigField):
+    """A URL setting: `datakit config list` shows it with any credentials in it masked."""
+
+    def display(self, value):
+        from .masking import mask_secrets, remember
+
+        shown = super().display(value)
+        if shown is None:
+            return None
+        remember(shown)
+        return mask_secrets(shown)
+
+
 CONFIG_SPEC = [
     ConfigField(
         "aws_user_profile",
@@ -47,7 +60,7 @@ CONFIG_SPEC = [
     ),
     ConfigField("s3_path_prefix", help="folders put before the project name in s3_path, e.g. projects/$YEAR"),
     ConfigField("s3_path_suffix", help="folders put after the project name in s3_path, e.g. data"),
-    ConfigField("s3_endpoint_url", help="endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)"),
+    _UrlField("s3_endpoint_url", help="endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)"),
     ConfigField(
         "max_concurrent_requests",
         help="parallel S3 requests for push and pull (the AWS CLI's default is 10)",

@@ -15,6 +15,7 @@ nor reach the terminal raw. So:
 - ``printable`` escapes control characters, so that one name prints as one line.
 """
 import os
+import unicodedata
 
 from .exceptions import DatakitDataError
 
@@ -26,16 +27,26 @@ class UnsafePath(DatakitDataError):
     """A path that would resolve outside the folder it must stay in."""
 
 
+#: Characters that reorder or hide text on screen: bidi controls, zero-width space,
+#: word joiner, BOM ("Trojan Source"). Zero-width joiners stay: emoji need them.
+_HIDING = {0x200B, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x206A), 0xFEFF}
+
+
 def _is_control(char: str) -> bool:
-    """C0 and C1 controls, DEL, and the Unicode line and paragraph separators."""
+    """C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the
+    characters that reorder or hide text."""
     code = ord(char)
-    return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029)
+    return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029) or code in _HIDING
 
 
-def printable(text: str) -> str:
-    """text with control characters and undecodable bytes escaped (\\x1b, \\n, \\udcff -> \\xff)."""
+def printable(text: str, keep: str = "") -> str:
+    """text with control characters and undecodable bytes escaped (\\x1b, \\n, \\udcff -> \\xff);
+    the characters in ``keep`` (e.g. line ends) stay as they are."""
     out = []
     for char in str(text):
+        if char in keep:
+            out.append(char)
+            continue
         code = ord(char)
         if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
             out.append(f"\\x{code - 0xDC00:02x}")
@@ -54,10 +65,12 @@ def key_problem(path: str, name_max: int = NAME_MAX) -> str | None:
         return "an empty name"
     if path.startswith("/"):
         return "an absolute path"
+    if path.endswith("/"):
+        return "a name ending in /, which only folders have"
     if "\\" in path:
         return "a backslash, which is a folder separator on Windows"
     if any(_is_control(c) for c in path):
-        return "a control character in the name"
+        return "a control or invisible character in the name"
     if any(0xD800 <= ord(c) <= 0xDFFF for c in path):
         return "a name that is not valid UTF-8"
     for segment in path.split("/"):
@@ -70,15 +83,28 @@ def key_problem(path: str, name_max: int = NAME_MAX) -> str | None:
     return None
 
 
-def refused_keys(paths, case_insensitive: bool = False, name_max: int = NAME_MAX) -> dict[str, str]:
-    """{path: why} for the paths that must not become local files."""
+def _folded(path: str) -> str:
+    # Case-insensitive file systems (macOS, Windows) also treat composed and
+    # decomposed accents (é and e + ´) as one name.
+    return unicodedata.normalize("NFD", path).lower()
+
+
+def refused_keys(paths, case_insensitive: bool = False, name_max: int = NAME_MAX,
+                 path_max: int | None = None) -> dict[str, str]:
+    """{path: why} for the paths that must not become local files.
+
+    ``path_max``: the longest path (in bytes, relative to data/) this file system
+    can take below the deepest folder datakit-data writes in.
+    """
     refused = {}
     for path in paths:
         why = key_problem(path, name_max)
+        if not why and path_max is not None and len(path.encode("utf-8")) > path_max:
+            why = "a path too long for this file system"
         if why:
             refused[path] = why
     valid = sorted(p for p in paths if p not in refused)
-    fold = str.casefold if case_insensitive else str
+    fold = _folded if case_insensitive else str
     folders = {fold(path[:i]) for path in valid for i, c in enumerate(path) if c == "/"}
     for path in valid:
         if fold(path) in folders:
@@ -86,10 +112,12 @@ def refused_keys(paths, case_insensitive: bool = False, name_max: int = NAME_MAX
     if case_insensitive:
         by_case: dict[str, list[str]] = {}
         for path in valid:
-            by_case.setdefault(path.casefold(), []).append(path)
+            by_case.setdefault(_folded(path), []).append(path)
         for group in by_case.values():
             for path in group[1:]:
-                refused.setdefault(path, f"differs only by case from {group[0]}, on a file system that ignores case")
+                refused.setdefault(
+                    path, f"differs only by case or accents from {printable(group[0])}, on a file system that "
+                    "ignores case")
     return refused
 
 

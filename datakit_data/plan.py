@@ -63,14 +63,13 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
     Names that cannot be object keys (see names.key_problem) are skipped. With
     links followed (the AWS CLI's default), a folder link is not followed when it
     leads back to a folder it sits in (a loop, e.g. ``data/self -> .`` or
-    ``data/root -> /``), nor to a folder outside data/ that another link already
-    included.
+    ``data/root -> /``), nor to a folder another link already included.
     """
     from .names import key_problem
 
     files, skipped = {}, {}
     root = os.path.realpath(data_dir)
-    outside_seen = set()  # folders outside data/ reached through links
+    linked = set()  # folders reached through links
 
     def relative(full):
         return os.path.relpath(full, data_dir).replace(os.sep, "/")
@@ -79,15 +78,12 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
         skipped[relative(err.filename) + "/"] = "a folder that cannot be read"
 
     for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks, onerror=unreadable):
-        if folder != data_dir and not os.path.realpath(folder).startswith(root + os.sep):
-            here = os.stat(folder)
-            outside_seen.add((here.st_dev, here.st_ino))
         kept = []
         for name in sorted(dirs):
             full = os.path.join(folder, name)
             rel = relative(full)
             why = key_problem(rel) or (
-                _link_problem(full, data_dir, root, outside_seen) if follow_symlinks else None)
+                _link_problem(full, data_dir, root, linked) if follow_symlinks else None)
             if why:
                 skipped[rel + "/"] = why
             else:
@@ -120,7 +116,7 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
     return files, skipped
 
 
-def _link_problem(full: str, data_dir: str, root: str, outside_seen: set) -> str | None:
+def _link_problem(full: str, data_dir: str, root: str, linked: set) -> str | None:
     """Why a folder link must not be followed, or None (not a link, or fine to follow)."""
     if not os.path.islink(full):
         return None
@@ -139,10 +135,11 @@ def _link_problem(full: str, data_dir: str, root: str, outside_seen: set) -> str
         above = os.path.dirname(above)
     if root == target or root.startswith(target.rstrip(os.sep) + os.sep):
         return "a link to a folder that holds data/ itself (a loop)"
-    if not target.startswith(root + os.sep):
-        if (st.st_dev, st.st_ino) in outside_seen:
-            return "a link to a folder outside data/ that another link already includes"
-        outside_seen.add((st.st_dev, st.st_ino))
+    # Each folder is reached through links once at most: two links to one folder
+    # (or layers of them, which grow exponentially) are walked once.
+    if (st.st_dev, st.st_ino) in linked:
+        return "a link to a folder that another link already includes"
+    linked.add((st.st_dev, st.st_ino))
     return None
 
 

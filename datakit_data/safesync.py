@@ -79,7 +79,7 @@ def gather(root, settings, flags=()) -> Scan:
     local, skipped = scan_local(data_dir, follow) if os.path.isdir(data_dir) else ({}, {})
     listed = listing.list_remote(settings, "no-sign-request" in flags)
     folded = names.is_case_insensitive(data_dir) if os.path.isdir(data_dir) else False
-    refused = names.refused_keys(listed, folded)
+    refused = names.refused_keys(listed, folded, path_max=_path_max(root))
     remote = {path: obj for path, obj in listed.items() if path not in refused}
 
     @functools.cache
@@ -101,6 +101,17 @@ def gather(root, settings, flags=()) -> Scan:
         return content(path) is not None and content(path) == remote[path].etag
 
     return Scan(local, remote, skipped, refused, same, content)
+
+
+def _path_max(root) -> int:
+    """The longest path below data/ that fits under the staging folder, with room for
+    the AWS CLI's temporary suffix."""
+    try:
+        limit = os.pathconf(root, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        limit = 4096
+    deepest = os.path.join(os.path.abspath(root), STATE_DIR, "pull-4294967296", DATA, "")
+    return limit - len(deepest.encode("utf-8")) - 16
 
 
 def build_plan(root, settings, direction, flags):
@@ -223,6 +234,7 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
     outcome, record = _begin("pull", root, settings, flags, say, warn)
     plan, local, remote = outcome.plan, outcome.local, outcome.remote
     data_dir = os.path.join(root, DATA)
+    received = []
     if not outcome.dryrun:
         _settle(plan, local, remote, record)
         try:
@@ -237,14 +249,15 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
                 record.forget(path)
                 outcome.deleted += 1
             if plan.transfer:
-                received = _download(
-                    root, settings, plan.transfer, remote, flags, parent, cli, outcome.refused, outcome.skipped)
-                for path in received:
-                    st = os.stat(os.path.join(data_dir, path))
-                    record.set(path, Local(st.st_size, st.st_mtime_ns, st.st_ino), remote[path].etag)
-                    outcome.sent += 1
-                    outcome.sent_bytes += st.st_size
+                _download(root, settings, plan.transfer, remote, flags, parent, cli,
+                          outcome.refused, outcome.skipped, received)
         finally:
+            # Recorded even when the AWS CLI failed part-way: these files are whole.
+            for path in received:
+                st = os.stat(os.path.join(data_dir, path))
+                record.set(path, Local(st.st_size, st.st_mtime_ns, st.st_ino), remote[path].etag)
+                outcome.sent += 1
+                outcome.sent_bytes += st.st_size
             record.stamp("pull")
             record.save()
     return outcome
@@ -331,17 +344,17 @@ def _upload(root, settings, paths, flags, parent, cli, failed) -> None:
     cli.run(args, settings, "push")
 
 
-def _download(root, settings, paths, remote, flags, parent, cli, refused, failed) -> list[str]:
-    """Download exactly these paths in one concurrent `aws s3 sync`; returns those received.
+def _download(root, settings, paths, remote, flags, parent, cli, refused, failed, received) -> None:
+    """Download exactly these paths in one concurrent `aws s3 sync`, appending each
+    one moved into data/ to ``received`` (also when the AWS CLI fails part-way).
 
     Every other object is stood in for by a placeholder the sync leaves alone;
     refused keys (no placeholder can exist for them) are excluded by name. Files
-    that cannot be moved into data/ are added to ``failed``.
+    that cannot be moved into data/, or did not arrive, are added to ``failed``.
     """
     stage = os.path.join(parent, DATA)
     data_dir = os.path.join(root, DATA)
     wanted = set(paths)
-    received = []
     for path, obj in remote.items():
         if path in wanted:
             continue
@@ -354,14 +367,18 @@ def _download(root, settings, paths, remote, flags, parent, cli, refused, failed
     options = cli_options(flags) + aws.exclude_options(refused)
     args = aws.download_args(settings, options)
     log.info("Running: %s", aws.describe(args))
+    finished = False
     try:
         cli.run(args, settings, "pull")
+        finished = True
     finally:
         # The AWS CLI writes each download under a temporary name and renames it
         # when complete: a file at its own name with the object's size is whole.
         for path in paths:
             staged = names.inside(stage, path)
             if not (os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size):
+                if finished:
+                    failed[path] = "the AWS CLI did not download it"
                 continue
             try:
                 target = names.inside(data_dir, path)
@@ -371,7 +388,6 @@ def _download(root, settings, paths, remote, flags, parent, cli, refused, failed
                 failed[path] = _why(err)
                 continue
             received.append(path)
-    return received
 
 
 def _why(err) -> str:

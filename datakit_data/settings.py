@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 
 from .exceptions import ConfigError
-from .masking import remember
+from .masking import mask_secrets, remember
+from .names import printable
 
 PROJECT_CONFIG = os.path.join("config", "datakit-data.json")
 DEFAULT_PROFILE = "default"
@@ -168,6 +169,19 @@ def check_bucket_name(bucket: str, source: str) -> str:
     return bucket
 
 
+def check_endpoint_url(value, source: str) -> str | None:
+    """An http(s) URL with a host, spaces around it removed; None when unset."""
+    if not value or not value.strip():
+        return None
+    url = value.strip()
+    if not re.match(r"^https?://[^/\s?#]+", url, re.IGNORECASE) or any(c.isspace() for c in url):
+        raise ConfigError(
+            f'{source}: "s3_endpoint_url" must be a URL starting with http:// or https://, such as '
+            f'"https://s3.example.org", not "{printable(mask_secrets(url))}". Fix it and try again.'
+        )
+    return url
+
+
 def merge(global_config: dict, project_config: dict) -> dict:
     """Global runtime defaults overlaid by the project config."""
     merged = {k: v for k, v in global_config.items() if k in RUNTIME_GLOBAL_KEYS}
@@ -194,6 +208,6 @@ def settings_from(merged: dict, source: str) -> Settings:
         bucket=check_bucket_name(bucket, source),
         path=normalise_s3_path(merged["s3_path"], source),
         profile=profile,
-        endpoint_url=merged.get("s3_endpoint_url") or None,
+        endpoint_url=check_endpoint_url(merged.get("s3_endpoint_url"), source),
         max_concurrent_requests=check_number(source, "max_concurrent_requests", merged.get("max_concurrent_requests")),
     )

@@ -109,7 +109,7 @@ def test_control_characters_in_keys_never_reach_the_terminal_raw(project, bucket
         assert result.returncode == (2 if args[0] == "pull" else 0), (args, text)
     status = project.run("data", "status").stdout
     assert [line for line in status.splitlines() if line.startswith("conflicts:")] == ["conflicts: 0"]
-    assert "skipped on S3: forged\\nconflicts: 0\\nunchanged: 99.csv (a control character in the name)" in status
+    assert "skipped on S3: forged\\nconflicts: 0\\nunchanged: 99.csv (a control or invisible character in the name)" in status
     assert "skipped on S3: evil\\x1b[2J\\x1b]0;pwned\\x07.csv" in status
     assert project.files() == {"safe.csv": b"safe\n"}
 
@@ -152,7 +152,7 @@ def test_folder_links_are_followed_once_and_never_in_a_loop(project, bucket, tmp
     text = assert_clean_error(result, code=2)
     assert "data/self/ (a link to a folder that holds it (a loop))" in text
     assert "data/real/up/ (a link to a folder that holds it (a loop))" in text
-    assert "data/lookups-again/ (a link to a folder outside data/ that another link already includes)" in text
+    assert "data/lookups-again/ (a link to a folder that another link already includes)" in text
     assert bucket.objects(project.name) == {"real/one.csv": b"one\n", "lookups/lookup.csv": b"lookup\n"}
 
 
@@ -206,8 +206,8 @@ def test_printable_escapes_every_control_character_and_nothing_else():
     ("a/./b", 'a "." folder name'),
     ("../x", 'a ".." folder name'),
     ("a\\b", "a backslash, which is a folder separator on Windows"),
-    ("a\x00b", "a control character in the name"),
-    ("a\x1b[1mb", "a control character in the name"),
+    ("a\x00b", "a control or invisible character in the name"),
+    ("a\x1b[1mb", "a control or invisible character in the name"),
     ("x" * 256, "a name longer than 255 bytes"),
     ("é" * 128, "a name longer than 255 bytes"),  # 256 bytes in UTF-8
     ("ok/" + "x" * 255, None),
@@ -228,7 +228,7 @@ def test_refused_keys_names_file_folder_and_case_clashes():
         "x/../y": 'a ".." folder name',
     }
     folded = refused_keys(keys, case_insensitive=True)
-    assert folded["report.csv"] == "differs only by case from Report.csv, on a file system that ignores case"
+    assert folded["report.csv"] == "differs only by case or accents from Report.csv, on a file system that ignores case"
     assert "Report.csv" not in folded and "fine.csv" not in folded
 
 
@@ -239,6 +239,63 @@ def test_inside_refuses_paths_that_resolve_elsewhere(tmp_path):
     (base / "sub").mkdir(parents=True)
     os.symlink(tmp_path, base / "escape")
     assert inside(str(base), "sub/x.csv") == str(base / "sub" / "x.csv")
-    for bad in ("../x", "/etc/passwd", "escape/x", "sub/../../x", ".", "sub/.."):
+    for bad in ("../x", "/etc/passwd", "escape/x", "sub/../../x", ".", "sub/.."):  # noqa: B007
         with pytest.raises(UnsafePath):
             inside(str(base), bad)
+
+
+def test_more_keys_that_cannot_be_files_are_skipped_and_the_rest_recorded(project, hostile, victims):
+    hostile("plain/", b"a folder marker with content\n")
+    hostile("rl\u202etxt.exe", b"bidi\n")
+    hostile("/".join(["s" * 250] * 17), b"too deep\n")
+    hostile("fine.csv", b"fine\n")
+
+    text = assert_clean_error(project.run("data", "pull"), code=2)
+
+    assert "3 file(s) skipped" in text
+    assert "plain/ (a name ending in /, which only folders have)" in text
+    assert "rl\\u202etxt.exe (a control or invisible character in the name)" in text
+    assert "(a path too long for this file system)" in text
+    assert "\u202e" not in text
+    assert project.files() == {"safe.csv": b"safe\n", "fine.csv": b"fine\n"}
+    assert recorded(project) == {"safe.csv", "fine.csv"}
+
+
+def test_layers_of_folder_links_are_walked_once_each(project, bucket):
+    project.configure()
+    project.write("d0/leaf.csv", "leaf\n")
+    for n in range(1, 17):  # 2**16 paths if every link were followed
+        (project.data / f"d{n}").mkdir()
+        for name in ("a", "b"):
+            os.symlink(f"../d{n - 1}", project.data / f"d{n}" / name)
+
+    result = project.run("data", "status", timeout=60)
+
+    assert result.returncode == 0, output(result)
+    assert result.stdout.count("  new: data/") < 100
+
+
+@pytest.mark.parametrize("endpoint, expected", [
+    (" http://alice:Sup3rS3cret@127.0.0.1:9 ", "could not connect to http://***@127.0.0.1:9"),
+    ("alice:Sup3rS3cret@127.0.0.1:9", '"s3_endpoint_url" must be a URL starting with http:// or https://'),
+])
+def test_a_sloppy_endpoint_never_shows_nor_sends_its_password(project, endpoint, expected, outside):
+    project.configure(s3_endpoint_url=endpoint)
+    project.write("a.csv", "a")
+    proxied = len(outside.attempts)
+
+    for args in (("data", "push"), ("--debug", "data", "status")):
+        result = project.run(*args)
+        assert result.returncode == 1 and expected in output(result), output(result)
+        assert "Sup3rS3cret" not in output(result)
+    assert outside.attempts[proxied:] == []
+
+
+def test_config_list_masks_credentials_in_the_endpoint(project, home):
+    home.write_global_config({"s3_endpoint_url": "https://alice:Sup3rS3cret@s3.example.org"})
+
+    result = project.run("config", "list")
+
+    assert result.returncode == 0, output(result)
+    assert "Sup3rS3cret" not in result.stdout
+    assert "s3_endpoint_url          [set] https://***@s3.example.org" in result.stdout
