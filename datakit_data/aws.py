@@ -1,6 +1,6 @@
 """The AWS CLI invocations: built by pure functions, run in one place.
 
-Transfers run `aws s3 cp` (push) or `aws s3 sync` (pull) as a child process with an
+Transfers run `aws s3 sync` (push and pull) as a child process with an
 argument list (never a shell). By default it is the awscli installed beside this plugin
 (``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
 ``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
@@ -91,9 +91,9 @@ def connection_options(settings) -> list[str]:
 
 
 def upload_args(settings, options, aws=None) -> list[str]:
-    """`aws s3 cp --recursive data/ s3://bucket/path/`: upload a staged data/ folder."""
+    """`aws s3 sync data/ s3://bucket/path/`: upload a staged data/ folder."""
     aws = aws_command() if aws is None else aws
-    return [*aws, "s3", "cp", "--recursive", LOCAL_DATA, settings.s3_url, *options, *connection_options(settings)]
+    return [*aws, "s3", "sync", LOCAL_DATA, settings.s3_url, *options, *connection_options(settings)]
 
 
 def download_args(settings, options, aws=None) -> list[str]:

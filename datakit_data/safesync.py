@@ -2,13 +2,15 @@
 
 One listing of the S3 folder, one scan of data/ and the sync record give a plan
 (see plan.py). The transfers then run as a single concurrent AWS CLI command:
-push uploads a staging folder of hard links to exactly the planned files with
-`aws s3 cp --recursive`; pull runs `aws s3 sync` into a staging folder where
+push runs `aws s3 sync` from a staging folder of hard links to exactly the
+planned files (copies with a fresh time where sync would skip them); pull runs
+`aws s3 sync` into a staging folder where
 every object that must not be downloaded is stood in for by an empty sparse
 placeholder, then moves the downloads into data/. The record is updated only
 for files that really transferred.
 """
 import contextlib
+import datetime
 import functools
 import logging
 import os
@@ -165,7 +167,7 @@ def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
             if plan.transfer:
                 # What S3 must hold afterwards, read while the AWS CLI uploads.
                 hasher = _Hasher(outcome.content, plan.transfer)
-                _upload(root, settings, plan.transfer, flags, parent, cli, outcome.skipped)
+                _upload(root, settings, plan.transfer, remote, flags, parent, cli, outcome.skipped)
         finally:
             if hasher is not None:
                 hasher.finish()
@@ -312,10 +314,13 @@ def _transfer(root, settings, direction, needed=True):
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def _upload(root, settings, paths, flags, parent, cli, failed) -> None:
-    """Upload exactly these paths in one concurrent `aws s3 cp --recursive`.
+def _upload(root, settings, paths, remote, flags, parent, cli, failed) -> None:
+    """Upload exactly these paths in one concurrent `aws s3 sync` of a staging folder.
 
-    A file that vanished or became unreadable since the scan is added to ``failed``.
+    The staging folder holds only the planned files, as hard links. `aws s3 sync`
+    skips a file of the object's size that is not newer than it, so such a file is
+    staged as a copy with a fresh time instead. A file that vanished or became
+    unreadable since the scan is added to ``failed``.
     """
     stage = os.path.join(parent, DATA)
     staged = 0
@@ -324,12 +329,13 @@ def _upload(root, settings, paths, flags, parent, cli, failed) -> None:
         target = names.inside(stage, path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         try:
-            try:
-                os.link(source, target, follow_symlinks=True)
-            except FileNotFoundError:
-                raise
-            except OSError:  # another file system, or no hard links there
-                shutil.copy2(source, target)
+            newer_than = _sync_would_skip(source, remote.get(path))
+            if newer_than is None:
+                _link_or_copy(source, target)
+            else:
+                shutil.copyfile(source, target)
+                fresh = int(max(time.time(), newer_than) + 2) * 10**9
+                os.utime(target, ns=(fresh, fresh))
         except FileNotFoundError:
             failed[path] = "it was deleted or moved while the push ran"
             continue
@@ -342,6 +348,30 @@ def _upload(root, settings, paths, flags, parent, cli, failed) -> None:
     args = aws.upload_args(settings, cli_options(flags))
     log.info("Running: %s", aws.describe(args))
     cli.run(args, settings, "push")
+
+
+def _link_or_copy(source, target) -> None:
+    try:
+        os.link(source, target, follow_symlinks=True)
+    except FileNotFoundError:
+        raise
+    except OSError:  # another file system, or no hard links there
+        shutil.copy2(source, target)
+
+
+def _sync_would_skip(source, obj) -> float | None:
+    """The object's time (seconds) when `aws s3 sync` would skip this file (same size,
+    not newer than the object), else None."""
+    if obj is None:
+        return None
+    st = os.stat(source)
+    if st.st_size != obj.size:
+        return None
+    try:
+        stamp = datetime.datetime.fromisoformat(obj.last_modified.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time() + 86400  # unknown: a time surely after it
+    return stamp if st.st_mtime <= stamp + 1 else None
 
 
 def _download(root, settings, paths, remote, flags, parent, cli, refused, failed, received) -> None:

@@ -278,8 +278,8 @@ def test_of_two_concurrent_pushes_the_one_overwritten_is_told(pair, bucket, tmp_
     wrapper = tmp_path / "gated-aws"
     wrapper.write_text(GATED_AWS)
     wrapper.chmod(wrapper.stat().st_mode | stat_module.S_IXUSR)
-    a.write("shared.csv", "v2,A's!\n")  # same size, different bytes
-    b.write("shared.csv", "v2,B's!\n")
+    a.write("shared.csv", "v2,A's!\n")
+    b.write("shared.csv", "v2,B's edit\n")
 
     def env(who):
         return {"DATAKIT_DATA_AWS": str(wrapper), "GATE": str(gate), "WHO": who, "PYTHON": sys.executable}
@@ -301,9 +301,23 @@ def test_of_two_concurrent_pushes_the_one_overwritten_is_told(pair, bucket, tmp_
     assert b_result.returncode == 0, output(b_result)
     text = assert_clean_error(a_result)
     assert "conflict: data/shared.csv (S3 holds another version: someone pushed this file while this push ran)" in text
-    assert bucket.objects(a.name) == {"shared.csv": b"v2,B's!\n"}
+    assert bucket.objects(a.name) == {"shared.csv": b"v2,B's edit\n"}
     # A's edit is not forgotten: status and pull both call it a conflict.
     report = json.loads(ok(a.run("data", "status", "--json")).stdout)
     assert report["conflicts"] == {"shared.csv": "changed on both sides"}
     assert_clean_error(a.run("data", "pull"))
     assert a.files() == {"shared.csv": b"v2,A's!\n"}
+
+
+def test_a_same_size_edit_with_an_old_time_is_still_pushed(pair, bucket):
+    a, b = pair
+    edited = b.write("shared.csv", "v1,bbbb\n")  # same size as v1
+    old = edited.stat().st_mtime_ns - 3600 * 10**9  # e.g. restored from a backup
+    os.utime(edited, ns=(old, old))
+
+    result = ok(b.run("data", "push"))
+
+    assert "Running: aws s3 sync data/" in result.stderr
+    assert "1 file(s) sent (8 B)" in result.stdout
+    assert bucket.objects(a.name) == {"shared.csv": b"v1,bbbb\n"}
+    assert edited.stat().st_mtime_ns == old  # the user's file keeps its time

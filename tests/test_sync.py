@@ -35,7 +35,7 @@ def test_command_is_logged_once_and_default_profile_is_not_passed(project):
     assert result.returncode == 0, output(result)
     running = [line for line in output(result).splitlines() if line.startswith("Running: ")]
     assert running == [
-        f"Running: aws s3 cp --recursive data/ s3://{BUCKET}/{project.name}/ --cli-connect-timeout 5 --cli-read-timeout 15 "
+        f"Running: aws s3 sync data/ s3://{BUCKET}/{project.name}/ --cli-connect-timeout 5 --cli-read-timeout 15 "
         f"--endpoint-url {project.home.endpoint_url}"
     ]
 

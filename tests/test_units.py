@@ -128,7 +128,7 @@ def test_read_config_rejects_non_objects_and_wrong_types(tmp_path):
 def test_upload_and_download_arguments():
     aws_cmd = ["aws"]
     assert aws.upload_args(make(), ["--quiet"], aws_cmd) == [
-        "aws", "s3", "cp", "--recursive", "data/", "s3://bkt/proj/", "--quiet", "--cli-connect-timeout", "5",
+        "aws", "s3", "sync", "data/", "s3://bkt/proj/", "--quiet", "--cli-connect-timeout", "5",
         "--cli-read-timeout", "15",
     ]
     assert aws.download_args(make(profile="team", endpoint="http://h:1"), [], aws_cmd) == [
@@ -145,7 +145,7 @@ def test_default_aws_is_the_awscli_beside_the_plugin():
 def test_url_credentials_are_never_passed_to_the_aws_cli():
     args = aws.upload_args(make(endpoint="https://key:p@ss/word@s3.example"), [], [sys.executable, "-m", "awscli"])
     assert args[args.index("--endpoint-url") + 1] == "https://s3.example"
-    assert aws.describe(args).startswith("aws s3 cp --recursive data/ s3://bkt/proj/")
+    assert aws.describe(args).startswith("aws s3 sync data/ s3://bkt/proj/")
 
 
 @pytest.mark.parametrize("url, secret", [
