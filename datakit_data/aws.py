@@ -273,9 +273,12 @@ def _pass_on(fd: int, out) -> None:
         except OSError:
             return
         text = decoder.decode(chunk, final=not chunk)
-        if text:
-            out.write(printable(mask_secrets(text), keep="\r\n"))
-            out.flush()
+        if text and out is not None:
+            try:
+                out.write(printable(mask_secrets(text), keep="\r\n"))
+                out.flush()
+            except (OSError, ValueError):
+                out = None  # stdout is gone (`| head`, a full disk): keep draining the pipe
         if not chunk:
             return
 
@@ -302,15 +305,17 @@ def signals_stop_the_run():
 
 
 def _stop(proc) -> None:
-    """Let an interrupted AWS CLI stop cleanly, then make sure it is gone."""
+    """Let an interrupted AWS CLI stop cleanly, then make sure it is gone, even if
+    another signal comes while it stops."""
     try:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    except ProcessLookupError:
+    except (subprocess.TimeoutExpired, ProcessLookupError):
         pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def interrupted_message(settings, direction: str, signum: int = signal.SIGINT) -> str:

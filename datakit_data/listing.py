@@ -131,4 +131,5 @@ def etag_is_md5(settings, path: str, obj) -> bool:
         head = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
     except (exceptions.BotoCoreError, exceptions.ClientError):
         return True  # cannot tell: assume the common case, and call a mismatch a conflict
-    return head.get("ServerSideEncryption") != "aws:kms" and not head.get("SSECustomerAlgorithm")
+    encryption = head.get("ServerSideEncryption") or ""
+    return not encryption.startswith("aws:kms") and not head.get("SSECustomerAlgorithm")

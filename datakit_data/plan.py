@@ -188,7 +188,8 @@ def _remote_differs(path, now, base) -> bool:
     return now.etag != base["etag"]
 
 
-def make_plan(direction, local, remote, record, delete=False, force=False, same=None, as_recorded=None) -> Plan:
+def make_plan(direction, local, remote, record, delete=False, force=False, same=None, as_recorded=None,
+              unreadable=()) -> Plan:
     """Decide, path by path, what a push or pull does.
 
     ``record`` maps paths to {"size", "mtime_ns", "ino", "etag"} from the last sync
@@ -196,7 +197,9 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
     object have identical content; it is only asked when both sides changed.
     ``as_recorded(path)`` says whether a local file whose time or inode moved (size
     unchanged) still has the recorded content; such a file is unchanged, and its
-    path is listed in ``plan.refresh``.
+    path is listed in ``plan.refresh``. ``unreadable`` holds the local paths the scan
+    skipped (``x`` for a file, ``x/`` for a folder): what lies there is unknown, so
+    nothing at or below them is restored, overwritten or deleted on either side.
     """
     plan = Plan(direction)
 
@@ -213,7 +216,12 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
         (_local_differs, _remote_differs) if direction == "push" else (_remote_differs, _local_differs)
     )
     here, there = ("locally", "on S3") if direction == "push" else ("on S3", "locally")
+    hidden = _under(unreadable)
     for path in sorted(set(local) | set(remote) | set(record)):
+        if hidden(path):
+            if path in remote or path in record:
+                plan.kept[path] = "cannot be read here (see the skipped files); left as it is"
+            continue
         src_changed = _changed(path, source, record, source_differs)
         dst_changed = _changed(path, target, record, target_differs)
         in_source, in_target = path in source, path in target
@@ -255,6 +263,13 @@ def make_plan(direction, local, remote, record, delete=False, force=False, same=
         else:
             plan.conflicts[path] = "changed on both sides" if record else "differs, and there is no sync record yet"
     return plan
+
+
+def _under(skipped):
+    """A test: is a path one of these skipped files, or inside one of these skipped folders?"""
+    files = {p for p in skipped if not p.endswith("/")}
+    folders = tuple(p for p in skipped if p.endswith("/"))
+    return lambda path: path in files or path.startswith(folders) if folders else path in files
 
 
 def _source_wins(plan, path, in_source, delete, here, there) -> None:

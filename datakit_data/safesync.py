@@ -11,17 +11,19 @@ for files that really transferred.
 """
 import contextlib
 import datetime
+import errno
 import functools
 import logging
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 
 from . import aws, awsconfig, listing, names
-from .exceptions import SkippedFiles, SyncError
+from .exceptions import DatakitDataError, Interrupted, SkippedFiles, SyncError
 from .lock import STATE_DIR
 from .plan import Local, local_etag, make_plan, scan_local
 from .record import SyncRecord
@@ -123,6 +125,7 @@ def build_plan(root, settings, direction, flags):
     plan = make_plan(
         direction, scan.local, scan.remote, record.files,
         delete="delete" in flags, force="force" in flags, same=scan.same, as_recorded=scan.as_recorded(record),
+        unreadable=scan.skipped,
     )
     return plan, scan, record
 
@@ -169,19 +172,35 @@ def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
                 hasher = _Hasher(outcome.content, plan.transfer)
                 _upload(root, settings, plan.transfer, remote, flags, parent, cli, outcome.skipped)
         finally:
-            if hasher is not None:
-                hasher.finish()
-            after = listing.list_remote(settings, "no-sign-request" in flags) if (
-                plan.transfer or plan.delete) else remote
-            for path in plan.transfer:
-                _verify_upload(path, outcome, after.get(path), record, settings, warn, data_dir)
-            for path in plan.delete:
-                if path not in after:
-                    record.forget(path)
-                    outcome.deleted += 1
-            record.stamp("push")
-            record.save()
+            in_flight = sys.exc_info()[1]
+            try:
+                if hasher is not None:
+                    hasher.finish()
+                # After Ctrl-C or a signal, stop at once: what did arrive is found
+                # identical (and recorded) by the next run.
+                if (plan.transfer or plan.delete) and not isinstance(in_flight, (KeyboardInterrupt, Interrupted)):
+                    _check_after_push(outcome, record, settings, flags, warn, data_dir, in_flight)
+            finally:
+                record.stamp("push")
+                record.save()
     return outcome
+
+
+def _check_after_push(outcome, record, settings, flags, warn, data_dir, in_flight) -> None:
+    """List S3 again and record what is verified there (uploads, deletions)."""
+    plan = outcome.plan
+    try:
+        after = listing.list_remote(settings, "no-sign-request" in flags)
+    except DatakitDataError:
+        if in_flight is None:
+            raise
+        return  # the error already on its way says more
+    for path in plan.transfer:
+        _verify_upload(path, outcome, after.get(path), record, settings, warn, data_dir)
+    for path in plan.delete:
+        if path not in after:
+            record.forget(path)
+            outcome.deleted += 1
 
 
 class _Hasher:
@@ -242,7 +261,11 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
         try:
             for path in plan.delete:
                 try:
-                    os.remove(names.inside(data_dir, path))
+                    target = names.inside(data_dir, path)
+                    if not _as_scanned(target, local.get(path)):
+                        _changed_meanwhile(outcome, path, warn)
+                        continue
+                    os.remove(target)
                 except FileNotFoundError:
                     pass
                 except (names.UnsafePath, OSError) as err:
@@ -251,12 +274,14 @@ def _pull(root, settings, flags, say, warn, parent, cli) -> Outcome:
                 record.forget(path)
                 outcome.deleted += 1
             if plan.transfer:
-                _download(root, settings, plan.transfer, remote, flags, parent, cli,
-                          outcome.refused, outcome.skipped, received)
+                _download(root, settings, outcome, flags, parent, cli, warn, received)
         finally:
             # Recorded even when the AWS CLI failed part-way: these files are whole.
             for path in received:
-                st = os.stat(os.path.join(data_dir, path))
+                try:
+                    st = os.stat(os.path.join(data_dir, path))
+                except OSError:
+                    continue  # gone again already: not recorded
                 record.set(path, Local(st.st_size, st.st_mtime_ns, st.st_ino), remote[path].etag)
                 outcome.sent += 1
                 outcome.sent_bytes += st.st_size
@@ -374,14 +399,16 @@ def _sync_would_skip(source, obj) -> float | None:
     return stamp if st.st_mtime <= stamp + 1 else None
 
 
-def _download(root, settings, paths, remote, flags, parent, cli, refused, failed, received) -> None:
-    """Download exactly these paths in one concurrent `aws s3 sync`, appending each
-    one moved into data/ to ``received`` (also when the AWS CLI fails part-way).
+def _download(root, settings, outcome, flags, parent, cli, warn, received) -> None:
+    """Download exactly the planned paths in one concurrent `aws s3 sync`, appending
+    each one moved into data/ to ``received`` (also when the AWS CLI fails part-way).
 
     Every other object is stood in for by a placeholder the sync leaves alone;
-    refused keys (no placeholder can exist for them) are excluded by name. Files
-    that cannot be moved into data/, or did not arrive, are added to ``failed``.
+    refused keys (no placeholder can exist for them) are excluded by name. A file
+    is moved into data/ only if data/ still holds what the scan saw there; files
+    that cannot be moved, or did not arrive, are named as skipped.
     """
+    paths, remote = outcome.plan.transfer, outcome.remote
     stage = os.path.join(parent, DATA)
     data_dir = os.path.join(root, DATA)
     wanted = set(paths)
@@ -394,7 +421,7 @@ def _download(root, settings, paths, remote, flags, parent, cli, refused, failed
         with open(holder, "wb") as fh:
             fh.truncate(obj.size)
         os.utime(holder, ns=(0, 0))
-    options = cli_options(flags) + aws.exclude_options(refused)
+    options = cli_options(flags) + aws.exclude_options(outcome.refused)
     args = aws.download_args(settings, options)
     log.info("Running: %s", aws.describe(args))
     finished = False
@@ -408,16 +435,71 @@ def _download(root, settings, paths, remote, flags, parent, cli, refused, failed
             staged = names.inside(stage, path)
             if not (os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size):
                 if finished:
-                    failed[path] = "the AWS CLI did not download it"
+                    outcome.skipped[path] = "the AWS CLI did not download it"
                 continue
             try:
                 target = names.inside(data_dir, path)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.replace(staged, names.inside(data_dir, path))
+                if _move_into(staged, names.inside(data_dir, path), outcome.local.get(path)):
+                    received.append(path)
+                else:
+                    _changed_meanwhile(outcome, path, warn)
             except (names.UnsafePath, OSError) as err:
-                failed[path] = _why(err)
-                continue
-            received.append(path)
+                outcome.skipped[path] = _why(err)
+
+
+def _as_scanned(path, before) -> bool:
+    """Does path still hold what the scan saw there (``before``; None: nothing)?"""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return before is None
+    return before is not None and (st.st_size, st.st_mtime_ns, st.st_ino) == (before.size, before.mtime_ns, before.ino)
+
+
+def _move_into(staged, target, before) -> bool:
+    """Move a download into data/ unless the file there changed since the scan."""
+    if before is None:
+        # Nothing was there: a link fails, rather than replaces, if a file appeared.
+        try:
+            os.link(staged, target)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            if os.path.lexists(target):
+                return False
+            _copy_into(staged, target)
+        os.unlink(staged)
+        return True
+    if not _as_scanned(target, before):
+        return False
+    try:
+        os.replace(staged, target)
+    except OSError as err:
+        if err.errno != errno.EXDEV:  # data/ on another disk than the staging folder
+            raise
+        _copy_into(staged, target)
+    return True
+
+
+def _copy_into(staged, target) -> None:
+    """Copy to a temporary name beside target, then rename: target is whole or untouched."""
+    fd, tmp = tempfile.mkstemp(prefix=".datakit-data-", dir=os.path.dirname(target))
+    os.close(fd)
+    try:
+        shutil.copy2(staged, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _changed_meanwhile(outcome, path, warn) -> None:
+    why = "changed locally while the pull ran; left as it is"
+    outcome.plan.conflicts[path] = why
+    warn(f"conflict: data/{names.printable(path)} ({why})")
 
 
 def _why(err) -> str:
@@ -497,8 +579,9 @@ def status(root, settings) -> dict:
     local, remote = scan.local, scan.remote
     record = SyncRecord.load(root, settings)
     as_recorded = scan.as_recorded(record)
-    push_plan = make_plan("push", local, remote, record.files, delete=True, same=scan.same, as_recorded=as_recorded)
-    pull_plan = make_plan("pull", local, remote, record.files, delete=True, same=scan.same, as_recorded=as_recorded)
+    options = {"delete": True, "same": scan.same, "as_recorded": as_recorded, "unreadable": scan.skipped}
+    push_plan = make_plan("push", local, remote, record.files, **options)
+    pull_plan = make_plan("pull", local, remote, record.files, **options)
 
     def side(plan, target):
         new = [p for p in plan.transfer if p not in target and p not in record.files]

@@ -371,3 +371,39 @@ def test_a_file_deleted_while_the_push_runs_is_skipped_and_the_rest_sent(project
     text = assert_clean_error(result, code=2)
     assert "data/doomed.csv (it was deleted or moved while the push ran)" in text
     assert bucket.objects(project.name) == {"stays.csv": b"stays\n"}
+
+
+def test_a_file_edited_while_the_pull_runs_is_never_overwritten(pair, proxy):
+    a, b = pair
+    a.write("shared.csv", "A's edit, on S3\n")
+    ok(a.run("data", "push"))
+    b.configure(s3_endpoint_url=proxy.endpoint_url)
+    ok(b.run("data", "pull", "force"))  # a record for the proxy's endpoint
+    a.write("shared.csv", "A's second edit\n")
+    ok(a.run("data", "push"))
+    proxy.hold()  # B's pull has scanned data/ and waits for its listing
+    with b.start("data", "pull") as proc:
+        proxy.wait_for_connections(proxy.connections + 1)
+        b.write("shared.csv", "B's edit, made while the pull ran\n")
+        proxy.release()
+        result = proc.finish(timeout=60)
+
+    text = assert_clean_error(result)
+    assert "conflict: data/shared.csv (changed locally while the pull ran; left as it is)" in text
+    assert b.files() == {"shared.csv": b"B's edit, made while the pull ran\n"}
+
+
+def test_a_synced_file_the_scan_cannot_read_is_never_deleted_nor_restored(pair, bucket, tmp_path):
+    a, b = pair
+    (b.data / "shared.csv").unlink()
+    os.symlink(tmp_path / "moved-away.csv", b.data / "shared.csv")  # now a dangling link
+
+    pushed = b.run("data", "push", "delete")
+    pulled = b.run("data", "pull")
+
+    for result in (pushed, pulled):
+        text = output(result)
+        assert "kept: data/shared.csv (cannot be read here (see the skipped files); left as it is)" in text, text
+    assert assert_clean_error(pushed, code=2)
+    assert bucket.objects(a.name) == {"shared.csv": b"v1,aaaa\n"}
+    assert os.path.islink(b.data / "shared.csv") and not (tmp_path / "moved-away.csv").exists()

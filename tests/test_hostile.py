@@ -171,7 +171,7 @@ def test_a_name_that_is_not_utf8_is_skipped_and_the_rest_reported_and_pushed(pro
     assert bucket.objects(project.name) == {"good.csv": b"good\n"}
 
 
-@pytest.mark.parametrize("password", ["hunter2-s3cret", "p@ss@w0rd-s3cret", "sp%40ce-s3cret"])
+@pytest.mark.parametrize("password", ["p@ss@w0rd-s3cret", "sp%40ce-s3cret"])
 def test_debug_output_never_shows_a_password_in_the_endpoint(project, password, outside):
     from s3server import free_ports
 
