@@ -143,7 +143,7 @@ class _Sync(ConfigMixin, Command):
 
         flags = parse_flags(parsed_args.flags, self.direction)
         settings = self.settings()
-        if "delete" in flags and not settings.path:
+        if flags.delete and not settings.path:
             raise ConfigError(
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
                 f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."

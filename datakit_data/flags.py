@@ -5,6 +5,7 @@ datakit can tell them from its own options. Anything that takes a value, and any
 word the AWS CLI would not know, is refused before a transfer starts.
 """
 import difflib
+from dataclasses import dataclass
 
 from .exceptions import FlagError
 
@@ -43,6 +44,41 @@ VALUE_OPTIONS = (
 
 #: Pairs of words that ask for opposite things.
 CONFLICTS = (("follow-symlinks", "no-follow-symlinks"),)
+#: Words datakit-data carries out itself, or that its sync record makes moot
+#: (it decides what changed): never passed to the AWS CLI.
+OWN_WORDS = ("delete", "dryrun", "force", "size-only", "exact-timestamps")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the flag words of one push or pull ask for."""
+
+    words: tuple[str, ...] = ()
+
+    @property
+    def delete(self) -> bool:
+        return "delete" in self.words
+
+    @property
+    def dryrun(self) -> bool:
+        return "dryrun" in self.words
+
+    @property
+    def force(self) -> bool:
+        return "force" in self.words
+
+    @property
+    def follow_symlinks(self) -> bool:
+        return "no-follow-symlinks" not in self.words
+
+    @property
+    def unsigned(self) -> bool:
+        return "no-sign-request" in self.words
+
+    @property
+    def cli(self) -> list[str]:
+        """The words for the AWS CLI, as its options."""
+        return [f"--{word}" for word in self.words if word not in OWN_WORDS]
 
 
 def accepted_list() -> str:
@@ -50,8 +86,8 @@ def accepted_list() -> str:
     return ", ".join(ACCEPTED)
 
 
-def parse_flags(words, command: str) -> list[str]:
-    """Turn flag words into AWS CLI options, refusing any that are not accepted."""
+def parse_flags(words, command: str) -> Options:
+    """Turn flag words into Options, refusing any that are not accepted."""
     chosen: list[str] = []
     for word in words:
         flag = word.strip().lower()
@@ -81,5 +117,5 @@ def parse_flags(words, command: str) -> list[str]:
                 f'"{first}" and "{second}" contradict each other: pass one of them to '
                 f"datakit data {command}, not both."
             )
-    return chosen
+    return Options(tuple(chosen))
 

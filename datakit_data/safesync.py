@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from . import aws, awsconfig, listing, names
 from .exceptions import DatakitDataError, Interrupted, SkippedFiles, SyncError
+from .flags import Options
 from .lock import STATE_DIR
 from .plan import Local, local_etag, make_plan, scan_local
 from .record import SyncRecord
@@ -31,8 +32,6 @@ from .record import SyncRecord
 log = logging.getLogger(__name__)
 
 DATA = "data"
-#: Flag words datakit-data acts on itself rather than passing to the AWS CLI.
-PLANNER_FLAGS = ("delete", "dryrun", "force", "size-only", "exact-timestamps")
 SHOWN_PER_KIND = 20
 #: Files this big say so before they are read to compare their content.
 BIG_FILE = 256 * 1024 * 1024
@@ -55,11 +54,6 @@ class Outcome:
     content: object = None  # content(path): the local file's ETag, read once
 
 
-def cli_options(flags) -> list[str]:
-    """Flag words for the AWS CLI transfer, as options."""
-    return [f"--{f}" for f in flags if f not in PLANNER_FLAGS]
-
-
 @dataclass
 class Scan:
     """data/ and the S3 folder as found: files, objects, and what neither side may use."""
@@ -76,12 +70,11 @@ class Scan:
         return lambda path: self.content(path) is not None and self.content(path) == record.files[path]["etag"]
 
 
-def gather(root, settings, flags=()) -> Scan:
+def gather(root, settings, flags=Options()) -> Scan:
     """Scan data/ and list S3, setting aside keys that must never become local paths."""
     data_dir = os.path.join(root, DATA)
-    follow = "no-follow-symlinks" not in flags
-    local, skipped = scan_local(data_dir, follow) if os.path.isdir(data_dir) else ({}, {})
-    listed = listing.list_remote(settings, "no-sign-request" in flags)
+    local, skipped = scan_local(data_dir, flags.follow_symlinks) if os.path.isdir(data_dir) else ({}, {})
+    listed = listing.list_remote(settings, flags.unsigned)
     folded = names.is_case_insensitive(data_dir) if os.path.isdir(data_dir) else False
     refused = names.refused_keys(listed, folded, path_max=_path_max(root))
     remote = {path: obj for path, obj in listed.items() if path not in refused}
@@ -124,7 +117,7 @@ def build_plan(root, settings, direction, flags):
     record = SyncRecord.load(root, settings)
     plan = make_plan(
         direction, scan.local, scan.remote, record.files,
-        delete="delete" in flags, force="force" in flags, same=scan.same, as_recorded=scan.as_recorded(record),
+        delete=flags.delete, force=flags.force, same=scan.same, as_recorded=scan.as_recorded(record),
         unreadable=scan.skipped,
     )
     return plan, scan, record
@@ -147,7 +140,7 @@ def run(direction, root, settings, flags, say, warn) -> Outcome:
     """Push or pull safely, then say one summary line; conflicts and skips raise."""
     started = time.monotonic()
     remove_stale_staging(root)
-    with _transfer(root, settings, direction, "dryrun" not in flags) as (parent, cli):
+    with _transfer(root, settings, direction, not flags.dryrun) as (parent, cli):
         work = _push if direction == "push" else _pull
         outcome = work(root, settings, flags, say, warn, parent, cli)
     outcome.seconds = time.monotonic() - started
@@ -166,7 +159,7 @@ def _push(root, settings, flags, say, warn, parent, cli) -> Outcome:
         _settle(plan, local, remote, record)
         try:
             if plan.delete:
-                listing.delete_remote(settings, plan.delete, "no-sign-request" in flags)
+                listing.delete_remote(settings, plan.delete, flags.unsigned)
             if plan.transfer:
                 # What S3 must hold afterwards, read while the AWS CLI uploads.
                 hasher = _Hasher(outcome.content, plan.transfer)
@@ -190,7 +183,7 @@ def _check_after_push(outcome, record, settings, flags, warn, data_dir, in_fligh
     """List S3 again and record what is verified there (uploads, deletions)."""
     plan = outcome.plan
     try:
-        after = listing.list_remote(settings, "no-sign-request" in flags)
+        after = listing.list_remote(settings, flags.unsigned)
     except DatakitDataError:
         if in_flight is None:
             raise
@@ -297,7 +290,7 @@ def _begin(direction, root, settings, flags, say, warn):
     # Objects push cannot pull back are no concern of push.
     outcome = Outcome(
         plan, scan.local, scan.remote, dict(scan.skipped) if direction == "push" else {},
-        dryrun="dryrun" in flags, refused=scan.refused if direction == "pull" else {}, content=scan.content,
+        dryrun=flags.dryrun, refused=scan.refused if direction == "pull" else {}, content=scan.content,
     )
     report(plan, settings, warn)
     url = aws.mask_secrets(settings.s3_url)
@@ -370,7 +363,7 @@ def _upload(root, settings, paths, remote, flags, parent, cli, failed) -> None:
         staged += 1
     if not staged:
         return
-    args = aws.upload_args(settings, cli_options(flags))
+    args = aws.upload_args(settings, flags.cli)
     log.info("Running: %s", aws.describe(args))
     cli.run(args, settings, "push")
 
@@ -421,7 +414,7 @@ def _download(root, settings, outcome, flags, parent, cli, warn, received) -> No
         with open(holder, "wb") as fh:
             fh.truncate(obj.size)
         os.utime(holder, ns=(0, 0))
-    options = cli_options(flags) + aws.exclude_options(outcome.refused)
+    options = flags.cli + aws.exclude_options(outcome.refused)
     args = aws.download_args(settings, options)
     log.info("Running: %s", aws.describe(args))
     finished = False

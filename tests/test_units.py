@@ -17,8 +17,12 @@ def make(path="proj", profile=None, endpoint=None):
 # flags -------------------------------------------------------------------
 
 def test_flag_words_become_options_in_order_without_duplicates():
-    assert flags.parse_flags(["delete", "dryrun", "delete", "No-Progress"], "push") == [
-        "delete", "dryrun", "no-progress",
+    options = flags.parse_flags(["delete", "dryrun", "delete", "No-Progress", "force"], "push")
+    assert options.words == ("delete", "dryrun", "no-progress", "force")
+    assert (options.delete, options.dryrun, options.force, options.follow_symlinks) == (True, True, True, True)
+    assert options.cli == ["--no-progress"]
+    assert flags.parse_flags(["no-follow-symlinks", "no-sign-request", "size-only"], "pull").cli == [
+        "--no-follow-symlinks", "--no-sign-request",
     ]
 
 
@@ -44,8 +48,8 @@ DOCUMENTED_FLAG_WORDS = [
 
 @pytest.mark.parametrize("word", DOCUMENTED_FLAG_WORDS)
 def test_every_documented_flag_word_is_accepted(word):
-    assert flags.parse_flags([word], "push") == [word]
-    assert flags.parse_flags([word.upper()], "pull") == [word]
+    assert flags.parse_flags([word], "push").words == (word,)
+    assert flags.parse_flags([word.upper()], "pull").words == (word,)
 
 
 def test_the_usage_page_lists_exactly_the_documented_flag_words():
