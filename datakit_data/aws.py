@@ -20,7 +20,7 @@ import threading
 from .exceptions import ConfigError, Interrupted, SkippedFiles, Stop, SyncError
 from .masking import mask_secrets, without_credentials
 from .names import printable
-from .settings import PROJECT_CONFIG
+from .layout import PROJECT_CONFIG
 
 AWS_ENV = "DATAKIT_DATA_AWS"
 LOCAL_DATA = "data/"

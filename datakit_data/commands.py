@@ -11,8 +11,9 @@ from cliff.command import Command
 
 from .exceptions import ConfigError
 from .flags import accepted_list, parse_flags
+from .layout import PROJECT_CONFIG, Layout
 from .mixins import ConfigMixin
-from .settings import BUCKET_SET_HINT, PROJECT_CONFIG
+from .settings import BUCKET_SET_HINT
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Init(ConfigMixin, Command):
                 check_bucket_name(config["s3_bucket"], self.plugin_config_path)
                 if not parsed_args.existing:
                     self.check_path_is_free(config, global_config)
-        os.makedirs(os.path.join(root, "data"), exist_ok=True)
+        os.makedirs(Layout(root).data, exist_ok=True)
         if config is not None:
             os.makedirs(os.path.dirname(config_path), exist_ok=True)
             project.write_json_atomic(config_path, config)
@@ -137,9 +138,9 @@ class _Sync(ConfigMixin, Command):
         return parser
 
     def take_action(self, parsed_args):
-        from . import safesync
         from .exceptions import Interrupted
         from .lock import project_lock
+        from .safesync import Sync
 
         flags = parse_flags(parsed_args.flags, self.direction)
         settings = self.settings()
@@ -151,9 +152,10 @@ class _Sync(ConfigMixin, Command):
         from .aws import interrupted_message, signals_stop_the_run
 
         try:
-            with signals_stop_the_run(), project_lock(self.project_root, self.direction):
-                self.prepare_data_folder()
-                safesync.run(self.direction, self.project_root, settings, flags, self.out, log.warning)
+            layout = Layout(self.project_root)
+            with signals_stop_the_run(), project_lock(layout, self.direction):
+                self.prepare_data_folder(layout)
+                Sync(self.direction, layout, settings, flags, self.out, log.warning).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
             raise Interrupted(interrupted_message(settings, self.direction, signum), signum)
@@ -164,8 +166,8 @@ class Push(_Sync):
 
     direction = "push"
 
-    def prepare_data_folder(self):
-        if not os.path.isdir("data"):
+    def prepare_data_folder(self, layout):
+        if not os.path.isdir(layout.data):
             raise ConfigError(
                 f"No data/ folder in {self.project_root}: there is nothing to push. "
                 "Put your files in data/ (`datakit data init` creates it) and push again."
@@ -177,8 +179,8 @@ class Pull(_Sync):
 
     direction = "pull"
 
-    def prepare_data_folder(self):
-        os.makedirs("data", exist_ok=True)
+    def prepare_data_folder(self, layout):
+        os.makedirs(layout.data, exist_ok=True)
 
 
 class Status(ConfigMixin, Command):
@@ -193,10 +195,11 @@ class Status(ConfigMixin, Command):
         import json
 
         from . import safesync
+        from .report import status_lines
 
-        report = safesync.status(self.project_root, self.settings())
+        report = safesync.status(Layout(self.project_root), self.settings())
         if parsed_args.json:
             self.out(json.dumps(report, indent=2, sort_keys=True))
         else:
-            for line in safesync.status_lines(report):
+            for line in status_lines(report):
                 self.out(line)

@@ -8,23 +8,23 @@ import contextlib
 import os
 
 from .exceptions import DatakitDataError
+from .layout import Layout
 
-STATE_DIR = ".datakit-data"
 
 
 @contextlib.contextmanager
-def project_lock(root: str, direction: str):
+def project_lock(layout: Layout, direction: str):
     """Hold the project's sync lock, or refuse at once if another run holds it."""
     import fcntl
 
-    folder = os.path.join(root, STATE_DIR)
+    folder = layout.state
     if os.path.lexists(folder) and not os.path.isdir(folder):
         raise DatakitDataError(
             f"{folder} is not a folder: datakit-data keeps its lock and sync record there. "
             "Move that file away and run the command again."
         )
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "lock")
+    path = layout.lock
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -32,7 +32,7 @@ def project_lock(root: str, direction: str):
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another datakit data command"
             raise DatakitDataError(
-                f"{holder} is already running in this project ({os.path.join(STATE_DIR, 'lock')}). "
+                f"{holder} is already running in this project ({os.path.relpath(layout.lock, layout.root)}). "
                 f"Wait for it to finish, then run `datakit data {direction}` again."
             )
         os.ftruncate(fd, 0)

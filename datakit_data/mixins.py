@@ -11,7 +11,8 @@ import os
 from datakit import CommandHelpers, ConfigField
 
 from .exceptions import ConfigError, DatakitDataError
-from .settings import GLOBAL_KEYS, PROJECT_CONFIG, PROJECT_KEYS, merge, read_config, settings_from
+from .layout import PROJECT_CONFIG
+from .settings import GLOBAL_KEYS, PROJECT_KEYS, merge, read_config, settings_from
 
 PLUGIN_SLUG = "datakit-data"
 

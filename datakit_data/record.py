@@ -9,13 +9,12 @@ import json
 import logging
 import os
 
-from .lock import STATE_DIR
+from .layout import Layout
 from .names import key_problem, printable
 
 log = logging.getLogger(__name__)
 from .project import write_json_atomic
 
-RECORD_FILE = "record.json"
 VERSION = 1
 
 
@@ -51,8 +50,8 @@ class SyncRecord:
         self.exists = exists
 
     @classmethod
-    def load(cls, root: str, settings) -> "SyncRecord":
-        path = os.path.join(root, STATE_DIR, RECORD_FILE)
+    def load(cls, layout: Layout, settings) -> "SyncRecord":
+        path = layout.record
         target = location(settings)
         try:
             with open(path, encoding="utf-8") as fh:

@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 
 from .exceptions import ConfigError
+from .layout import PROJECT_CONFIG
 from .masking import mask_secrets, remember
 from .names import printable
 
-PROJECT_CONFIG = os.path.join("config", "datakit-data.json")
 DEFAULT_PROFILE = "default"
 
 #: Keys a project config may hold.

@@ -1,0 +1,60 @@
+"""Where things live in a project folder. Every path is built from the project root.
+
+    <root>/data/                      the data, synced with s3://<s3_bucket>/<s3_path>/
+    <root>/config/datakit-data.json   the project config (in git)
+    <root>/.datakit-data/             datakit-data's own state (ignored by git):
+        lock                          one push or pull at a time
+        record.json                   the sync record
+        push-<pid>/, pull-<pid>/      staging folders of running transfers
+"""
+import os
+from dataclasses import dataclass
+
+DATA = "data"
+STATE = ".datakit-data"
+#: The project config, relative to the project root (as messages name it).
+PROJECT_CONFIG = os.path.join("config", "datakit-data.json")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The folders and files of one project."""
+
+    root: str
+
+    @property
+    def data(self) -> str:
+        return os.path.join(self.root, DATA)
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.root, PROJECT_CONFIG)
+
+    @property
+    def state(self) -> str:
+        return os.path.join(self.root, STATE)
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.state, "lock")
+
+    @property
+    def record(self) -> str:
+        return os.path.join(self.state, "record.json")
+
+    def staging(self, direction: str, pid: int | None = None) -> str:
+        """The staging folder of a push or pull run (this process's by default)."""
+        return os.path.join(self.state, f"{direction}-{os.getpid() if pid is None else pid}")
+
+    def stale_staging(self) -> list[str]:
+        """Staging folders present in the state folder (under the lock: all of dead runs)."""
+        try:
+            entries = os.listdir(self.state)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = []
+        for name in entries:
+            kind, _, pid = name.partition("-")
+            if kind in ("push", "pull") and pid.isdigit():
+                found.append(os.path.join(self.state, name))
+        return found
