@@ -13,7 +13,7 @@ from .exceptions import ConfigError
 from .flags import accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
 from .mixins import ConfigMixin
-from .settings import BUCKET_SET_HINT
+from .settings import BUCKET_SET_HINT, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +29,12 @@ class Init(ConfigMixin, Command):
             "global config (~/.datakit/plugins/datakit-data/config.json), else from "
             "built-in defaults. An existing project config is never overwritten."
         )
-        parser.add_argument("--bucket", dest="s3_bucket", metavar="NAME", help="S3 bucket (s3_bucket)")
-        parser.add_argument(
-            "--profile", dest="aws_user_profile", metavar="NAME",
-            help="AWS profile from ~/.aws/credentials (aws_user_profile)",
-        )
-        parser.add_argument(
-            "--path", dest="s3_path", metavar="PATH",
-            help="folder in the bucket for data/ (s3_path); default: prefix/project-name/suffix",
-        )
-        parser.add_argument(
-            "--endpoint-url", dest="s3_endpoint_url", metavar="URL",
-            help="endpoint of an S3-compatible store (s3_endpoint_url)",
-        )
+        for setting in SETTINGS:
+            if setting.option:
+                parser.add_argument(
+                    setting.option, dest=setting.name, metavar=setting.name.rsplit("_", 1)[-1].upper(),
+                    help=f"{setting.help} ({setting.name})",
+                )
         parser.add_argument(
             "--existing", action="store_true",
             help="join an s3_path that already holds data (e.g. another checkout of this project)",
@@ -66,10 +59,7 @@ class Init(ConfigMixin, Command):
             check_bucket_name(parsed_args.s3_bucket, "--bucket")
 
         if os.path.exists(config_path):
-            given = [
-                action.option_strings[0] for action in self.get_parser("init")._actions
-                if action.dest in project.OPTION_KEYS and getattr(parsed_args, action.dest)
-            ]
+            given = [s.option for s in SETTINGS if s.option and getattr(parsed_args, s.name)]
             self.out(f"{PROJECT_CONFIG} already exists; left unchanged. Edit it to change settings.")
             if given:
                 self.out(f"Not applied: {', '.join(given)}.")

@@ -12,7 +12,7 @@ from datakit import CommandHelpers, ConfigField
 
 from .exceptions import ConfigError, DatakitDataError
 from .layout import PROJECT_CONFIG
-from .settings import GLOBAL_KEYS, PROJECT_KEYS, merge, read_config, settings_from
+from .settings import GLOBAL_DEFAULTS, GLOBAL_KEYS, PROJECT_KEYS, SETTINGS, merge, read_config, settings_from
 
 PLUGIN_SLUG = "datakit-data"
 
@@ -48,25 +48,16 @@ class _UrlField(ConfigField):
         return mask_secrets(shown)
 
 
-CONFIG_SPEC = [
-    ConfigField(
-        "aws_user_profile",
-        help="AWS profile for new projects (default: the AWS CLI's own choice)",
-        default="default",
-    ),
-    ConfigField(
-        "s3_bucket",
-        help="S3 bucket for new projects",
-        validator=verify_bucket,
-    ),
-    ConfigField("s3_path_prefix", help="folders put before the project name in s3_path, e.g. projects/$YEAR"),
-    ConfigField("s3_path_suffix", help="folders put after the project name in s3_path, e.g. data"),
-    _UrlField("s3_endpoint_url", help="endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)"),
-    ConfigField(
-        "max_concurrent_requests",
-        help="parallel S3 requests for push and pull (the AWS CLI's default is 10)",
-    ),
-]
+def _field(setting):
+    """The datakit-core ConfigField of a global setting."""
+    kind = _UrlField if setting.name.endswith("_url") else ConfigField
+    return kind(
+        setting.name, help=setting.help, default=setting.default or None,
+        validator=verify_bucket if setting.name == "s3_bucket" else None,
+    )
+
+
+CONFIG_SPEC = [_field(setting) for setting in SETTINGS if setting.in_global]
 
 
 def _file_problem(err: OSError) -> DatakitDataError:
@@ -89,7 +80,7 @@ class ConfigMixin(CommandHelpers):
 
     @property
     def default_configs(self) -> dict:
-        return {"aws_user_profile": "default", "s3_bucket": "", "s3_path_prefix": "", "s3_path_suffix": ""}
+        return dict(GLOBAL_DEFAULTS)
 
     @property
     def project_root(self) -> str:

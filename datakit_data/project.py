@@ -16,8 +16,6 @@ from .settings import DEFAULT_PROFILE, join_s3_path, normalise_s3_path
 
 #: Folders init keeps out of git: the data itself and datakit-data's own state.
 GITIGNORE_ENTRIES = ("data/", ".datakit-data/")
-#: Project config keys that `datakit data init` options can set.
-OPTION_KEYS = ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
 
 
 def placeholders(project_name: str, now=None, username=None) -> dict:

@@ -18,21 +18,50 @@ from .names import printable
 
 DEFAULT_PROFILE = "default"
 
-#: Keys a project config may hold.
-PROJECT_KEYS = ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url", "max_concurrent_requests")
-#: Keys the global config may hold; the prefix and suffix only shape s3_path at init.
-GLOBAL_KEYS = (
-    "aws_user_profile",
-    "s3_bucket",
-    "s3_path_prefix",
-    "s3_path_suffix",
-    "s3_endpoint_url",
-    "max_concurrent_requests",
+@dataclass(frozen=True)
+class Setting:
+    """One setting, declared once: where it may live, its type, default and init option."""
+
+    name: str
+    help: str
+    in_project: bool = True  # may be set in the project config
+    in_global: bool = True  # may be set in the global config
+    at_runtime: bool = False  # the global value applies at push/pull when the project has none
+    number: bool = False  # a whole number rather than text
+    default: str | None = None  # written to the global config on first use
+    option: str | None = None  # `datakit data init` option that sets it
+
+
+#: Every setting of datakit-data. The readers, the checks, `datakit config`,
+#: init's options and docs/configuration.rst (checked by a test) all follow this table.
+SETTINGS = (
+    Setting("aws_user_profile", "AWS profile from ~/.aws/credentials or ~/.aws/config",
+            at_runtime=True, default="default", option="--profile"),
+    Setting("s3_bucket", "S3 bucket", default="", option="--bucket"),
+    Setting("s3_path", "folder in the bucket for data/; default: prefix/project-name/suffix",
+            in_global=False, option="--path"),
+    Setting("s3_path_prefix", "folders put before the project name in s3_path, e.g. projects/$YEAR",
+            in_project=False, default=""),
+    Setting("s3_path_suffix", "folders put after the project name in s3_path, e.g. data",
+            in_project=False, default=""),
+    Setting("s3_endpoint_url", "endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)",
+            at_runtime=True, option="--endpoint-url"),
+    Setting("max_concurrent_requests", "parallel S3 requests for push and pull (the AWS CLI's default is 10)",
+            at_runtime=True, number=True),
 )
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+#: Keys a project config may hold.
+PROJECT_KEYS = tuple(s.name for s in SETTINGS if s.in_project)
+#: Keys the global config may hold; the prefix and suffix only shape s3_path at init.
+GLOBAL_KEYS = tuple(s.name for s in SETTINGS if s.in_global)
 #: Global keys that still apply at push and pull time when a project leaves them out.
-RUNTIME_GLOBAL_KEYS = ("aws_user_profile", "s3_endpoint_url", "max_concurrent_requests")
+RUNTIME_GLOBAL_KEYS = tuple(s.name for s in SETTINGS if s.at_runtime)
 #: Keys holding a whole number rather than a string.
-NUMBER_KEYS = ("max_concurrent_requests",)
+NUMBER_KEYS = tuple(s.name for s in SETTINGS if s.number)
+#: What the first `datakit data init` on a machine writes to the global config.
+GLOBAL_DEFAULTS = {s.name: s.default for s in SETTINGS if s.in_global and s.default is not None}
+#: Project config keys that `datakit data init` options can set.
+OPTION_KEYS = tuple(s.name for s in SETTINGS if s.option)
 
 BUCKET_SET_HINT = (
     'set "s3_bucket" in {path}, or a default for new projects with '

@@ -357,3 +357,24 @@ def test_pull_restores_what_was_deleted_locally_even_when_s3_changed_it():
     for remote in ({"f": Remote(1, "e1")}, {"f": Remote(1, "e2")}):
         plan = make_plan("pull", {}, remote, record)
         assert (plan.transfer, plan.restored, plan.conflicts) == (["f"], ["f"], {})
+
+
+def test_the_configuration_reference_documents_exactly_the_declared_settings():
+    text = (Path(__file__).parent.parent / "docs" / "configuration.rst").read_text()
+    project_part = text.split("Project config\n---", 1)[1].split("Global config\n---", 1)[0]
+    global_part = text.split("Global config\n---", 1)[1].split("Placeholders\n~~~", 1)[0]
+
+    def documented(part):
+        terms = [line for line in part.splitlines() if line.startswith("``")]
+        return sorted(name for line in terms for name in re.findall(r"``([a-z0-9_]+)``", line))
+
+    assert documented(project_part) == sorted(settings.PROJECT_KEYS)
+    assert documented(global_part) == sorted(settings.GLOBAL_KEYS)
+
+
+def test_datakit_config_and_init_follow_the_settings_table():
+    from datakit_data.mixins import CONFIG_SPEC
+
+    assert [field.name for field in CONFIG_SPEC] == list(settings.GLOBAL_KEYS)
+    assert settings.OPTION_KEYS == ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
+    assert settings.RUNTIME_GLOBAL_KEYS == ("aws_user_profile", "s3_endpoint_url", "max_concurrent_requests")
