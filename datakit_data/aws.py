@@ -182,8 +182,8 @@ class Cli:
     arguments follow in run(). Another AWS CLI (DATAKIT_DATA_AWS) starts in run().
     """
 
-    def __init__(self, cwd=None, env=None, aws=None):
-        self.aws = aws_command() if aws is None else aws
+    def __init__(self, cwd: str | None = None, env: dict | None = None):
+        self.aws = aws_command()
         self.cwd = cwd
         self.env = child_env(overrides=env)
         self.proc = None
@@ -194,7 +194,7 @@ class Cli:
                 preexec_fn=_die_with_datakit(os.getpid()),
             )
 
-    def run(self, args, settings, direction: str, stderr=None) -> None:
+    def run(self, args: list[str], settings, direction: str) -> None:
         """Run these arguments (as built by upload_args / download_args)."""
         rest = list(args[len(self.aws):])
         proc, self.proc = self.proc, None
@@ -212,7 +212,7 @@ class Cli:
                 )
             except FileNotFoundError:
                 raise cannot_start(self.aws)
-        follow(proc, settings, direction, stderr)
+        follow(proc, settings, direction)
 
     def close(self) -> None:
         """Dismiss a prepared process that got no work: it has done nothing yet."""
@@ -255,7 +255,7 @@ def follow(proc, settings, direction: str, stderr=None, stdout=None) -> None:
     except KeyboardInterrupt as stop:
         _stop(proc)
         signum = getattr(stop, "signum", signal.SIGINT)
-        raise Interrupted(interrupted_message(settings, direction, signum), signum)
+        raise Interrupted(interrupted_message(direction, signum), signum)
     finally:
         pump.join(5)
         proc.stderr.close()
@@ -318,7 +318,7 @@ def _stop(proc) -> None:
             proc.wait()
 
 
-def interrupted_message(settings, direction: str, signum: int = signal.SIGINT) -> str:
+def interrupted_message(direction: str, signum: int = signal.SIGINT) -> str:
     """What a user reads after Ctrl-C, SIGTERM or SIGHUP."""
     how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
     return (
@@ -342,7 +342,7 @@ def explain_failure(returncode: int, lines, settings, direction: str, cli: bool 
         "delete": f"Deleting from {url}",
     }.get(direction, f"Checking bucket {settings.bucket}")
     if returncode == 130 or returncode < 0:
-        return Interrupted(interrupted_message(settings, direction))
+        return Interrupted(interrupted_message(direction))
     missing = _PROFILE_MISSING.search(text)
     if missing:
         return ConfigError(

@@ -14,6 +14,8 @@ import re
 import shutil
 import tempfile
 
+from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
+
 KEY = "max_concurrent_requests"
 _HEADER = re.compile(r"^\s*\[\s*(?P<name>[^\]]+?)\s*\]\s*$")
 _S3_NESTED = re.compile(r"^s3\s*=\s*$")
@@ -85,8 +87,7 @@ def concurrency(settings, environ=None):
 
 def multipart_sizes(settings) -> tuple[int, int]:
     """(multipart_threshold, multipart_chunksize) in bytes, as the AWS CLI reads them."""
-    from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
-
+    # Imported here: loading awscli costs about 80 ms that most runs never need.
     import awscli  # noqa: F401  (serves its own botocore as `botocore`)
     from awscli.customizations.s3.transferconfig import InvalidConfigError, RuntimeConfig
     from botocore import exceptions, session

@@ -3,17 +3,24 @@
 Each command parses its arguments, loads settings through ConfigMixin, calls one
 function that does the work, and reports.
 """
+import json
 import logging
 import os
 import signal
 
 from cliff.command import Command
 
-from .exceptions import ConfigError
+from . import listing, project, safesync
+from .aws import interrupted_message, signals_stop_the_run
+from .exceptions import ConfigError, DatakitDataError, Interrupted
 from .flags import accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
+from .lock import project_lock
+from .masking import mask_secrets, remember
 from .mixins import ConfigMixin
-from .settings import BUCKET_SET_HINT, SETTINGS
+from .report import status_lines
+from .safesync import Sync
+from .settings import BUCKET_SET_HINT, SETTINGS, check_bucket_name, merge, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +49,7 @@ class Init(ConfigMixin, Command):
         return parser
 
     def take_action(self, parsed_args):
-        from . import project
-        from .settings import check_bucket_name
 
-        from .masking import remember
 
         remember(parsed_args.s3_endpoint_url)
         root = self.project_root
@@ -78,7 +82,6 @@ class Init(ConfigMixin, Command):
             os.makedirs(os.path.dirname(config_path), exist_ok=True)
             project.write_json_atomic(config_path, config)
             self.out(f"Created data/ and {PROJECT_CONFIG}:")
-            from .aws import mask_secrets
 
             for key, value in config.items():
                 self.out(f"  {key}: {mask_secrets(value)}")
@@ -90,9 +93,6 @@ class Init(ConfigMixin, Command):
 
     def check_path_is_free(self, config, global_config) -> None:
         """Refuse an s3_path that already holds objects, unless the user joins it."""
-        from . import listing
-        from .exceptions import DatakitDataError
-        from .settings import merge, settings_from
 
         settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
         try:
@@ -128,9 +128,6 @@ class _Sync(ConfigMixin, Command):
         return parser
 
     def take_action(self, parsed_args):
-        from .exceptions import Interrupted
-        from .lock import project_lock
-        from .safesync import Sync
 
         flags = parse_flags(parsed_args.flags, self.direction)
         settings = self.settings()
@@ -139,7 +136,6 @@ class _Sync(ConfigMixin, Command):
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
                 f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."
             )
-        from .aws import interrupted_message, signals_stop_the_run
 
         try:
             layout = Layout(self.project_root)
@@ -148,7 +144,7 @@ class _Sync(ConfigMixin, Command):
                 Sync(self.direction, layout, settings, flags, self.out, log.warning).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
-            raise Interrupted(interrupted_message(settings, self.direction, signum), signum)
+            raise Interrupted(interrupted_message(self.direction, signum), signum)
 
 
 class Push(_Sync):
@@ -182,10 +178,7 @@ class Status(ConfigMixin, Command):
         return parser
 
     def take_action(self, parsed_args):
-        import json
 
-        from . import safesync
-        from .report import status_lines
 
         report = safesync.status(Layout(self.project_root), self.settings())
         if parsed_args.json:

@@ -7,12 +7,14 @@ with the same credential chain, profile and endpoint as the CLI. Transfers still
 run in the AWS CLI (see aws.py).
 """
 import functools
+import logging
 import os
 
-from .aws import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV
+from .aws import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, explain_failure
+from .exceptions import DatakitDataError, SyncError
 from .masking import mask_secrets, without_credentials
 from .names import printable
-from .exceptions import SyncError
+from .plan import Remote
 
 
 def _botocore():
@@ -20,8 +22,6 @@ def _botocore():
     # top-level `botocore` (its modules use that name, so their classes do too).
     import awscli  # noqa: F401
     from botocore import UNSIGNED, config, exceptions, session
-
-    import logging
 
     # The CLI is quiet about where it found credentials; so are we.
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -49,8 +49,6 @@ def client(settings, unsigned: bool = False):
 
 
 def _explain(err, settings, what: str = "list") -> SyncError:
-    from .aws import explain_failure, mask_secrets
-
     return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what, cli=False)
 
 
@@ -60,8 +58,6 @@ def _prefix(settings) -> str:
 
 def list_remote(settings, unsigned: bool = False) -> dict:
     """{path under s3_path: Remote} for every object in the project's S3 folder."""
-    from .plan import Remote
-
     _, _, exceptions, _ = _botocore()
     s3 = client(settings, unsigned)
     prefix = _prefix(settings)
@@ -115,8 +111,6 @@ def delete_remote(settings, paths, unsigned: bool = False) -> None:
 
 def check_bucket(settings) -> tuple[bool, str]:
     """`datakit config verify`: (True, "") when the bucket answers, else (False, why)."""
-    from .exceptions import DatakitDataError
-
     try:
         has_objects(settings)
     except DatakitDataError as err:

@@ -15,7 +15,7 @@ from .layout import Layout
 @contextlib.contextmanager
 def project_lock(layout: Layout, direction: str):
     """Hold the project's sync lock, or refuse at once if another run holds it."""
-    import fcntl
+    import fcntl  # POSIX only, imported here so that the package imports elsewhere
 
     folder = layout.state
     if os.path.lexists(folder) and not os.path.isdir(folder):

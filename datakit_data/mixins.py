@@ -9,9 +9,14 @@ import logging
 import os
 
 from datakit import CommandHelpers, ConfigField
+from datakit.config import PluginConfig
 
+from . import listing
+from .aws import mask_logging
 from .exceptions import ConfigError, DatakitDataError
 from .layout import PROJECT_CONFIG
+from .masking import mask_secrets, remember
+from .names import printable
 from .settings import GLOBAL_DEFAULTS, GLOBAL_KEYS, PROJECT_KEYS, SETTINGS, merge, read_config, settings_from
 
 PLUGIN_SLUG = "datakit-data"
@@ -21,8 +26,6 @@ log = logging.getLogger(__name__)
 
 def verify_bucket(bucket):
     """`datakit config verify`: does the global s3_bucket answer with the global profile?"""
-    from . import listing
-
     path = global_config_path()
     merged = merge(read_config(path, GLOBAL_KEYS) or {}, {"s3_bucket": bucket, "s3_path": ""})
     return listing.check_bucket(settings_from(merged, path))
@@ -30,8 +33,6 @@ def verify_bucket(bucket):
 
 def global_config_path() -> str:
     """~/.datakit/plugins/datakit-data/config.json, honouring DATAKIT_HOME."""
-    from datakit.config import PluginConfig
-
     return PluginConfig(PLUGIN_SLUG).config_path
 
 
@@ -39,8 +40,6 @@ class _UrlField(ConfigField):
     """A URL setting: `datakit config list` shows it with any credentials in it masked."""
 
     def display(self, value):
-        from .masking import mask_secrets, remember
-
         shown = super().display(value)
         if shown is None:
             return None
@@ -62,8 +61,6 @@ CONFIG_SPEC = [_field(setting) for setting in SETTINGS if setting.in_global]
 
 def _file_problem(err: OSError) -> DatakitDataError:
     """An OS error no step expected, as one line naming the path."""
-    from .names import printable
-
     where = f" {printable(err.filename)}" if err.filename else ""
     why = (err.strerror or str(err)).lower()
     return DatakitDataError(
@@ -120,8 +117,6 @@ class ConfigMixin(CommandHelpers):
     def run(self, parsed_args):
         # cliff turns every exception into exit code 1; some errors need their own
         # (2 for skipped files, 130 for Ctrl-C), so report those here.
-        from .aws import mask_logging
-
         mask_logging()
         try:
             try:

@@ -13,6 +13,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from .names import key_problem
+
 #: The AWS CLI's defaults for when an upload goes in parts, and how big each part is
 #: (``multipart_threshold`` / ``multipart_chunksize`` under ``s3 =`` in ~/.aws/config).
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
@@ -65,8 +67,6 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
     leads back to a folder it sits in (a loop, e.g. ``data/self -> .`` or
     ``data/root -> /``), nor to a folder another link already included.
     """
-    from .names import key_problem
-
     files, skipped = {}, {}
     root = os.path.realpath(data_dir)
     linked = set()  # folders reached through links

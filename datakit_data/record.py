@@ -10,6 +10,7 @@ import logging
 import os
 
 from .layout import Layout
+from .masking import mask_secrets
 from .names import key_problem, printable
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,6 @@ VERSION = 1
 
 def location(settings) -> str:
     """The S3 location a record belongs to (credentials in the endpoint left out)."""
-    from .aws import mask_secrets
-
     return mask_secrets(f"{settings.endpoint_url or ''} {settings.s3_url}".strip())
 
 
