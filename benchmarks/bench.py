@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from s3proxy import FaultProxy  # noqa: E402
-from s3server import S3Server  # noqa: E402
+from s3server import S3Server, isolated_env  # noqa: E402
 
 BUCKET = "bench-bucket"
 DATAKIT = str(Path(sys.executable).parent / "datakit")
@@ -77,14 +77,7 @@ class Runner:
         self.endpoint = endpoint
         home = tmp / "home"
         (home / ".aws").mkdir(parents=True)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATAKIT_"))}
-        self.env.update({
-            "HOME": str(home), "DATAKIT_HOME": str(home / ".datakit"),
-            "AWS_CONFIG_FILE": str(home / ".aws" / "config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(home / ".aws" / "credentials"),
-            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-        })
+        self.env = isolated_env(home, "bench", "bench-secret")
         self.peak_kib = 0
 
     def timed(self, args, cwd, env=None, watch_memory=False) -> float:

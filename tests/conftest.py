@@ -24,20 +24,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from s3proxy import FaultProxy  # noqa: E402
-from s3server import MotoServer, S3Server, die_with_parent, isolated_client  # noqa: E402
+from s3server import OUTER, MotoServer, S3Server, die_with_parent, isolated_client, isolated_env  # noqa: E402
 
 BUCKET = "datakit-test"
 ACCESS_KEY = "AKIDTESTTEST"
 SECRET_KEY = "test-secret-key-not-real"
 DATAKIT = str(Path(sys.executable).parent / "datakit")
 
-# Variables from the outer environment that would change what the AWS CLI does.
-_DROPPED = ("AWS_", "DATAKIT_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
 def _isolate_this_process() -> None:
     """The test process itself reads no real AWS config, profile or proxy."""
-    for key in [k for k in os.environ if k.startswith(_DROPPED) or k.upper() == "ALL_PROXY"]:
+    for key in [k for k in os.environ if k.startswith(OUTER)]:
         del os.environ[key]
     os.environ.update({
         "AWS_CONFIG_FILE": os.devnull,
@@ -205,22 +203,8 @@ class Home:
         self.aws_config = root / ".aws" / "config"
         self.aws_credentials = root / ".aws" / "credentials"
         self.endpoint_url = endpoint_url
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED)}
-        self.env.update({
-            "HOME": str(root),
-            "DATAKIT_HOME": str(self.datakit_home),
-            "AWS_CONFIG_FILE": str(self.aws_config),
-            "AWS_SHARED_CREDENTIALS_FILE": str(self.aws_credentials),
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            # Never ask a cloud metadata service for credentials: loopback only.
-            "AWS_EC2_METADATA_DISABLED": "true",
-            # Anything not on loopback goes to the watching proxy, never out.
-            "HTTP_PROXY": outside_url,
-            "HTTPS_PROXY": outside_url,
-            "NO_PROXY": "127.0.0.1,localhost",
-        })
+        # Anything not on loopback goes to the watching proxy, never out.
+        self.env = isolated_env(root, ACCESS_KEY, SECRET_KEY, proxy=outside_url)
 
     @property
     def global_config_path(self) -> Path:

@@ -4,7 +4,6 @@ Everything happens in a temporary folder with its own HOME, DATAKIT_HOME and AWS
 files; the SeaweedFS server listens on loopback only and is stopped at the end.
 """
 import filecmp
-import os
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from s3server import S3Server  # noqa: E402
+from s3server import S3Server, isolated_env  # noqa: E402
 
 DATAKIT = str(Path(sys.executable).parent / "datakit")
 BUCKET = "newsroom-data"
@@ -41,17 +40,7 @@ def main() -> int:
         step(f"Starting a local S3 server (SeaweedFS) with bucket {BUCKET}")
         with S3Server(tmp / "s3", BUCKET) as server:
             print(f"S3 endpoint: {server.endpoint_url}")
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATAKIT_"))}
-            env.update({
-                "HOME": str(tmp / "home"),
-                "DATAKIT_HOME": str(tmp / "home" / ".datakit"),
-                "AWS_CONFIG_FILE": str(tmp / "home" / ".aws" / "config"),
-                "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "home" / ".aws" / "credentials"),
-                "AWS_ACCESS_KEY_ID": "demo",
-                "AWS_SECRET_ACCESS_KEY": "demo-secret",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_EC2_METADATA_DISABLED": "true",
-            })
+            env = isolated_env(tmp / "home", "demo", "demo-secret")
 
             mine = tmp / "analyst-a" / "election-results"
             mine.mkdir(parents=True)

@@ -82,6 +82,34 @@ class _ExitedEarly(Exception):
     """weed stopped before it was ready (most often: a port was taken)."""
 
 
+#: Variables of the outer environment that would change what the AWS CLI or datakit do.
+OUTER = ("AWS_", "DATAKIT_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+         "ALL_PROXY", "all_proxy")
+
+
+def isolated_env(home, access_key: str, secret_key: str, proxy: str = DEAD_END) -> dict:
+    """An environment for `datakit` and the AWS CLI that reads and writes only below home
+    (HOME, DATAKIT_HOME, the AWS files), with these keys, and sends anything not on
+    loopback to proxy (by default a closed loopback port): for tests, demo and bench."""
+    home = Path(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OUTER)}
+    env.update({
+        "HOME": str(home),
+        "DATAKIT_HOME": str(home / ".datakit"),
+        "AWS_CONFIG_FILE": str(home / ".aws" / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / ".aws" / "credentials"),
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # Never ask a cloud metadata service for credentials: loopback only.
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HTTP_PROXY": proxy,
+        "HTTPS_PROXY": proxy,
+        "NO_PROXY": "127.0.0.1,localhost",
+    })
+    return env
+
+
 def _die_with(parent: int) -> None:
     import ctypes
 
