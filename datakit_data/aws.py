@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 
-from .exceptions import ConfigError, Interrupted, SkippedFiles, Stop, SyncError
+from .exceptions import ConfigError, DatakitDataError, Interrupted, SkippedFiles, Stop, SyncError
 from .masking import mask_secrets, without_credentials
 from .names import printable
 from .layout import PROJECT_CONFIG
@@ -331,8 +331,14 @@ def _where(settings) -> str:
     return mask_secrets(settings.endpoint_url) if settings.endpoint_url else "AWS S3"
 
 
-def explain_failure(returncode: int, lines, settings, direction: str, cli: bool = True) -> SyncError:
-    """One line saying why a request failed (in the AWS CLI, or in-process when not cli)."""
+def explain_failure(returncode: int, lines, settings, direction: str, code: str | None = None,
+                    cli: bool = True) -> DatakitDataError:
+    """One line saying why a request failed and what to do.
+
+    ``lines`` is what the AWS CLI printed (or an in-process error's text, with
+    ``cli`` False); ``code`` is the S3 error code when the caller has it, else it is
+    read from the text. The error's ``reason`` is the part after "failed: ".
+    """
     text = "\n".join(lines)
     url = mask_secrets(settings.s3_url)
     verb = {
@@ -343,72 +349,75 @@ def explain_failure(returncode: int, lines, settings, direction: str, cli: bool 
     }.get(direction, f"Checking bucket {settings.bucket}")
     if returncode == 130 or returncode < 0:
         return Interrupted(interrupted_message(direction))
-    missing = _PROFILE_MISSING.search(text)
-    if missing:
-        return ConfigError(
-            f'{verb} failed: AWS profile "{missing.group("name")}" was not found. Add it to '
-            f"~/.aws/credentials or ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / "
-            f'AWS_CONFIG_FILE), or change "aws_user_profile" in {PROJECT_CONFIG}.'
-        )
     if returncode == 2:
-        skipped = [_SKIPPED.match(line) for line in lines]
-        skipped = [m for m in skipped if m]
+        skipped = [m for m in map(_SKIPPED.match, lines) if m]
         if skipped:
-            names = "; ".join(
+            listed = "; ".join(
                 f"{os.path.relpath(m.group('path')) if os.path.isabs(m.group('path')) else m.group('path')}"
                 f" ({m.group('why').lower()})"
                 for m in skipped
             )  # the lines were made printable as they were read
             return SkippedFiles(
-                f"{verb} finished, but {len(skipped)} file(s) were skipped: {names}. "
+                f"{verb} finished, but {len(skipped)} file(s) were skipped: {listed}. "
                 f"Fix or remove them and run `datakit data {direction}` again."
             )
-    code = _error_code(text)
+    kind, reason = _diagnose(code or _error_code(text), text, settings)
+    if reason is None:
+        detail = _last_message(lines)
+        if cli:
+            reason = (f"the AWS CLI exited with code {returncode}{': ' + detail if detail else ''}. "
+                      "Run again with the `debug` flag word for details.")
+        else:
+            reason = f"{detail or 'no reason given'}. Run `datakit --debug ...` for details."
+    err = kind(f"{verb} failed: {reason}")
+    err.reason = reason
+    return err
+
+
+def _diagnose(code, text: str, settings) -> tuple[type, str | None]:
+    """(error class, reason) for the failures we can explain, else (SyncError, None)."""
+    missing = _PROFILE_MISSING.search(text)
+    if missing:
+        return ConfigError, (
+            f'AWS profile "{missing.group("name")}" was not found. Add it to '
+            f"~/.aws/credentials or ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / "
+            f'AWS_CONFIG_FILE), or change "aws_user_profile" in {PROJECT_CONFIG}.'
+        )
+    where = _where(settings)
     if code == "NoSuchBucket":
-        return SyncError(
-            f'{verb} failed: bucket "{settings.bucket}" does not exist on {_where(settings)}. '
+        return SyncError, (
+            f'bucket "{settings.bucket}" does not exist on {where}. '
             f'Check "s3_bucket" in {PROJECT_CONFIG}, or create the bucket.'
         )
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
-        return SyncError(
-            f'{verb} failed: the server refused the credentials of AWS profile "{settings.profile_name}" '
+        return SyncError, (
+            f'the server refused the credentials of AWS profile "{settings.profile_name}" '
             f"({code}). Check that profile's keys, or set \"aws_user_profile\" in {PROJECT_CONFIG}."
         )
     if code in ("AccessDenied", "AllAccessDisabled", "Forbidden", "403"):
-        return SyncError(
-            f'{verb} failed: access denied to bucket "{settings.bucket}" for AWS profile '
+        return SyncError, (
+            f'access denied to bucket "{settings.bucket}" for AWS profile '
             f'"{settings.profile_name}". Ask the bucket owner for access, or use another profile.'
         )
     if "Unable to locate credentials" in text:
-        return SyncError(
-            f"{verb} failed: no AWS credentials found. Run `aws configure`, set "
-            f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile in \"aws_user_profile\" in {PROJECT_CONFIG}."
+        return SyncError, (
+            "no AWS credentials found. Run `aws configure`, set AWS_ACCESS_KEY_ID and "
+            f'AWS_SECRET_ACCESS_KEY, or name a profile in "aws_user_profile" in {PROJECT_CONFIG}.'
         )
     if "Failed to connect to proxy URL" in text:
-        return SyncError(
-            f"{verb} failed: could not reach {_where(settings)} through the proxy set in "
-            "HTTPS_PROXY / HTTP_PROXY. Check the proxy, or add the S3 host to NO_PROXY."
+        return SyncError, (
+            f"could not reach {where} through the proxy set in HTTPS_PROXY / HTTP_PROXY. "
+            "Check the proxy, or add the S3 host to NO_PROXY."
         )
     if "Read timeout on endpoint URL" in text:
-        return SyncError(
-            f"{verb} failed: {_where(settings)} accepted the connection but did not answer within "
-            f"{READ_TIMEOUT} s ({ATTEMPTS} attempts). Check that it is an S3 server and that it is "
-            f'working, or "s3_endpoint_url" in {PROJECT_CONFIG}.'
-        )
-    if "Could not connect to the endpoint URL" in text or "Connect timeout" in text:
-        return SyncError(
-            f"{verb} failed: could not connect to {_where(settings)}. Check your network, "
+        return SyncError, (
+            f"{where} accepted the connection but did not answer within {READ_TIMEOUT} s "
+            f"({ATTEMPTS} attempts). Check that it is an S3 server and that it is working, "
             f'or "s3_endpoint_url" in {PROJECT_CONFIG}.'
         )
-    detail = _last_message(lines)
-    if not cli:
-        return SyncError(
-            f"{verb} failed{': ' + detail if detail else ''}. Run `datakit --debug ...` for details."
-        )
-    return SyncError(
-        f"{verb} failed (AWS CLI exit code {returncode}){': ' + detail if detail else ''}. "
-        "Run again with the `debug` flag word for details."
-    )
+    if "Could not connect to the endpoint URL" in text or "Connect timeout" in text:
+        return SyncError, f'could not connect to {where}. Check your network, or "s3_endpoint_url" in {PROJECT_CONFIG}.'
+    return SyncError, None
 
 
 def _error_code(text: str) -> str | None:

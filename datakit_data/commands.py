@@ -98,9 +98,9 @@ class Init(ConfigMixin, Command):
         try:
             in_use = listing.has_objects(settings)
         except DatakitDataError as err:
-            reason = str(err).split(" failed: ", 1)[-1].rstrip(".")
-            self.out(f"Could not check whether {settings.s3_url} is already in use: {reason}. "
-                     "Check it before your first push.")
+            reason = getattr(err, "reason", None) or str(err)
+            self.out(f"Could not check whether {mask_secrets(settings.s3_url)} is already in use: "
+                     f"{reason.rstrip('.')}. Check it before your first push.")
             return
         if in_use:
             raise ConfigError(

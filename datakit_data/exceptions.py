@@ -10,6 +10,8 @@ class DatakitDataError(Exception):
     """Base class: a problem the user can fix, reported in one line."""
 
     exit_code = 1
+    #: Why a request failed, without the step it failed in (set by aws.explain_failure).
+    reason: str | None = None
 
 
 class ConfigError(DatakitDataError):

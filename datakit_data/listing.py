@@ -48,8 +48,13 @@ def client(settings, unsigned: bool = False):
         raise _explain(err, settings)
 
 
-def _explain(err, settings, what: str = "list") -> SyncError:
-    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what, cli=False)
+def _explain(err, settings, what: str = "list"):
+    """An in-process botocore error as one line: its S3 error code, or its message."""
+    code = None
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        code = (response.get("Error") or {}).get("Code")
+    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what, code=code, cli=False)
 
 
 def _prefix(settings) -> str:

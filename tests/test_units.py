@@ -178,9 +178,13 @@ def test_failures_are_explained_in_one_line():
     assert isinstance(skipped, SkippedFiles) and "data/x y.csv (file does not exist)" in str(skipped)
     assert isinstance(aws.explain_failure(130, [], s, "pull"), Interrupted)
     other = aws.explain_failure(1, ["fatal error: something odd"], s, "push")
-    assert "exit code 1" in str(other) and "something odd" in str(other)
+    assert "the AWS CLI exited with code 1: something odd" in str(other)
     for error in (nobucket, refused, profile, skipped, other):
         assert "\n" not in str(error)
+    # The reason travels as a fact, not to be cut back out of the message.
+    assert nobucket.reason.startswith('bucket "bkt" does not exist on AWS S3.')
+    in_process = aws.explain_failure(1, ["something odd"], s, "list", code="NoSuchBucket", cli=False)
+    assert str(in_process).startswith('Listing s3://bkt/proj/ failed: bucket "bkt" does not exist')
 
 
 # project -----------------------------------------------------------------
