@@ -3,22 +3,19 @@
 The AWS CLI reads S3 transfer settings only from its config file (nested under
 ``s3 =`` in the profile's section). For ``max_concurrent_requests`` we give one
 run a temporary copy of the user's config file with that one value set for the
-profile in use; every other line of the user's file is kept as it is, and the
-copy is removed when the run ends. ``multipart_threshold`` and
+profile in use, by the AWS CLI's own config writer; every other line of the
+user's file is kept as it is, and the copy is removed when the run ends. ``multipart_threshold`` and
 ``multipart_chunksize`` shape the ETags S3 gives uploaded files, so comparing a
 local file with an object must read them as the AWS CLI does.
 """
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 
 from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
 
 KEY = "max_concurrent_requests"
-_HEADER = re.compile(r"^\s*\[\s*(?P<name>[^\]]+?)\s*\]\s*$")
-_S3_NESTED = re.compile(r"^s3\s*=\s*$")
 
 
 def section_name(profile: str | None) -> str:
@@ -28,31 +25,14 @@ def section_name(profile: str | None) -> str:
     return f"profile {profile}"
 
 
-def with_s3_setting(text: str, section: str, key: str, value: str) -> str:
-    """Config file text with ``s3 = / key = value`` set in one section; all else unchanged."""
-    lines = text.splitlines()
-    start = next(
-        (i for i, line in enumerate(lines)
-         if (m := _HEADER.match(line)) and " ".join(m.group("name").split()) == section),
-        None,
-    )
-    setting = f"    {key} = {value}"
-    if start is None:
-        tail = [] if not lines or not lines[-1].strip() else [""]
-        return "\n".join(lines + tail + [f"[{section}]", "s3 =", setting]) + "\n"
-    end = next((i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
-    for i in range(start + 1, end):
-        if _S3_NESTED.match(lines[i]):
-            j = i + 1
-            while j < end and lines[j][:1] in (" ", "\t") and lines[j].strip():
-                if lines[j].split("=", 1)[0].strip() == key:
-                    lines[j] = setting
-                    return "\n".join(lines) + "\n"
-                j += 1
-            lines.insert(i + 1, setting)
-            return "\n".join(lines) + "\n"
-    lines[start + 1:start + 1] = ["s3 =", setting]
-    return "\n".join(lines) + "\n"
+def set_s3_value(path: str, section: str, key: str, value: str) -> None:
+    """Set ``s3 = / key = value`` in one section of a config file, every other line kept,
+    with the writer `aws configure set` uses."""
+    # Imported here: loading awscli costs about 80 ms that most runs never need.
+    import awscli  # noqa: F401
+    from awscli.customizations.configure.writer import ConfigFileWriter
+
+    ConfigFileWriter().update_config({"__section__": section, "s3": {key: value}}, path)
 
 
 def user_config_path(environ=None) -> str:
@@ -79,7 +59,8 @@ def concurrency(settings, environ=None):
         # The copy may hold credentials, like the original: readable by the user only.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(with_s3_setting(text, section_name(profile), KEY, str(settings.max_concurrent_requests)))
+            fh.write(text)
+        set_s3_value(path, section_name(profile), KEY, str(settings.max_concurrent_requests))
         yield {"AWS_CONFIG_FILE": path}
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -325,7 +325,7 @@ def test_max_concurrent_requests_reaches_the_cli_and_keeps_the_users_settings(pr
 
     assert result.returncode == 0, output(result)
     assert seen.read_text() == (
-        "[default]\nregion = us-east-1\ns3 =\n    max_concurrent_requests = 64\n    multipart_chunksize = 16MB\n"
+        "[default]\nregion = us-east-1\ns3 =\n    multipart_chunksize = 16MB\n    max_concurrent_requests = 64\n"
     )
     temporary = seen.with_suffix(".path").read_text().strip()
     assert temporary != str(project.home.aws_config) and not os.path.exists(temporary)

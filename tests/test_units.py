@@ -218,29 +218,33 @@ def test_retry_policy_is_bounded_unless_the_user_set_one():
 from datakit_data import awsconfig  # noqa: E402
 
 
-def test_s3_setting_is_added_to_an_empty_config():
-    assert awsconfig.with_s3_setting("", "default", "max_concurrent_requests", "64") == (
-        "[default]\ns3 =\n    max_concurrent_requests = 64\n"
-    )
+def with_s3_setting(tmp_path, text, section, value):
+    path = tmp_path / "config"
+    path.write_text(text)
+    awsconfig.set_s3_value(str(path), section, "max_concurrent_requests", value)
+    return path.read_text()
 
 
-def test_s3_setting_keeps_every_other_line_of_the_users_config():
+def test_s3_setting_is_added_to_an_empty_config(tmp_path):
+    assert with_s3_setting(tmp_path, "", "default", "64") == "[default]\ns3 =\n    max_concurrent_requests = 64\n"
+
+
+def test_s3_setting_keeps_every_other_line_of_the_users_config(tmp_path):
     text = (
         "# my settings\n[default]\nregion = eu-west-1\ns3 =\n    multipart_chunksize = 16MB\n"
         "    max_concurrent_requests = 4\n\n[profile team]\nregion = us-east-1\n"
     )
-    got = awsconfig.with_s3_setting(text, "default", "max_concurrent_requests", "64")
+    got = with_s3_setting(tmp_path, text, "default", "64")
     assert got == text.replace("max_concurrent_requests = 4", "max_concurrent_requests = 64")
 
-    team = awsconfig.with_s3_setting(text, "profile team", "max_concurrent_requests", "32")
-    assert team.startswith(text.split("[profile team]")[0])
-    assert team.endswith("[profile team]\ns3 =\n    max_concurrent_requests = 32\nregion = us-east-1\n")
+    team = with_s3_setting(tmp_path, text, "profile team", "32")
+    assert team == text + "s3 =\n    max_concurrent_requests = 32\n"
 
 
-def test_s3_setting_joins_an_existing_nested_block():
+def test_s3_setting_joins_an_existing_nested_block(tmp_path):
     text = "[profile a]\ns3 =\n    multipart_threshold = 64MB\nregion = x\n"
-    assert awsconfig.with_s3_setting(text, "profile a", "max_concurrent_requests", "20") == (
-        "[profile a]\ns3 =\n    max_concurrent_requests = 20\n    multipart_threshold = 64MB\nregion = x\n"
+    assert with_s3_setting(tmp_path, text, "profile a", "20") == (
+        "[profile a]\ns3 =\n    multipart_threshold = 64MB\n    max_concurrent_requests = 20\nregion = x\n"
     )
 
 
