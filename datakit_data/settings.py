@@ -49,7 +49,6 @@ SETTINGS = (
     Setting("max_concurrent_requests", "parallel S3 requests for push and pull (the AWS CLI's default is 10)",
             at_runtime=True, number=True),
 )
-BY_NAME = {setting.name: setting for setting in SETTINGS}
 #: Keys a project config may hold.
 PROJECT_KEYS = tuple(s.name for s in SETTINGS if s.in_project)
 #: Keys the global config may hold; the prefix and suffix only shape s3_path at init.

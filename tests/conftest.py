@@ -112,34 +112,22 @@ def nothing_leaves_loopback(outside, request):
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     """The S3 server for the whole test session."""
-    server = S3Server(tmp_path_factory.mktemp("weed"), BUCKET)
-    server.start()
-    try:
+    with S3Server(tmp_path_factory.mktemp("weed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def auth_s3(tmp_path_factory):
     """A second server that accepts only ACCESS_KEY / SECRET_KEY (no anonymous requests)."""
-    server = S3Server(tmp_path_factory.mktemp("weed-auth"), BUCKET, ACCESS_KEY, SECRET_KEY)
-    server.start()
-    try:
+    with S3Server(tmp_path_factory.mktemp("weed-auth"), BUCKET, ACCESS_KEY, SECRET_KEY) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory):
     """moto's S3 server: keys stored exactly as given, as AWS S3 stores them."""
-    server = MotoServer(tmp_path_factory.mktemp("moto"), BUCKET)
-    server.start()
-    try:
+    with MotoServer(tmp_path_factory.mktemp("moto"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -305,17 +293,6 @@ class Background:
         with open(self.err.name, encoding="utf-8", errors="replace") as fh:
             return fh.read()
 
-    def wait_for_stderr(self, text: str, timeout: float = 30) -> None:
-        """Return once stderr holds text; fail if the command ends or time runs out first."""
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr():
-            if self.proc.poll() is not None and text not in self.stderr():
-                raise AssertionError(f"{self.args} ended (exit {self.proc.returncode}) before printing {text!r}: "
-                                     f"{self.stderr()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.args} did not print {text!r} in {timeout} s: {self.stderr()}")
-            time.sleep(0.02)
-
     def signal(self, sig: int) -> None:
         """Send a signal to the whole group, as a terminal does on Ctrl-C."""
         os.killpg(self.pid, sig)
@@ -364,6 +341,23 @@ def colleague(tmp_path, home, project):
     """A second checkout of the same project, on another machine (same s3_path)."""
     other = Project(tmp_path / "colleague" / project.name, home)
     return other
+
+
+@pytest.fixture
+def pair(project, colleague):
+    """Analyst A (project) and analyst B (colleague), synced on one file."""
+    project.configure()
+    colleague.configure()
+    project.write("shared.csv", "v1,aaaa\n")
+    ok(project.run("data", "push"))
+    ok(colleague.run("data", "pull"))
+    return project, colleague
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """A run that must succeed: exit 0, or fail the test showing its output."""
+    assert result.returncode == 0, output(result)
+    return result
 
 
 def output(result: subprocess.CompletedProcess) -> str:

@@ -7,29 +7,13 @@ import socket
 
 import pytest
 
-from conftest import BUCKET, Bucket, _client, assert_clean_error, output, wait_until
+from conftest import BUCKET, Bucket, _client, assert_clean_error, ok, output, wait_until
 
 MiB = 1024 * 1024
 
 
-def ok(result):
-    assert result.returncode == 0, output(result)
-    return result
-
-
 def record_of(project) -> bytes:
     return (project.root / ".datakit-data" / "record.json").read_bytes()
-
-
-@pytest.fixture
-def pair(project, colleague):
-    """Analyst A (project) and analyst B (colleague), synced on one file."""
-    project.configure()
-    colleague.configure()
-    project.write("shared.csv", "v1,aaaa\n")
-    ok(project.run("data", "push"))
-    ok(colleague.run("data", "pull"))
-    return project, colleague
 
 
 # the sync record belongs to one S3 location ------------------------------

@@ -195,12 +195,8 @@ def test_endpoint_that_accepts_but_never_answers_fails_within_a_minute_in_3_atte
 @pytest.fixture
 def own_s3(tmp_path):
     """A server of this test's own, which the test may kill and restart."""
-    server = S3Server(tmp_path / "own-weed", BUCKET)
-    server.start()
-    try:
+    with S3Server(tmp_path / "own-weed", BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_server_dying_mid_push_fails_and_a_rerun_converges(project, own_s3):

@@ -2,25 +2,7 @@
 import json
 import os
 
-import pytest
-
-from conftest import BUCKET, assert_clean_error, output, wait_until
-
-
-@pytest.fixture
-def pair(project, colleague):
-    """Analyst A (project) and analyst B (colleague), synced on one file."""
-    project.configure()
-    colleague.configure()
-    project.write("shared.csv", "v1,aaaa\n")
-    ok(project.run("data", "push"))
-    ok(colleague.run("data", "pull"))
-    return project, colleague
-
-
-def ok(result):
-    assert result.returncode == 0, output(result)
-    return result
+from conftest import BUCKET, assert_clean_error, ok, output, wait_until
 
 
 def test_local_edit_survives_a_pull(pair, bucket):
