@@ -12,8 +12,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+from typing import Iterator, Mapping
 
 from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
+from .settings import Settings
 
 KEY = "max_concurrent_requests"
 
@@ -35,13 +37,13 @@ def set_s3_value(path: str, section: str, key: str, value: str) -> None:
     ConfigFileWriter().update_config({"__section__": section, "s3": {key: value}}, path)
 
 
-def user_config_path(environ=None) -> str:
+def user_config_path(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     return environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
 
 
 @contextlib.contextmanager
-def concurrency(settings, environ=None):
+def concurrency(settings: Settings, environ: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
     """Environment overrides that raise S3 concurrency for one AWS CLI run."""
     if not settings.max_concurrent_requests:
         yield {}
@@ -66,7 +68,7 @@ def concurrency(settings, environ=None):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def multipart_sizes(settings) -> tuple[int, int]:
+def multipart_sizes(settings: Settings) -> tuple[int, int]:
     """(multipart_threshold, multipart_chunksize) in bytes, as the AWS CLI reads them."""
     # Imported here: loading awscli costs about 80 ms that most runs never need.
     import awscli  # noqa: F401  (serves its own botocore as `botocore`)

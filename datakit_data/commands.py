@@ -1,8 +1,9 @@
-"""The `datakit data` commands: init, push and pull.
+"""The `datakit data` commands: init, push, pull and status.
 
 Each command parses its arguments, loads settings through ConfigMixin, calls one
 function that does the work, and reports.
 """
+import argparse
 import json
 import logging
 import os
@@ -10,14 +11,15 @@ import signal
 
 from cliff.command import Command
 
-from . import listing, project, safesync
-from .aws import interrupted_message, signals_stop_the_run
+from . import project, s3, safesync
+from .aws_cli import signals_stop_the_run
+from .configs import ConfigMixin
 from .exceptions import ConfigError, DatakitDataError, Interrupted
 from .flags import accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
 from .lock import project_lock
-from .masking import mask_secrets, remember
-from .mixins import ConfigMixin
+from .masking import mask_logging, mask_secrets, remember
+from .names import printable
 from .report import status_lines
 from .safesync import Sync
 from .settings import BUCKET_SET_HINT, SETTINGS, check_bucket_name, merge, settings_from
@@ -25,10 +27,47 @@ from .settings import BUCKET_SET_HINT, SETTINGS, check_bucket_name, merge, setti
 log = logging.getLogger(__name__)
 
 
-class Init(ConfigMixin, Command):
+def _file_problem(err: OSError) -> DatakitDataError:
+    """An OS error no step expected, as one line naming the path."""
+    where = f" {printable(err.filename)}" if err.filename else ""
+    why = (err.strerror or str(err)).lower()
+    return DatakitDataError(
+        f"Could not use{where}: {why}. Check that it exists, that you may write there and "
+        "that the disk has space, then run the command again."
+    )
+
+
+class _Command(ConfigMixin, Command):
+    """What every `datakit data` command shares: the configs, output, exit codes."""
+
+    def out(self, message: str) -> None:
+        """Tell the user something on stdout, as cliff commands do."""
+        self.app.stdout.write(message + "\n")
+        self.app.stdout.flush()
+
+    def run(self, parsed_args: argparse.Namespace) -> int:
+        # cliff turns every exception into exit code 1; some errors need their own
+        # (2 for skipped files, 130 for Ctrl-C), so report those here.
+        mask_logging()
+        try:
+            try:
+                return super().run(parsed_args)
+            except OSError as err:
+                raise _file_problem(err) from err
+        except DatakitDataError as err:
+            if err.exit_code == 1:
+                raise
+            if getattr(self.app.options, "debug", False):
+                log.exception(err)
+            else:
+                log.error(err)
+            return err.exit_code
+
+
+class Init(_Command):
     """Set up this folder as a project: data/, config/datakit-data.json and .gitignore."""
 
-    def get_parser(self, prog_name):
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.description = (
             "Create data/ and config/datakit-data.json in the current folder, and add "
@@ -48,9 +87,7 @@ class Init(ConfigMixin, Command):
         )
         return parser
 
-    def take_action(self, parsed_args):
-
-
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
         remember(parsed_args.s3_endpoint_url)
         root = self.project_root
         config_path = self.project_config_path
@@ -91,14 +128,14 @@ class Init(ConfigMixin, Command):
         if config is not None and not config["s3_bucket"]:
             self.out(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
 
-    def check_path_is_free(self, config, global_config) -> None:
+    def check_path_is_free(self, config: dict, global_config: dict) -> None:
         """Refuse an s3_path that already holds objects, unless the user joins it."""
 
         settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
         try:
-            in_use = listing.has_objects(settings)
+            in_use = s3.has_objects(settings)
         except DatakitDataError as err:
-            reason = getattr(err, "reason", None) or str(err)
+            reason = err.reason or str(err)
             self.out(f"Could not check whether {mask_secrets(settings.s3_url)} is already in use: "
                      f"{reason.rstrip('.')}. Check it before your first push.")
             return
@@ -109,12 +146,12 @@ class Init(ConfigMixin, Command):
             )
 
 
-class _Sync(ConfigMixin, Command):
+class _Sync(_Command):
     """Shared by push and pull: flag words in, one safe-sync run (see safesync.py) out."""
 
     direction = ""
 
-    def get_parser(self, prog_name):
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument(
             "flags",
@@ -127,8 +164,7 @@ class _Sync(ConfigMixin, Command):
         )
         return parser
 
-    def take_action(self, parsed_args):
-
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
         flags = parse_flags(parsed_args.flags, self.direction)
         settings = self.settings()
         if flags.delete and not settings.path:
@@ -144,7 +180,7 @@ class _Sync(ConfigMixin, Command):
                 Sync(self.direction, layout, settings, flags, self.out, log.warning).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
-            raise Interrupted(interrupted_message(self.direction, signum), signum)
+            raise Interrupted(self.direction, signum) from None
 
 
 class Push(_Sync):
@@ -152,7 +188,7 @@ class Push(_Sync):
 
     direction = "push"
 
-    def prepare_data_folder(self, layout):
+    def prepare_data_folder(self, layout: Layout) -> None:
         if not os.path.isdir(layout.data):
             raise ConfigError(
                 f"No data/ folder in {self.project_root}: there is nothing to push. "
@@ -165,21 +201,19 @@ class Pull(_Sync):
 
     direction = "pull"
 
-    def prepare_data_folder(self, layout):
+    def prepare_data_folder(self, layout: Layout) -> None:
         os.makedirs(layout.data, exist_ok=True)
 
 
-class Status(ConfigMixin, Command):
+class Status(_Command):
     """Show what push and pull would do (new, changed, deleted, conflicts), changing nothing."""
 
-    def get_parser(self, prog_name):
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
         return parser
 
-    def take_action(self, parsed_args):
-
-
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
         report = safesync.status(Layout(self.project_root), self.settings())
         if parsed_args.json:
             self.out(json.dumps(report, indent=2, sort_keys=True))

@@ -1,17 +1,22 @@
 """The errors datakit-data reports to a user.
 
-Every message says what went wrong and what to do next, in one line. cliff prints
-the message of any exception raised by a command (a traceback only with --debug);
-``exit_code`` lets an error ask for a code other than cliff's 1.
+Every message says what went wrong and what to do next, in one line, and is
+built in one place: the error's constructor, from the facts it is given. cliff
+prints the message of any exception raised by a command (a traceback only with
+--debug); ``exit_code`` lets an error ask for a code other than cliff's 1.
 """
+import signal
 
 
 class DatakitDataError(Exception):
     """Base class: a problem the user can fix, reported in one line."""
 
     exit_code = 1
-    #: Why a request failed, without the step it failed in (set by aws.explain_failure).
-    reason: str | None = None
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        #: Why a request failed, without the step it failed in (see failures.py).
+        self.reason = reason
 
 
 class ConfigError(DatakitDataError):
@@ -23,23 +28,35 @@ class FlagError(DatakitDataError):
 
 
 class SyncError(DatakitDataError):
-    """The AWS CLI could not finish a push, pull or check."""
+    """A push, pull or check could not finish, or left conflicts."""
 
 
 class SkippedFiles(SyncError):
-    """The AWS CLI transferred what it could but skipped some files."""
+    """The run transferred what it could but skipped some files: exit 2."""
 
     exit_code = 2
+
+    def __init__(self, direction: str, skipped: list[str], fix: str = "fix or remove them"):
+        self.direction = direction
+        self.skipped = list(skipped)
+        super().__init__(
+            f"{len(skipped)} file(s) skipped: {'; '.join(skipped)}. The rest went through; "
+            f"{fix} and run `datakit data {direction}` again."
+        )
 
 
 class Interrupted(SyncError):
     """Ctrl-C, SIGTERM or SIGHUP stopped a run: exit 128 + the signal's number."""
 
-    exit_code = 130
-
-    def __init__(self, message: str, signum: int = 2):
-        super().__init__(message)
+    def __init__(self, direction: str, signum: int = signal.SIGINT):
+        self.direction = direction
+        self.signum = signum
         self.exit_code = 128 + signum
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        super().__init__(
+            f"{direction.capitalize()} {how}; files already transferred are complete. "
+            f"Run `datakit data {direction}` again to finish."
+        )
 
 
 class Stop(KeyboardInterrupt):

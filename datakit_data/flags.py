@@ -6,6 +6,7 @@ word the AWS CLI would not know, is refused before a transfer starts.
 """
 import difflib
 from dataclasses import dataclass
+from typing import Iterable
 
 from .exceptions import FlagError
 
@@ -86,7 +87,7 @@ def accepted_list() -> str:
     return ", ".join(ACCEPTED)
 
 
-def parse_flags(words, command: str) -> Options:
+def parse_flags(words: Iterable[str], command: str) -> Options:
     """Turn flag words into Options, refusing any that are not accepted."""
     chosen: list[str] = []
     for word in words:

@@ -4,6 +4,7 @@
     <root>/config/datakit-data.json   the project config (in git)
     <root>/.datakit-data/             datakit-data's own state (ignored by git):
         lock                          one push or pull at a time
+        running                       which command holds the lock (its pid)
         record.json                   the sync record
         push-<pid>/, pull-<pid>/      staging folders of running transfers
 """
@@ -37,6 +38,10 @@ class Layout:
     @property
     def lock(self) -> str:
         return os.path.join(self.state, "lock")
+
+    @property
+    def running(self) -> str:
+        return os.path.join(self.state, "running")
 
     @property
     def record(self) -> str:

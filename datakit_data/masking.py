@@ -5,6 +5,7 @@ password. S3 requests are authenticated with the AWS profile, not with it, so it
 is left out of every request (where an HTTP proxy would otherwise receive it, since
 clients skip NO_PROXY for such URLs), and masked in every line we print or log.
 """
+import logging
 import re
 import urllib.parse
 
@@ -17,7 +18,7 @@ _CONFIGURED = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?P<userinfo>.+)@[^@]*$", 
 _known: set[str] = set()
 
 
-def remember(url) -> None:
+def remember(url: object) -> None:
     """Note the credentials inside a configured URL, so that they are masked everywhere
     (also when the URL is malformed: no scheme, spaces around it)."""
     if not isinstance(url, str) or "@" not in url:
@@ -48,3 +49,21 @@ def without_credentials(url: str | None) -> str | None:
         return url
     scheme = url.split("://", 1)[0]
     return f"{scheme}://{url[match.end('userinfo') + 1:]}"
+
+
+class _MaskingFormatter(logging.Formatter):
+    """Formats as before, then masks credentials: tracebacks included."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(self.inner.format(record))
+
+
+def mask_logging() -> None:
+    """Mask credentials in everything the log handlers write (`--debug` tracebacks too)."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _MaskingFormatter):
+            handler.setFormatter(_MaskingFormatter(handler.formatter or logging.Formatter()))

@@ -17,6 +17,7 @@ nor reach the terminal raw. So:
 import os
 import re
 import unicodedata
+from typing import Iterable
 
 from .exceptions import DatakitDataError
 
@@ -98,7 +99,7 @@ def _folded(path: str) -> str:
     return unicodedata.normalize("NFD", path).lower()
 
 
-def refused_keys(paths, case_insensitive: bool = False, name_max: int = NAME_MAX,
+def refused_keys(paths: Iterable[str], case_insensitive: bool = False, name_max: int = NAME_MAX,
                  path_max: int | None = None) -> dict[str, str]:
     """{path: why} for the paths that must not become local files.
 

@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import Callable, Collection, Mapping
 
 from .names import key_problem
 
@@ -26,6 +27,8 @@ MIN_PART, MAX_PART = 5 * 1024 * 1024, 5 * 1024 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Local:
+    """A file in data/ as scanned."""
+
     size: int
     mtime_ns: int
     ino: int = 0
@@ -33,6 +36,8 @@ class Local:
 
 @dataclass(frozen=True)
 class Remote:
+    """An object as listed; its time is kept as the text S3 sent."""
+
     size: int
     etag: str
     last_modified: str = ""
@@ -53,13 +58,13 @@ class Plan:
     refresh: list[str] = field(default_factory=list)  # same content, new time: update the record
     restored: list[str] = field(default_factory=list)  # pull: deleted locally, brought back
 
-    def transfer_bytes(self, local, remote) -> int:
+    def transfer_bytes(self, local: Mapping[str, Local], remote: Mapping[str, Remote]) -> int:
         """Bytes the transfers will move."""
         side = local if self.direction == "push" else remote
         return sum(side[path].size for path in self.transfer)
 
 
-def scan_local(data_dir: str, follow_symlinks: bool = True):
+def scan_local(data_dir: str, follow_symlinks: bool = True) -> tuple[dict[str, Local], dict[str, str]]:
     """Regular files under data/: ({path: Local}, {path: why skipped}).
 
     Names that cannot be object keys (see names.key_problem) are skipped. With
@@ -71,10 +76,10 @@ def scan_local(data_dir: str, follow_symlinks: bool = True):
     root = os.path.realpath(data_dir)
     linked = set()  # folders reached through links
 
-    def relative(full):
+    def relative(full: str) -> str:
         return os.path.relpath(full, data_dir).replace(os.sep, "/")
 
-    def unreadable(err):
+    def unreadable(err: OSError) -> None:
         skipped[relative(err.filename) + "/"] = "a folder that cannot be read"
 
     for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks, onerror=unreadable):
@@ -188,8 +193,10 @@ def _remote_differs(path, now, base) -> bool:
     return now.etag != base["etag"]
 
 
-def make_plan(direction, local, remote, record, delete=False, force=False, same=None, as_recorded=None,
-              unreadable=()) -> Plan:
+def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, Remote],
+              record: Mapping[str, dict], delete: bool = False, force: bool = False,
+              same: Callable[[str], bool] | None = None, as_recorded: Callable[[str], bool] | None = None,
+              unreadable: Collection[str] = ()) -> Plan:
     """Decide, path by path, what a push or pull does.
 
     ``record`` maps paths to {"size", "mtime_ns", "ino", "etag"} from the last sync

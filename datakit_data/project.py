@@ -18,7 +18,7 @@ from .settings import DEFAULT_PROFILE, join_s3_path, normalise_s3_path
 GITIGNORE_ENTRIES = ("data/", ".datakit-data/")
 
 
-def placeholders(project_name: str, now=None, username=None) -> dict:
+def placeholders(project_name: str, now: datetime.date | None = None, username: str | None = None) -> dict:
     """Values for $YEAR, $MONTH, $DAY, $USERNAME and $PROJECTNAME."""
     now = now or datetime.date.today()
     if username is None:
@@ -35,7 +35,7 @@ def placeholders(project_name: str, now=None, username=None) -> dict:
     }
 
 
-def expand(value, values: dict):
+def expand(value: object, values: dict) -> object:
     """Expand $PLACEHOLDERS in a string; other values pass unchanged."""
     if not isinstance(value, str):
         return value
@@ -62,7 +62,7 @@ def project_config(project_name: str, global_config: dict, options: dict, values
     return config
 
 
-def write_json_atomic(path: str, data) -> None:
+def write_json_atomic(path: str, data: object) -> None:
     """Write JSON so that the file is either complete or not there at all."""
     folder = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".datakit-data-", suffix=".tmp", dir=folder)
@@ -76,7 +76,7 @@ def write_json_atomic(path: str, data) -> None:
         raise
 
 
-def ensure_gitignore(root: str, entries=GITIGNORE_ENTRIES) -> list[str]:
+def ensure_gitignore(root: str, entries: tuple[str, ...] = GITIGNORE_ENTRIES) -> list[str]:
     """Add folders to the project's .gitignore unless listed already; returns those added."""
     path = os.path.join(root, ".gitignore")
     try:

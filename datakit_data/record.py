@@ -12,14 +12,16 @@ import os
 from .layout import Layout
 from .masking import mask_secrets
 from .names import key_problem, printable
+from .plan import Local
 
 log = logging.getLogger(__name__)
 from .project import write_json_atomic
+from .settings import Settings
 
 VERSION = 1
 
 
-def location(settings) -> str:
+def location(settings: Settings) -> str:
     """The S3 location a record belongs to (credentials in the endpoint left out)."""
     return mask_secrets(f"{settings.endpoint_url or ''} {settings.s3_url}".strip())
 
@@ -41,7 +43,8 @@ def _shape_problem(files, last) -> str | None:
 class SyncRecord:
     """Per-file state at the last sync, plus when this project last pushed and pulled."""
 
-    def __init__(self, path: str, target: str, files=None, last=None, exists=False):
+    def __init__(self, path: str, target: str, files: dict | None = None, last: dict | None = None,
+                 exists: bool = False):
         self.path = path
         self.target = target
         self.files = files or {}
@@ -49,7 +52,7 @@ class SyncRecord:
         self.exists = exists
 
     @classmethod
-    def load(cls, layout: Layout, settings) -> "SyncRecord":
+    def load(cls, layout: Layout, settings: Settings) -> "SyncRecord":
         path = layout.record
         target = location(settings)
         try:
@@ -81,7 +84,7 @@ class SyncRecord:
             "are reported as conflicts. The next sync writes a new record.", path, printable(why))
         return cls(path, target)
 
-    def set(self, rel: str, local, etag: str) -> None:
+    def set(self, rel: str, local: Local, etag: str) -> None:
         self.files[rel] = {"size": local.size, "mtime_ns": local.mtime_ns, "ino": local.ino, "etag": etag}
 
     def forget(self, rel: str) -> None:

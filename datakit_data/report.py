@@ -3,14 +3,20 @@
 Every name printed here came from outside (keys, file names) and goes through
 names.printable.
 """
+from typing import TYPE_CHECKING, Callable
+
 from .exceptions import SkippedFiles, SyncError
 from .names import printable
+from .plan import Plan
+
+if TYPE_CHECKING:  # safesync imports this module
+    from .safesync import Outcome
 
 #: Kept and restored files named one by one before "... and N more".
 SHOWN_PER_KIND = 20
 
 
-def name_conflicts_and_kept(plan, warn) -> None:
+def name_conflicts_and_kept(plan: Plan, warn: Callable[[str], None]) -> None:
     """Name each conflict, and the files kept as they are (a few of each kind)."""
     restored = {path: "deleted locally since the last sync" for path in plan.restored}
     for title, entries in (("conflict", plan.conflicts), ("kept", plan.kept), ("restoring", restored)):
@@ -31,7 +37,7 @@ def human_bytes(count: int) -> str:
     return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def summary(outcome) -> str:
+def summary(outcome: "Outcome") -> str:
     """One line: files and bytes moved, deleted, unchanged, conflicts, kept, time."""
     plan = outcome.plan
     verb = "sent" if plan.direction == "push" else "received"
@@ -54,16 +60,13 @@ def summary(outcome) -> str:
     return f"{label}: {', '.join(parts)}, in {outcome.seconds:.1f} s."
 
 
-def finish(outcome, direction, url) -> None:
+def finish(outcome: "Outcome", direction: str, url: str) -> None:
     """Turn conflicts and skipped files into a non-zero exit."""
     skipped = [f"data/{printable(p)} ({why})" for p, why in sorted(outcome.skipped.items())]
     skipped += [f"{url}{printable(p)} ({why})" for p, why in sorted(outcome.refused.items())]
     if skipped:
         fix = "rename or remove them on S3" if outcome.refused else "fix or remove them"
-        raise SkippedFiles(
-            f"{len(skipped)} file(s) skipped: {'; '.join(skipped)}. The rest went through; "
-            f"{fix} and run `datakit data {direction}` again."
-        )
+        raise SkippedFiles(direction, skipped, fix)
     conflicts = outcome.plan.conflicts
     if conflicts:
         first = sorted(conflicts)[0]
@@ -75,7 +78,7 @@ def finish(outcome, direction, url) -> None:
         )
 
 
-def status_lines(report) -> list[str]:
+def status_lines(report: dict) -> list[str]:
     """The status report as text for a person (names with control characters escaped)."""
     show = printable
     lines = [

@@ -5,7 +5,8 @@ One listing of the S3 folder, one scan of data/ and the sync record give a plan
 push runs `aws s3 sync` from a staging folder of hard links to exactly the
 planned files (copies with a fresh time where sync would skip them); pull runs
 `aws s3 sync` into a staging folder where every object that must not be
-downloaded is stood in for by an empty sparse placeholder, then moves the
+downloaded is left out by include patterns (or, for a large plan spread over
+many folders, stood in for by an empty sparse placeholder), then moves the
 downloads into data/. The record is updated only for what was verified: uploads
 whose ETag on S3 is the local file's, downloads that arrived whole.
 
@@ -24,13 +25,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
-from . import aws, awsconfig, listing, names, report
+from . import aws_cli, awsconfig, names, report, s3
+from .masking import mask_secrets
 from .exceptions import DatakitDataError, Interrupted
 from .flags import Options
 from .layout import Layout
-from .plan import Local, Plan, local_etag, make_plan, scan_local
+from .plan import Local, Plan, Remote, local_etag, make_plan, scan_local
 from .record import SyncRecord
 from .settings import Settings
 
@@ -53,7 +55,7 @@ class Scan:
     same: Callable[[str], bool]  # identical content on both sides?
     content: Callable[[str], str | None]  # the local file's ETag, read once
 
-    def as_recorded(self, record) -> Callable[[str], bool]:
+    def as_recorded(self, record: SyncRecord) -> Callable[[str], bool]:
         """as_recorded(path): does the local file still hold the content recorded for it?"""
         return lambda path: self.content(path) is not None and self.content(path) == record.files[path]["etag"]
 
@@ -63,17 +65,17 @@ def gather(layout: Layout, settings: Settings, options: Options = Options()) -> 
     data_dir = layout.data
     present = os.path.isdir(data_dir)
     local, skipped = scan_local(data_dir, options.follow_symlinks) if present else ({}, {})
-    listed = listing.list_remote(settings, options.unsigned)
+    listed = s3.list_remote(settings, options.unsigned)
     folded = names.is_case_insensitive(data_dir) if present else False
     refused = names.refused_keys(listed, folded, path_max=_path_max(layout))
     remote = {path: obj for path, obj in listed.items() if path not in refused}
 
     @functools.cache
-    def sizes():
+    def sizes() -> tuple[int, int]:
         return awsconfig.multipart_sizes(settings)
 
     @functools.cache
-    def content(path):
+    def content(path: str) -> str | None:
         size = local[path].size
         if size >= BIG_FILE:
             log.info("Reading data/%s (%s) to compare its content...", names.printable(path),
@@ -83,7 +85,7 @@ def gather(layout: Layout, settings: Settings, options: Options = Options()) -> 
         except OSError:
             return None
 
-    def same(path):
+    def same(path: str) -> bool:
         return content(path) is not None and content(path) == remote[path].etag
 
     return Scan(local, remote, skipped, refused, same, content)
@@ -140,7 +142,7 @@ class Sync:
             outcome = self._push() if self.direction == "push" else self._pull()
         outcome.seconds = time.monotonic() - started
         self.say(report.summary(outcome))
-        report.finish(outcome, self.direction, aws.mask_secrets(self.settings.s3_url))
+        report.finish(outcome, self.direction, mask_secrets(self.settings.s3_url))
         return outcome
 
     @contextlib.contextmanager
@@ -153,7 +155,7 @@ class Sync:
         shutil.rmtree(self.staging, ignore_errors=True)
         os.makedirs(os.path.join(self.staging, "data"))
         try:
-            with awsconfig.concurrency(self.settings) as env, aws.Cli(cwd=self.staging, env=env) as cli:
+            with awsconfig.concurrency(self.settings) as env, aws_cli.Cli(cwd=self.staging, env=env) as cli:
                 self.cli = cli
                 yield
         finally:
@@ -180,7 +182,7 @@ class Sync:
         )
         report.name_conflicts_and_kept(plan, self.warn)
         if outcome.dryrun:
-            url = aws.mask_secrets(self.settings.s3_url)
+            url = mask_secrets(self.settings.s3_url)
             for path in map(names.printable, plan.transfer):
                 self.say(f"(dryrun) upload: data/{path} to {url}{path}" if pushing
                          else f"(dryrun) download: {url}{path} to data/{path}")
@@ -201,7 +203,7 @@ class Sync:
         hasher = None
         try:
             if plan.delete:
-                listing.delete_remote(self.settings, plan.delete, self.options.unsigned)
+                s3.delete_remote(self.settings, plan.delete, self.options.unsigned)
             if plan.transfer:
                 # What S3 must hold afterwards, read while the AWS CLI uploads.
                 hasher = _Hasher(outcome.content, plan.transfer)
@@ -250,15 +252,15 @@ class Sync:
                 continue
             staged += 1
         if staged:
-            args = aws.upload_args(self.settings, self.options.cli)
-            log.info("Running: %s", aws.describe(args))
+            args = aws_cli.upload_args(self.settings, self.options.cli)
+            log.info("Running: %s", aws_cli.describe(args))
             self.cli.run(args, self.settings, "push")
 
     def _check_after_push(self, outcome: Outcome, record: SyncRecord, in_flight) -> None:
         """List S3 again and record what is verified there (uploads, deletions)."""
         plan = outcome.plan
         try:
-            after = listing.list_remote(self.settings, self.options.unsigned)
+            after = s3.list_remote(self.settings, self.options.unsigned)
         except DatakitDataError:
             if in_flight is None:
                 raise
@@ -273,10 +275,10 @@ class Sync:
     def _verify_upload(self, path: str, outcome: Outcome, new, record: SyncRecord) -> None:
         """Record path only if S3 now holds exactly the bytes this push sent."""
         old = outcome.remote.get(path)
-        if new is None or new == old or path in outcome.skipped:
+        if new is None or path in outcome.skipped or _same_object(new, old):
             return  # not uploaded: nothing to record
         local = outcome.local[path]
-        if new.etag == outcome.content(path) or not listing.etag_is_md5(self.settings, path, new):
+        if new.etag == outcome.content(path) or not s3.etag_is_md5(self.settings, path, new):
             record.set(path, local, new.etag)
             outcome.sent += 1
             outcome.sent_bytes += new.size
@@ -334,25 +336,17 @@ class Sync:
         """Download exactly the planned paths in one concurrent `aws s3 sync`, appending
         each one moved into data/ to ``received`` (also when the AWS CLI fails part-way).
 
-        Every other object is stood in for by a placeholder the sync leaves alone;
-        refused keys (no placeholder can exist for them) are excluded by name. A file
-        is moved into data/ only if data/ still holds what the scan saw there; files
+        No other object is downloaded: see aws_cli.pull_scope for how. A file is
+        moved into data/ only if data/ still holds what the scan saw there; files
         that cannot be moved, or did not arrive, are named as skipped.
         """
         paths, remote = outcome.plan.transfer, outcome.remote
         stage = os.path.join(self.staging, "data")
-        wanted = set(paths)
-        for path, obj in remote.items():
-            if path in wanted:
-                continue
-            # Same size and an older time: sync leaves the object alone.
-            holder = names.inside(stage, path)
-            os.makedirs(os.path.dirname(holder), exist_ok=True)
-            with open(holder, "wb") as fh:
-                fh.truncate(obj.size)
-            os.utime(holder, ns=(0, 0))
-        args = aws.download_args(self.settings, self.options.cli + aws.exclude_options(outcome.refused))
-        log.info("Running: %s", aws.describe(args))
+        scope = aws_cli.pull_scope(paths, remote, outcome.refused)
+        for path in scope.placeholders:
+            _placeholder(names.inside(stage, path), remote[path].size)
+        args = aws_cli.download_args(self.settings, self.options.cli + scope.options)
+        log.info("Running: %s", aws_cli.describe(args))
         finished = False
         try:
             self.cli.run(args, self.settings, "pull")
@@ -381,6 +375,12 @@ class Sync:
         self.warn(f"conflict: data/{names.printable(path)} ({why})")
 
 
+def _same_object(new: Remote, old: Remote | None) -> bool:
+    """Is this the very object listed before the push? An upload of the same bytes
+    keeps the ETag but gets a new time."""
+    return old is not None and (new.etag, new.size, new.last_modified) == (old.etag, old.size, old.last_modified)
+
+
 def _settle(plan: Plan, local: dict, remote: dict, record: SyncRecord) -> None:
     """Record identical files as the baseline, new times of unchanged files, and forget
     paths deleted on both sides."""
@@ -395,7 +395,7 @@ def _settle(plan: Plan, local: dict, remote: dict, record: SyncRecord) -> None:
 class _Hasher:
     """Reads the files being uploaded (their ETags, cached by content) in a thread."""
 
-    def __init__(self, content, paths):
+    def __init__(self, content: Callable[[str], str | None], paths: Iterable[str]):
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(content, list(paths)), daemon=True)
         self.thread.start()
@@ -406,7 +406,7 @@ class _Hasher:
                 return
             content(path)
 
-    def finish(self):
+    def finish(self) -> None:
         """Wait for the reading to end; after a failure, only for the file being read."""
         if sys.exc_info()[0] is not None:
             self.stop.set()
@@ -435,6 +435,32 @@ def _sync_would_skip(source, obj) -> float | None:
     except ValueError:
         return time.time() + 86400  # unknown: a time surely after it
     return stamp if st.st_mtime <= stamp + 1 else None
+
+
+def _placeholder(path: str, size: int) -> None:
+    """An empty file of this size and an old time, which `aws s3 sync` leaves alone.
+
+    It is sparse (no disk space, nothing written) on Linux and APFS; on NTFS it is
+    marked sparse first. HFS+ has no sparse files: there it takes its size on disk.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        if os.name == "nt":
+            _mark_sparse(fh.fileno())
+        fh.truncate(size)
+    os.utime(path, ns=(0, 0))
+
+
+def _mark_sparse(fd: int) -> None:
+    """FSCTL_SET_SPARSE on a Windows file: extending it then allocates nothing."""
+    # Windows only: ctypes.windll and msvcrt exist nowhere else.
+    import ctypes
+    import msvcrt
+    from ctypes import wintypes
+
+    returned = wintypes.DWORD()
+    ctypes.windll.kernel32.DeviceIoControl(
+        wintypes.HANDLE(msvcrt.get_osfhandle(fd)), 0x000900C4, None, 0, None, 0, ctypes.byref(returned), None)
 
 
 def _as_scanned(path, before) -> bool:
@@ -492,7 +518,7 @@ def _why(err) -> str:
     return (err.strerror or str(err)).lower()
 
 
-def status(layout, settings) -> dict:
+def status(layout: Layout, settings: Settings) -> dict:
     """What a push and a pull would do now, without changing anything."""
     scan = gather(layout, settings)
     local, remote = scan.local, scan.remote
@@ -502,7 +528,7 @@ def status(layout, settings) -> dict:
     push_plan = make_plan("push", local, remote, record.files, **options)
     pull_plan = make_plan("pull", local, remote, record.files, **options)
 
-    def side(plan, target):
+    def side(plan: Plan, target: Mapping) -> dict:
         new = [p for p in plan.transfer if p not in target and p not in record.files]
         return {
             "new": new,
@@ -513,8 +539,8 @@ def status(layout, settings) -> dict:
         }
 
     return {
-        "location": aws.mask_secrets(settings.s3_url),
-        "endpoint_url": aws.mask_secrets(settings.endpoint_url) if settings.endpoint_url else None,
+        "location": mask_secrets(settings.s3_url),
+        "endpoint_url": mask_secrets(settings.endpoint_url) if settings.endpoint_url else None,
         "has_record": record.exists,
         "last_push": record.last.get("push"),
         "last_pull": record.last.get("pull"),

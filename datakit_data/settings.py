@@ -10,6 +10,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from .exceptions import ConfigError
 from .layout import PROJECT_CONFIG
@@ -17,6 +18,17 @@ from .masking import mask_secrets, remember
 from .names import printable
 
 DEFAULT_PROFILE = "default"
+
+#: Seconds to wait for a TCP connection: an unreachable endpoint fails fast.
+CONNECT_TIMEOUT = 5
+#: Seconds to wait for the server to answer (or send the next bytes): a server that
+#: accepts connections but never answers fails every command in under a minute.
+READ_TIMEOUT = 15
+#: Attempts in all, the first included, for every request.
+ATTEMPTS = 3
+#: Retry policy unless the user's environment sets one.
+RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": str(ATTEMPTS)}
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -94,7 +106,8 @@ class Settings:
         return self.profile or os.environ.get("AWS_PROFILE") or DEFAULT_PROFILE
 
 
-def read_config(path: str, known_keys=None, warn=None) -> dict | None:
+def read_config(path: str, known_keys: Iterable[str] | None = None,
+                warn: Callable[[str], None] | None = None) -> dict | None:
     """Read a JSON config file; None when it does not exist.
 
     Malformed JSON, a value that is not an object, and a known key holding a
@@ -136,7 +149,7 @@ def read_config(path: str, known_keys=None, warn=None) -> dict | None:
     return data
 
 
-def check_number(source: str, key: str, value) -> int | None:
+def check_number(source: str, key: str, value: object) -> int | None:
     """A whole number from 1 to 1000 (JSON number or digits in a string), or None when unset."""
     if value is None or value == "":
         return None
@@ -150,7 +163,7 @@ def check_number(source: str, key: str, value) -> int | None:
     return value
 
 
-def unknown_key_message(path: str, key: str, known_keys) -> str:
+def unknown_key_message(path: str, key: str, known_keys: Iterable[str]) -> str:
     """A warning for an unknown config key, suggesting the nearest known one."""
     close = difflib.get_close_matches(key, known_keys, n=1, cutoff=0.75)
     hint = f' Did you mean "{close[0]}"?' if close else f" Known keys: {', '.join(known_keys)}."
@@ -173,6 +186,11 @@ def normalise_s3_path(path: str, source: str) -> str:
                 f'{source}: s3_path "{path}" has an empty, "." or ".." segment. '
                 'Write it as plain folder names, e.g. "projects/2017/my-project".'
             )
+    if any(c in stripped for c in "*?[]"):
+        raise ConfigError(
+            f'{source}: s3_path "{path}" holds one of * ? [ ], which the AWS CLI reads as '
+            "wildcards. Use folder names without them."
+        )
     return stripped
 
 
@@ -197,7 +215,7 @@ def check_bucket_name(bucket: str, source: str) -> str:
     return bucket
 
 
-def check_endpoint_url(value, source: str) -> str | None:
+def check_endpoint_url(value: object, source: str) -> str | None:
     """An http(s) URL with a host, spaces around it removed; None when unset."""
     if not value or not value.strip():
         return None

@@ -303,3 +303,29 @@ def test_a_same_size_edit_with_an_old_time_is_still_pushed(pair, bucket):
     assert "1 file(s) sent (8 B)" in result.stdout
     assert bucket.objects(a.name) == {"shared.csv": b"v1,bbbb\n"}
     assert edited.stat().st_mtime_ns == old  # the user's file keeps its time
+
+
+def test_a_large_scattered_pull_brings_exactly_the_changed_files(pair):
+    # 30 changed files spread through a folder of 60 need more include patterns than a
+    # pull uses: the other objects are then stood in for by placeholders instead.
+    a, b = pair
+    for i in range(60):
+        a.write(f"raw/{i:02}.csv", f"v1,{i:02}\n")
+    a.write("clean/all.csv", "v1\n")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    for i in range(0, 60, 2):
+        a.write(f"raw/{i:02}.csv", f"v2,{i:02}\n")  # same size as v1
+    ok(a.run("data", "push"))
+    b.write("raw/01.csv", "B's edit\n")  # not changed on S3: kept
+    b.write("clean/all.csv", "B's!\n")  # same size, not changed on S3: kept
+
+    expected = b.files()
+    expected.update({f"raw/{i:02}.csv": f"v2,{i:02}\n".encode() for i in range(0, 60, 2)})
+
+    result = ok(b.run("data", "pull"))
+
+    assert b.files() == expected
+    assert expected["raw/01.csv"] == b"B's edit\n" and expected["clean/all.csv"] == b"B's!\n"
+    assert "Pull: 30 file(s) received" in result.stdout
+    assert "kept: data/raw/01.csv (changed locally" in result.stderr

@@ -1,12 +1,14 @@
 """Pure functions, tested directly: no server, no subprocess."""
 import datetime
 import re
+import subprocess
+import types
 import sys
 from pathlib import Path
 
 import pytest
 
-from datakit_data import aws, flags, project, settings
+from datakit_data import aws_cli, failures, flags, project, settings
 from datakit_data.exceptions import ConfigError, FlagError, Interrupted, SkippedFiles
 
 
@@ -69,7 +71,7 @@ def test_join_s3_path(parts, expected):
     assert settings.join_s3_path(*parts) == expected
 
 
-@pytest.mark.parametrize("bad", ["a/../b", "a//b", "s3://bkt/a", "./a"])
+@pytest.mark.parametrize("bad", ["a/../b", "a//b", "s3://bkt/a", "./a", "drafts[1]", "a/*", "why?"])
 def test_bad_s3_paths_are_refused(bad):
     with pytest.raises(ConfigError, match="s3_path"):
         settings.normalise_s3_path(bad, "config/datakit-data.json")
@@ -131,25 +133,25 @@ def test_read_config_rejects_non_objects_and_wrong_types(tmp_path):
 
 def test_upload_and_download_arguments():
     aws_cmd = ["aws"]
-    assert aws.upload_args(make(), ["--quiet"], aws_cmd) == [
+    assert aws_cli.upload_args(make(), ["--quiet"], aws_cmd) == [
         "aws", "s3", "sync", "data/", "s3://bkt/proj/", "--quiet", "--cli-connect-timeout", "5",
         "--cli-read-timeout", "15",
     ]
-    assert aws.download_args(make(profile="team", endpoint="http://h:1"), [], aws_cmd) == [
+    assert aws_cli.download_args(make(profile="team", endpoint="http://h:1"), [], aws_cmd) == [
         "aws", "s3", "sync", "s3://bkt/proj/", "data/",
         "--cli-connect-timeout", "5", "--cli-read-timeout", "15", "--profile", "team", "--endpoint-url", "http://h:1",
     ]
 
 
 def test_default_aws_is_the_awscli_beside_the_plugin():
-    assert aws.aws_command({}) == [sys.executable, "-m", "awscli"]
-    assert aws.aws_command({"DATAKIT_DATA_AWS": "/opt/aws v2"}) == ["/opt/aws", "v2"]
+    assert aws_cli.aws_command({}) == [sys.executable, "-m", "awscli"]
+    assert aws_cli.aws_command({"DATAKIT_DATA_AWS": "/opt/aws v2"}) == ["/opt/aws", "v2"]
 
 
 def test_url_credentials_are_never_passed_to_the_aws_cli():
-    args = aws.upload_args(make(endpoint="https://key:p@ss/word@s3.example"), [], [sys.executable, "-m", "awscli"])
+    args = aws_cli.upload_args(make(endpoint="https://key:p@ss/word@s3.example"), [], [sys.executable, "-m", "awscli"])
     assert args[args.index("--endpoint-url") + 1] == "https://s3.example"
-    assert aws.describe(args).startswith("aws s3 sync data/ s3://bkt/proj/")
+    assert aws_cli.describe(args).startswith("aws s3 sync data/ s3://bkt/proj/")
 
 
 @pytest.mark.parametrize("url, secret", [
@@ -168,22 +170,22 @@ def test_masking_hides_configured_credentials_whatever_they_hold(url, secret):
 
 def test_failures_are_explained_in_one_line():
     s = make(profile="team")
-    nobucket = aws.explain_failure(1, ["fatal error: An error occurred (NoSuchBucket) when ..."], s, "push")
+    nobucket = failures.explain_failure(1, ["fatal error: An error occurred (NoSuchBucket) when ..."], s, "push")
     assert 'bucket "bkt" does not exist' in str(nobucket)
-    refused = aws.explain_failure(1, ["fatal error: An error occurred (InvalidAccessKeyId) ..."], s, "pull")
+    refused = failures.explain_failure(1, ["fatal error: An error occurred (InvalidAccessKeyId) ..."], s, "pull")
     assert '"team"' in str(refused) and "refused the credentials" in str(refused)
-    profile = aws.explain_failure(255, ["", "The config profile (team) could not be found"], s, "push")
+    profile = failures.explain_failure(255, ["", "The config profile (team) could not be found"], s, "push")
     assert isinstance(profile, ConfigError) and '"team" was not found' in str(profile)
-    skipped = aws.explain_failure(2, ["warning: Skipping file data/x y.csv. File does not exist."], s, "push")
+    skipped = failures.explain_failure(2, ["warning: Skipping file data/x y.csv. File does not exist."], s, "push")
     assert isinstance(skipped, SkippedFiles) and "data/x y.csv (file does not exist)" in str(skipped)
-    assert isinstance(aws.explain_failure(130, [], s, "pull"), Interrupted)
-    other = aws.explain_failure(1, ["fatal error: something odd"], s, "push")
+    assert isinstance(failures.explain_failure(130, [], s, "pull"), Interrupted)
+    other = failures.explain_failure(1, ["fatal error: something odd"], s, "push")
     assert "the AWS CLI exited with code 1: something odd" in str(other)
     for error in (nobucket, refused, profile, skipped, other):
         assert "\n" not in str(error)
     # The reason travels as a fact, not to be cut back out of the message.
     assert nobucket.reason.startswith('bucket "bkt" does not exist on AWS S3.')
-    in_process = aws.explain_failure(1, ["something odd"], s, "list", code="NoSuchBucket", cli=False)
+    in_process = failures.explain_failure(1, ["something odd"], s, "list", code="NoSuchBucket", cli=False)
     assert str(in_process).startswith('Listing s3://bkt/proj/ failed: bucket "bkt" does not exist')
 
 
@@ -209,8 +211,8 @@ def test_project_config_precedence():
 
 
 def test_retry_policy_is_bounded_unless_the_user_set_one():
-    assert aws.child_env({"PATH": "/bin"}) == {"PATH": "/bin", "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
-    assert aws.child_env({"AWS_MAX_ATTEMPTS": "10"}) == {"AWS_MAX_ATTEMPTS": "10"}
+    assert aws_cli.child_env({"PATH": "/bin"}) == {"PATH": "/bin", "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
+    assert aws_cli.child_env({"AWS_MAX_ATTEMPTS": "10"}) == {"AWS_MAX_ATTEMPTS": "10"}
 
 
 # awsconfig ---------------------------------------------------------------
@@ -381,8 +383,65 @@ def test_the_configuration_reference_documents_exactly_the_declared_settings():
 
 
 def test_datakit_config_and_init_follow_the_settings_table():
-    from datakit_data.mixins import CONFIG_SPEC
+    from datakit_data.configs import CONFIG_SPEC
 
     assert [field.name for field in CONFIG_SPEC] == list(settings.GLOBAL_KEYS)
     assert settings.OPTION_KEYS == ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
     assert settings.RUNTIME_GLOBAL_KEYS == ("aws_user_profile", "s3_endpoint_url", "max_concurrent_requests")
+
+
+def test_every_module_imports_without_posix_only_modules():
+    # Windows has no fcntl, resource, termios, grp or pwd: importing the package
+    # there must not fail (lock.py relies on filelock, which picks the OS's lock).
+    script = (
+        "import sys, pkgutil, importlib, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "for name in ('fcntl', 'resource', 'termios', 'grp', 'pwd'):\n"
+        "    sys.modules[name] = None\n"
+        "import datakit_data\n"
+        "names = [m.name for m in pkgutil.iter_modules(datakit_data.__path__)]\n"
+        "for name in names:\n"
+        "    importlib.import_module('datakit_data.' + name)\n"
+        "print(len(names))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 15
+
+
+# pull scope: which objects one `aws s3 sync` may download ----------------
+
+def _downloaded_by(scope, keys, root="bkt/proj"):
+    """The keys the AWS CLI's own filter lets through with these options."""
+    from awscli.customizations.s3.filters import Filter
+
+    options = scope.options
+    patterns = [(options[i].lstrip("-"), options[i + 1]) for i in range(0, len(options), 2)]
+    infos = [types.SimpleNamespace(src=f"{root}/{key}", src_type="s3") for key in keys]
+    return {info.src[len(root) + 1:] for info in Filter(patterns, root, "/tmp/stage/data").call(infos)}
+
+
+def test_pull_scope_includes_exactly_the_wanted_objects_with_few_patterns():
+    present = [f"raw/{i}.csv" for i in range(100)] + [f"clean/{i}.csv" for i in range(50)] + ["notes.txt", "a*b?[c].csv"]
+    wanted = {"raw/3.csv", "raw/97.csv", "a*b?[c].csv"} | {f"clean/{i}.csv" for i in range(50)}
+    scope = aws_cli.pull_scope(wanted, present, {"raw/../../evil": "a '..' folder name"})
+    assert scope.placeholders == []
+    # A folder wanted whole is one pattern; the others one each.
+    assert scope.options.count("--include") == 4 and "clean/*" in scope.options
+    assert _downloaded_by(scope, [*present, "raw/../../evil"]) == wanted
+
+
+def test_pull_scope_without_filters_when_everything_is_wanted():
+    present = ["a.csv", "b/c.csv"]
+    assert aws_cli.pull_scope(set(present), present, {}) == aws_cli.PullScope([], [])
+    # A refused key is never everything-wanted: it is left out.
+    scope = aws_cli.pull_scope(set(present), present, {"b/..": "a '..' folder name"})
+    assert _downloaded_by(scope, [*present, "b/.."]) == set(present)
+
+
+def test_pull_scope_of_a_large_scattered_plan_uses_placeholders():
+    present = [f"raw/{i}.csv" for i in range(100)]
+    wanted = {f"raw/{i}.csv" for i in range(0, 100, 2)}  # 50 patterns would be needed
+    scope = aws_cli.pull_scope(wanted, present, {"x/../y": "a '..' folder name"})
+    assert sorted(scope.placeholders) == sorted(set(present) - wanted)
+    assert scope.options == ["--exclude", "x/../y"]

@@ -4,17 +4,19 @@ Planning needs the S3 folder's listing before and after a transfer. Starting the
 AWS CLI for each listing costs about half a second of interpreter start-up, more
 than the listing itself, so listings (and batch deletes) use botocore directly,
 with the same credential chain, profile and endpoint as the CLI. Transfers still
-run in the AWS CLI (see aws.py).
+run in the AWS CLI (see aws_cli.py).
 """
 import functools
 import logging
 import os
+from typing import Any, Iterable
 
-from .aws import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, explain_failure
+from .failures import explain_failure
 from .exceptions import DatakitDataError, SyncError
 from .masking import mask_secrets, without_credentials
 from .names import printable
 from .plan import Remote
+from .settings import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, Settings
 
 
 def _botocore():
@@ -29,7 +31,7 @@ def _botocore():
 
 
 @functools.lru_cache(maxsize=4)
-def client(settings, unsigned: bool = False):
+def client(settings: Settings, unsigned: bool = False) -> Any:
     """An S3 client for these settings: profile, endpoint, bounded retries (made once)."""
     unsigned_marker, config, exceptions, session = _botocore()
     try:
@@ -61,7 +63,7 @@ def _prefix(settings) -> str:
     return f"{settings.path}/" if settings.path else ""
 
 
-def list_remote(settings, unsigned: bool = False) -> dict:
+def list_remote(settings: Settings, unsigned: bool = False) -> dict[str, Remote]:
     """{path under s3_path: Remote} for every object in the project's S3 folder."""
     _, _, exceptions, _ = _botocore()
     s3 = client(settings, unsigned)
@@ -81,7 +83,7 @@ def list_remote(settings, unsigned: bool = False) -> dict:
     return found
 
 
-def has_objects(settings) -> bool:
+def has_objects(settings: Settings) -> bool:
     """Does anything live under s3_path yet?"""
     _, _, exceptions, _ = _botocore()
     s3 = client(settings)
@@ -92,7 +94,7 @@ def has_objects(settings) -> bool:
     return bool(answer.get("Contents"))
 
 
-def delete_remote(settings, paths, unsigned: bool = False) -> None:
+def delete_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False) -> None:
     """Delete objects under s3_path, up to 1000 per request."""
     _, _, exceptions, _ = _botocore()
     s3 = client(settings, unsigned)
@@ -114,7 +116,7 @@ def delete_remote(settings, paths, unsigned: bool = False) -> None:
             )
 
 
-def check_bucket(settings) -> tuple[bool, str]:
+def check_bucket(settings: Settings) -> tuple[bool, str]:
     """`datakit config verify`: (True, "") when the bucket answers, else (False, why)."""
     try:
         has_objects(settings)
@@ -123,7 +125,7 @@ def check_bucket(settings) -> tuple[bool, str]:
     return True, ""
 
 
-def etag_is_md5(settings, path: str, obj) -> bool:
+def etag_is_md5(settings: Settings, path: str, obj: Remote) -> bool:
     """Is this object's ETag the MD5 of its content (not so with SSE-KMS or SSE-C)?"""
     _, _, exceptions, _ = _botocore()
     try:

@@ -1,4 +1,4 @@
-"""The config-merging mixin shared by Init, Push and Pull.
+"""The config-merging mixin shared by every `datakit data` command.
 
 It sits beside cliff's Command (after datakit-core's CommandHelpers) and gives
 every command the global config, the project config and the merged Settings.
@@ -11,24 +11,24 @@ import os
 from datakit import CommandHelpers, ConfigField
 from datakit.config import PluginConfig
 
-from . import listing
-from .aws import mask_logging
-from .exceptions import ConfigError, DatakitDataError
+from . import s3
+from .exceptions import ConfigError
 from .layout import PROJECT_CONFIG
 from .masking import mask_secrets, remember
-from .names import printable
-from .settings import GLOBAL_DEFAULTS, GLOBAL_KEYS, PROJECT_KEYS, SETTINGS, merge, read_config, settings_from
+from .settings import (
+    GLOBAL_DEFAULTS, GLOBAL_KEYS, PROJECT_KEYS, SETTINGS, Setting, Settings, merge, read_config, settings_from,
+)
 
 PLUGIN_SLUG = "datakit-data"
 
 log = logging.getLogger(__name__)
 
 
-def verify_bucket(bucket):
+def verify_bucket(bucket: str) -> tuple[bool, str]:
     """`datakit config verify`: does the global s3_bucket answer with the global profile?"""
     path = global_config_path()
     merged = merge(read_config(path, GLOBAL_KEYS) or {}, {"s3_bucket": bucket, "s3_path": ""})
-    return listing.check_bucket(settings_from(merged, path))
+    return s3.check_bucket(settings_from(merged, path))
 
 
 def global_config_path() -> str:
@@ -39,7 +39,7 @@ def global_config_path() -> str:
 class _UrlField(ConfigField):
     """A URL setting: `datakit config list` shows it with any credentials in it masked."""
 
-    def display(self, value):
+    def display(self, value: object) -> str | None:
         shown = super().display(value)
         if shown is None:
             return None
@@ -47,7 +47,7 @@ class _UrlField(ConfigField):
         return mask_secrets(shown)
 
 
-def _field(setting):
+def _field(setting: Setting) -> ConfigField:
     """The datakit-core ConfigField of a global setting."""
     kind = _UrlField if setting.name.endswith("_url") else ConfigField
     return kind(
@@ -57,16 +57,6 @@ def _field(setting):
 
 
 CONFIG_SPEC = [_field(setting) for setting in SETTINGS if setting.in_global]
-
-
-def _file_problem(err: OSError) -> DatakitDataError:
-    """An OS error no step expected, as one line naming the path."""
-    where = f" {printable(err.filename)}" if err.filename else ""
-    why = (err.strerror or str(err)).lower()
-    return DatakitDataError(
-        f"Could not use{where}: {why}. Check that it exists, that you may write there and "
-        "that the disk has space, then run the command again."
-    )
 
 
 class ConfigMixin(CommandHelpers):
@@ -105,29 +95,6 @@ class ConfigMixin(CommandHelpers):
             )
         return config
 
-    def settings(self):
+    def settings(self) -> Settings:
         """Settings for push and pull: global runtime defaults < project config."""
         return settings_from(merge(self.global_config() or {}, self.project_config()), PROJECT_CONFIG)
-
-    def out(self, message: str) -> None:
-        """Tell the user something on stdout, as cliff commands do."""
-        self.app.stdout.write(message + "\n")
-        self.app.stdout.flush()
-
-    def run(self, parsed_args):
-        # cliff turns every exception into exit code 1; some errors need their own
-        # (2 for skipped files, 130 for Ctrl-C), so report those here.
-        mask_logging()
-        try:
-            try:
-                return super().run(parsed_args)
-            except OSError as err:
-                raise _file_problem(err) from err
-        except DatakitDataError as err:
-            if err.exit_code == 1:
-                raise
-            if getattr(self.app.options, "debug", False):
-                log.exception(err)
-            else:
-                log.error(err)
-            return err.exit_code

@@ -1,0 +1,347 @@
+"""The AWS CLI invocations: built by pure functions, run in one place.
+
+Transfers run `aws s3 sync` (push and pull) as a child process with an
+argument list (never a shell). By default it is the awscli installed beside this plugin
+(``sys.executable -m awscli``), so it works when only `datakit` is on PATH;
+``DATAKIT_DATA_AWS`` names another executable, e.g. an AWS CLI v2 `aws`.
+"""
+import codecs
+import contextlib
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
+
+from .exceptions import ConfigError, Interrupted, Stop, SyncError
+from .failures import explain_failure, withheld
+from .masking import mask_secrets, without_credentials
+from .names import printable
+from .settings import CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, Settings
+
+AWS_ENV = "DATAKIT_DATA_AWS"
+LOCAL_DATA = "data/"
+
+#: The awscli installed beside the plugin, run with the same Python.
+BUNDLED_AWS = [sys.executable, "-m", "awscli"]
+
+
+def aws_command(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The command that starts the AWS CLI."""
+    environ = os.environ if environ is None else environ
+    custom = environ.get(AWS_ENV, "").strip()
+    if custom:
+        return shlex.split(custom)
+    return list(BUNDLED_AWS)
+
+
+def child_env(environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The AWS CLI's environment: the user's, plus a bounded retry policy."""
+    environ = dict(os.environ if environ is None else environ)
+    if not any(key in environ for key in RETRY_ENV):
+        environ.update(RETRY_ENV)
+    environ.update(overrides or {})
+    return environ
+
+
+def connection_options(settings: Settings) -> list[str]:
+    """--profile and --endpoint-url when the config asks for them, and a connect timeout."""
+    options = ["--cli-connect-timeout", str(CONNECT_TIMEOUT), "--cli-read-timeout", str(READ_TIMEOUT)]
+    if settings.profile:
+        options += ["--profile", settings.profile]
+    if settings.endpoint_url:
+        options += ["--endpoint-url", without_credentials(settings.endpoint_url)]
+    return options
+
+
+def upload_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None) -> list[str]:
+    """`aws s3 sync data/ s3://bucket/path/`: upload a staged data/ folder."""
+    aws = aws_command() if aws is None else aws
+    return [*aws, "s3", "sync", LOCAL_DATA, settings.s3_url, *options, *connection_options(settings)]
+
+
+def download_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None) -> list[str]:
+    """`aws s3 sync s3://bucket/path/ data/`: download into a staged data/ folder."""
+    aws = aws_command() if aws is None else aws
+    return [*aws, "s3", "sync", settings.s3_url, LOCAL_DATA, *options, *connection_options(settings)]
+
+
+#: Bytes of ``--exclude`` patterns one command line can carry (Linux allows 2 MiB
+#: for arguments and environment together).
+MAX_EXCLUDE_BYTES = 1024 * 1024
+#: Include patterns beyond which a pull stands skipped objects in by placeholders.
+#: The AWS CLI tests every object against every pattern (about 2 us each), while a
+#: placeholder costs about 40 us per object it stands in for (made, listed, compared).
+MAX_INCLUDES = 20
+
+
+def _pattern(path: str) -> str:
+    """An fnmatch pattern under s3_path matching this path only."""
+    # [*] [?] [[] match themselves; a leading [/] keeps the AWS CLI from reading the
+    # pattern as an absolute path.
+    pattern = "".join(f"[{c}]" if c in "*?[" else c for c in path)
+    return "[/]" + pattern[1:] if pattern.startswith("/") else pattern
+
+
+def exclude_options(paths: Iterable[str]) -> list[str]:
+    """``--exclude`` for each of these paths under s3_path, matching that path only."""
+    paths = sorted(paths)
+    if sum(len(p.encode("utf-8", "surrogateescape")) + 16 for p in paths) > MAX_EXCLUDE_BYTES:
+        raise SyncError(
+            f"{len(paths)} objects have keys that cannot be files here, e.g. "
+            f"{printable(paths[0])}: too many to leave out safely. Rename or remove them on S3."
+        )
+    options = []
+    for path in paths:
+        options += ["--exclude", _pattern(path)]
+    return options
+
+
+@dataclass(frozen=True)
+class PullScope:
+    """How one `aws s3 sync` downloads exactly the planned objects and no other."""
+
+    options: list[str]  # filter options for the AWS CLI
+    placeholders: list[str]  # paths to stand in for with a placeholder of the object's size
+
+
+def pull_scope(wanted: Collection[str], present: Iterable[str], refused: Iterable[str]) -> PullScope:
+    """Restrict a pull to ``wanted`` among every object under s3_path (``present``, and
+    the ``refused`` keys that can never be files here).
+
+    A folder whose objects are all wanted is one pattern ("raw/*"), any other wanted
+    object its own. Up to MAX_INCLUDES patterns, the AWS CLI is told `--exclude "*"`
+    and to include those: nothing else is touched, whatever its size. Beyond that (a
+    large plan spread over folders), every object not wanted is stood in for by a
+    placeholder of its size and an older time, which sync leaves alone, and refused
+    keys are excluded by name.
+    """
+    present = list(present)
+    refused = sorted(refused)
+    wanted = set(wanted)
+    # Folders holding (at any depth) an object that must not be downloaded; "" is s3_path.
+    mixed = set()
+    for folder in {p.rpartition("/")[0] for p in (*present, *refused) if p not in wanted}:
+        while folder not in mixed:
+            mixed.add(folder)
+            if not folder:
+                break
+            folder = folder.rpartition("/")[0]
+    if "" not in mixed:
+        return PullScope([], [])  # everything is wanted
+    patterns = set()
+    for path in wanted:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in mixed:
+                patterns.add(_pattern(folder) + "/*")
+                break
+        else:
+            patterns.add(_pattern(path))
+        if len(patterns) > MAX_INCLUDES:
+            return PullScope(exclude_options(refused), [p for p in present if p not in wanted])
+    options = ["--exclude", "*"]
+    for pattern in sorted(patterns):
+        options += ["--include", pattern]
+    return PullScope(options, [])
+
+
+def describe(args: Sequence[str]) -> str:
+    """The command line as a user could type it, with no secret and no control character."""
+    shown = list(args)
+    if shown[:len(BUNDLED_AWS)] == BUNDLED_AWS:
+        shown[:len(BUNDLED_AWS)] = ["aws"]
+    return printable(mask_secrets(shlex.join(shown)))
+
+
+#: Started early, this loads awscli while datakit plans, then runs the arguments
+#: it is sent on stdin exactly as `python -m awscli ARGS` would. It ends itself
+#: within a second if datakit is gone (killed outright, where prctl is missing).
+_LAUNCHER = """\
+import json, os, sys, threading, time
+parent = int(sys.argv[1])
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(137)
+threading.Thread(target=watch, daemon=True).start()
+try:
+    from awscli.clidriver import create_clidriver
+    driver = create_clidriver()
+    line = sys.stdin.readline()
+    sys.exit(driver.main(json.loads(line)) if line.strip() else 0)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def _die_with_datakit(parent: int) -> Callable[[], None]:
+    """A preexec_fn: on Linux the kernel kills the AWS CLI when datakit dies, even by SIGKILL."""
+    def arrange() -> None:
+        try:
+            import ctypes  # in the child only, between fork and exec
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return  # not Linux: the launcher's own watch does it
+        if os.getppid() != parent:
+            os._exit(137)
+    return arrange
+
+
+def _dies_with_datakit() -> dict:
+    """Popen options that end the AWS CLI with datakit (preexec_fn does not exist on Windows)."""
+    if os.name != "posix":
+        return {}
+    return {"preexec_fn": _die_with_datakit(os.getpid())}
+
+
+class Cli:
+    """One AWS CLI run, with its progress live and its failures explained.
+
+    With the awscli installed beside the plugin, the process starts as soon as
+    this object is made and loads awscli (about 0.3 s) while datakit plans; the
+    arguments follow in run(). Another AWS CLI (DATAKIT_DATA_AWS) starts in run().
+    """
+
+    def __init__(self, cwd: str | None = None, env: Mapping[str, str] | None = None):
+        self.aws = aws_command()
+        self.cwd = cwd
+        self.env = child_env(overrides=env)
+        self.proc = None
+        if self.aws == BUNDLED_AWS:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _LAUNCHER, str(os.getpid())], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=self.env, cwd=cwd,
+                **_dies_with_datakit(),
+            )
+
+    def run(self, args: Sequence[str], settings: Settings, direction: str) -> None:
+        """Run these arguments (as built by upload_args / download_args)."""
+        rest = list(args[len(self.aws):])
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.stdin.write(json.dumps(rest) + "\n")
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # it has died: its stderr and exit code say why
+        else:
+            try:
+                proc = subprocess.Popen(
+                    [*self.aws, *rest], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                    env=self.env, cwd=self.cwd, **_dies_with_datakit(),
+                )
+            except FileNotFoundError:
+                raise cannot_start(self.aws)
+        follow(proc, settings, direction)
+
+    def close(self) -> None:
+        """Dismiss a prepared process that got no work: it has done nothing yet."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+
+    def __enter__(self) -> "Cli":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def follow(proc: subprocess.Popen, settings: Settings, direction: str) -> None:
+    """Wait for an AWS CLI process, passing its output on; raise an explanation on failure.
+
+    Its stdout (progress and one line per file) is passed on as it comes, with
+    control characters escaped: a key that appeared on S3 after datakit listed it
+    has not been checked. Its stderr is read line by line: warnings are echoed
+    (secrets masked) and kept, so that a failure can be explained in one line.
+    """
+    pump = threading.Thread(target=_pass_on, args=(proc.stdout.fileno(), sys.stdout), daemon=True)
+    pump.start()
+    lines = []
+    try:
+        for line in proc.stderr:
+            line = printable(mask_secrets(line.rstrip("\n")))
+            lines.append(line)
+            if not withheld(line):
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        returncode = proc.wait()
+    except KeyboardInterrupt as stop:
+        _stop(proc)
+        signum = getattr(stop, "signum", signal.SIGINT)
+        raise Interrupted(direction, signum)
+    finally:
+        pump.join(5)
+        proc.stderr.close()
+        proc.stdout.close()
+    if returncode != 0:
+        raise explain_failure(returncode, lines, settings, direction)
+
+
+def _pass_on(fd: int, out: TextIO | None) -> None:
+    """Copy the AWS CLI's stdout to ours as it comes, escaping control characters."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        text = decoder.decode(chunk, final=not chunk)
+        if text and out is not None:
+            try:
+                out.write(printable(mask_secrets(text), keep="\r\n"))
+                out.flush()
+            except (OSError, ValueError):
+                out = None  # stdout is gone (`| head`, a full disk): keep draining the pipe
+        if not chunk:
+            return
+
+
+@contextlib.contextmanager
+def signals_stop_the_run() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a run as Ctrl-C does: the AWS CLI first, then datakit."""
+    def stop(signum: int, frame: object) -> None:
+        raise Stop(signum)
+
+    # Windows has no SIGHUP.
+    stopping = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {sig: signal.signal(sig, stop) for sig in stopping}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Let an interrupted AWS CLI stop cleanly, then make sure it is gone, even if
+    another signal comes while it stops."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+    except (subprocess.TimeoutExpired, ProcessLookupError, ValueError):  # ValueError: Windows
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def cannot_start(args: Sequence[str]) -> ConfigError:
+    """The AWS CLI named by DATAKIT_DATA_AWS cannot be started."""
+    return ConfigError(
+        f"Cannot start the AWS CLI `{args[0]}`. Install it, or unset {AWS_ENV} "
+        "to use the awscli installed with datakit-data."
+    )
