@@ -5,8 +5,10 @@ chunk by 10 ms each way (S3 is never on loopback for a user). For each tree it
 times, with `datakit data ...` and with `aws s3 sync` on the same files: a first
 push, a no-op push, status (`--dryrun` for aws), a first pull into a fresh clone,
 a push and a pull of 5 edited files, and a push of 5 edited files while 100 others
-were only touched (same content, new time). It prints medians, the ratio
-datakit / aws, and the datakit process's peak memory. It asserts nothing.
+were only touched (same content, new time). Plain aws s3 sync runs with the same
+max_concurrent_requests as datakit's default (32), so that the ratios show what
+datakit itself costs. It prints medians, the ratio datakit / reference, and the
+datakit process's peak memory. It asserts nothing.
 
 Also: the 500-file push with max_concurrent_requests 10, 20, 32 and 64 beside
 s5cmd (the fast reference), the same for two 50 MiB files, and, with BENCH_SCALE=1,
@@ -35,6 +37,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from s3proxy import FaultProxy  # noqa: E402
 from s3server import S3Server, isolated_env  # noqa: E402
+
+from datakit_data.awsconfig import DEFAULT_CONCURRENCY  # noqa: E402
 
 BUCKET = "bench-bucket"
 BIN = Path(sys.executable).parent
@@ -123,6 +127,11 @@ class Runner:
         (home / ".aws").mkdir(parents=True)
         self.env = isolated_env(home, "bench", "bench-secret")
         self.peak_kib = 0
+        self.last_peak_kib = 0
+        # Plain aws s3 sync runs with datakit's default concurrency, so that the ratios
+        # show datakit's own costs; one row shows the AWS CLI's own default beside it.
+        self.same_concurrency = tmp / "aws-config-same"
+        self.same_concurrency.write_text(f"[default]\ns3 =\n    max_concurrent_requests = {DEFAULT_CONCURRENCY}\n")
 
     def timed(self, args, cwd, env=None, watch_memory=False) -> float:
         started = time.perf_counter()
@@ -173,6 +182,7 @@ class Runner:
         return self.timed([DATAKIT, "data", *words], proj, watch_memory=True)
 
     def aws_sync(self, source: str, target: str, *extra: str, env=None) -> float:
+        env = {"AWS_CONFIG_FILE": str(self.same_concurrency), **(env or {})}
         return self.timed([*AWS, "s3", "sync", source, target, "--endpoint-url", self.endpoint,
                            "--only-show-errors", *extra], self.tmp, env=env)
 
@@ -265,8 +275,10 @@ def bench_concurrency(runner: Runner, repeat: int, table: Table) -> None:
         source = runner.tmp / "trees" / f"conc-{kind}"
         make_tree(source, kind)
         print(f"\n{TREES[kind]}: first push by max_concurrent_requests, beside s5cmd", flush=True)
-        s5 = []
+        s5, plain = [], []
         for rep in range(repeat):
+            plain.append(runner.aws_sync(str(source), f"s3://{BUCKET}/aws/{kind}-{rep}-{time.monotonic_ns()}/",
+                                         env={"AWS_CONFIG_FILE": os.devnull}))
             s5.append(runner.timed(
                 [S5CMD, "--endpoint-url", runner.endpoint, "cp", f"{source}/*", f"s3://{BUCKET}/s5/{kind}-{rep}-{time.monotonic_ns()}/"],
                 runner.tmp))
@@ -280,6 +292,8 @@ def bench_concurrency(runner: Runner, repeat: int, table: Table) -> None:
                 peaks.append(runner.last_peak_kib)
             label = "first push, default" if value is None else f"first push, max_concurrent_requests={value}"
             median_row(table, TREES[kind], label, times, s5, peaks, "s5cmd")
+            if value is None:
+                median_row(table, TREES[kind], "first push, default", times, plain, peaks, "aws s3 sync at its default (10)")
         shutil.rmtree(source)
 
 
@@ -351,7 +365,8 @@ def main() -> int:
                 runner = Runner(tmp, f"http://127.0.0.1:{proxy.port}", f"http://127.0.0.1:{server.ports['s3.port']}")
                 for kind in kinds:
                     bench_tree(runner, kind, 1 if kind == "big" else repeat, table)
-                bench_concurrency(runner, repeat, table)
+                if os.environ.get("BENCH_CONCURRENCY", "1") != "0":
+                    bench_concurrency(runner, repeat, table)
                 if scale:
                     bench_scale(runner, table)
             finally:

@@ -160,9 +160,12 @@ def describe(args: Sequence[str]) -> str:
     return printable(mask_secrets(shlex.join(shown)))
 
 
-#: Started early, this loads awscli while datakit plans, then runs the arguments
-#: it is sent on stdin exactly as `python -m awscli ARGS` would. It ends itself
-#: within a second if datakit is gone (killed outright, where prctl is missing).
+#: Started first, this imports awscli while datakit reads its settings; then it
+#: reads one line (its folder and environment: the AWS config to use), makes the
+#: CLI's session and loads the S3 model while datakit plans, and runs the arguments
+#: of the second line exactly as `python -m awscli ARGS` would. An empty line ends
+#: it. It ends itself within a second if datakit is gone (killed outright, where
+#: prctl is missing).
 _LAUNCHER = """\
 import json, os, sys, threading, time
 parent = int(sys.argv[1])
@@ -172,8 +175,19 @@ def watch():
     os._exit(137)
 threading.Thread(target=watch, daemon=True).start()
 try:
-    from awscli.clidriver import create_clidriver
-    driver = create_clidriver()
+    import awscli.clidriver
+    line = sys.stdin.readline()
+    if not line.strip():
+        sys.exit(0)
+    setup = json.loads(line)
+    os.chdir(setup["cwd"])
+    os.environ.update(setup["env"])
+    driver = awscli.clidriver.create_clidriver()
+    try:  # about 0.05 s per client the command makes
+        driver.session.get_service_model("s3")
+        driver.session.get_component("data_loader").load_service_model("s3", "endpoint-rule-set-1")
+    except Exception:
+        pass
     line = sys.stdin.readline()
     sys.exit(driver.main(json.loads(line)) if line.strip() else 0)
 except KeyboardInterrupt:
@@ -206,32 +220,50 @@ class Cli:
     """One AWS CLI run, with its progress live and its failures explained.
 
     With the awscli installed beside the plugin, the process starts as soon as
-    this object is made and loads awscli (about 0.3 s) while datakit plans; the
-    arguments follow in run(). Another AWS CLI (DATAKIT_DATA_AWS) starts in run().
+    this object is made and loads awscli (about 0.3 s) while datakit plans; its
+    folder and environment follow in prepare(), the arguments in run(). Another
+    AWS CLI (DATAKIT_DATA_AWS) starts in run().
     """
 
-    def __init__(self, cwd: str | None = None, env: Mapping[str, str] | None = None):
+    def __init__(self) -> None:
         self.aws = aws_command()
-        self.cwd = cwd
-        self.env = child_env(overrides=env)
+        self.cwd: str | None = None
+        self.env = child_env()
         self.proc = None
         if self.aws == BUNDLED_AWS:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER, str(os.getpid())], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=self.env, cwd=cwd,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=self.env,
                 **_dies_with_datakit(),
             )
+
+    def prepare(self, cwd: str, env: Mapping[str, str]) -> None:
+        """The folder the AWS CLI runs in, and the variables added to its environment."""
+        self.cwd = cwd
+        self.env = {**self.env, **env}
+        self._send({"cwd": cwd, "env": dict(env)})
+
+    def _send(self, message: object) -> None:
+        """One line to the launcher; if it has died, its stderr and exit code say why later."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
 
     def run(self, args: Sequence[str], settings: Settings, direction: str) -> None:
         """Run these arguments (as built by upload_args / download_args)."""
         rest = list(args[len(self.aws):])
-        proc, self.proc = self.proc, None
+        proc = self.proc
         if proc is not None:
+            self._send(rest)
+            self.proc = None
             try:
-                proc.stdin.write(json.dumps(rest) + "\n")
                 proc.stdin.close()
             except BrokenPipeError:
-                pass  # it has died: its stderr and exit code say why
+                pass
         else:
             try:
                 proc = subprocess.Popen(

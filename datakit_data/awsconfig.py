@@ -18,6 +18,10 @@ from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
 from .settings import Settings
 
 KEY = "max_concurrent_requests"
+#: max_concurrent_requests when neither the project (or global) config nor the
+#: user's AWS config sets it. Measured (docs/performance.rst): 500 small files push
+#: 1.7x faster than with the AWS CLI's 10, and no faster beyond 32; 50 MiB files the same.
+DEFAULT_CONCURRENCY = 32
 
 
 def section_name(profile: str | None) -> str:
@@ -44,11 +48,15 @@ def user_config_path(environ: Mapping[str, str] | None = None) -> str:
 
 @contextlib.contextmanager
 def concurrency(settings: Settings, environ: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
-    """Environment overrides that raise S3 concurrency for one AWS CLI run."""
-    if not settings.max_concurrent_requests:
-        yield {}
-        return
+    """Environment overrides that set S3 concurrency for one AWS CLI run: the config's
+    value, else the user's AWS config's own, else DEFAULT_CONCURRENCY."""
     environ = os.environ if environ is None else environ
+    value = settings.max_concurrent_requests
+    if not value:
+        if _users_own_value(settings) is not False:
+            yield {}  # the user's AWS config sets it (or cannot be read: the AWS CLI says why)
+            return
+        value = DEFAULT_CONCURRENCY
     try:
         with open(os.path.expanduser(user_config_path(environ)), encoding="utf-8") as fh:
             text = fh.read()
@@ -62,10 +70,24 @@ def concurrency(settings: Settings, environ: Mapping[str, str] | None = None) ->
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        set_s3_value(path, section_name(profile), KEY, str(settings.max_concurrent_requests))
+        set_s3_value(path, section_name(profile), KEY, str(value))
         yield {"AWS_CONFIG_FILE": path}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _users_own_value(settings: Settings) -> bool | None:
+    """Does the user's AWS config set max_concurrent_requests for this profile?
+    (None: the file or profile cannot be read.)"""
+    # Imported here: loading awscli costs about 80 ms that most runs never need.
+    import awscli  # noqa: F401  (serves its own botocore as `botocore`)
+    from botocore import exceptions, session
+
+    try:
+        s3 = session.Session(profile=settings.profile).get_scoped_config().get("s3")
+    except exceptions.BotoCoreError:
+        return None
+    return isinstance(s3, dict) and KEY in s3
 
 
 def multipart_sizes(settings: Settings) -> tuple[int, int]:

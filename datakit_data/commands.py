@@ -13,7 +13,7 @@ from cliff.command import Command
 
 from . import project, s3, safesync
 from .aws_cli import signals_stop_the_run
-from .configs import ConfigMixin
+from .configs import PLUGIN_SLUG, ConfigMixin
 from .exceptions import ConfigError, DatakitDataError, Interrupted
 from .flags import accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
@@ -39,6 +39,11 @@ def _file_problem(err: OSError) -> DatakitDataError:
 
 class _Command(ConfigMixin, Command):
     """What every `datakit data` command shares: the configs, output, exit codes."""
+
+    def get_epilog(self) -> str:
+        # cliff finds a plugin's name by scanning every installed distribution
+        # (importlib.metadata.packages_distributions: 0.15-0.2 s on every run); we know it.
+        return f"This command is provided by the {PLUGIN_SLUG} plugin."
 
     def out(self, message: str) -> None:
         """Tell the user something on stdout, as cliff commands do."""

@@ -15,6 +15,7 @@ settings, the options of the flag words and the two output callbacks.
 """
 import contextlib
 import datetime
+import email.utils
 import errno
 import functools
 import logging
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from . import aws_cli, awsconfig, names, report, s3
 from .masking import mask_secrets
@@ -136,8 +137,6 @@ class Sync:
     def run(self) -> Outcome:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
         started = time.monotonic()
-        for folder in self.layout.stale_staging():  # left by killed runs; we hold the lock
-            shutil.rmtree(folder, ignore_errors=True)
         with self._transfer():
             outcome = self._push() if self.direction == "push" else self._pull()
         outcome.seconds = time.monotonic() - started
@@ -146,21 +145,25 @@ class Sync:
         return outcome
 
     @contextlib.contextmanager
-    def _transfer(self):
+    def _transfer(self) -> Iterator[None]:
         """A staging folder and an AWS CLI process, prepared while the plan is made."""
-        if self.options.dryrun:
-            yield
-            return
-        self.staging = self.layout.staging(self.direction)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        os.makedirs(os.path.join(self.staging, "data"))
-        try:
-            with awsconfig.concurrency(self.settings) as env, aws_cli.Cli(cwd=self.staging, env=env) as cli:
-                self.cli = cli
+        # Started first: it loads awscli while everything else is prepared.
+        with contextlib.nullcontext() if self.options.dryrun else aws_cli.Cli() as cli:
+            for folder in self.layout.stale_staging():  # left by killed runs; we hold the lock
+                shutil.rmtree(folder, ignore_errors=True)
+            if cli is None:
                 yield
-        finally:
-            self.cli = None
-            shutil.rmtree(self.staging, ignore_errors=True)
+                return
+            self.staging = self.layout.staging(self.direction)
+            os.makedirs(os.path.join(self.staging, "data"))
+            try:
+                with awsconfig.concurrency(self.settings) as env:
+                    cli.prepare(self.staging, env)
+                    self.cli = cli
+                    yield
+            finally:
+                self.cli = None
+                shutil.rmtree(self.staging, ignore_errors=True)
 
     # planning -------------------------------------------------------------
 
@@ -259,8 +262,15 @@ class Sync:
     def _check_after_push(self, outcome: Outcome, record: SyncRecord, in_flight) -> None:
         """List S3 again and record what is verified there (uploads, deletions)."""
         plan = outcome.plan
+        checked = [*plan.transfer, *plan.delete]
+        # A listing reads 1000 objects per request, one request after another; HEAD
+        # requests read one object each, several at a time.
+        pages = len(outcome.remote) // 1000 + 1
         try:
-            after = s3.list_remote(self.settings, self.options.unsigned)
+            if len(checked) <= s3.HEAD_WORKERS * pages:
+                after = s3.head_remote(self.settings, checked, self.options.unsigned)
+            else:
+                after = s3.list_remote(self.settings, self.options.unsigned)
         except DatakitDataError:
             if in_flight is None:
                 raise
@@ -274,8 +284,7 @@ class Sync:
 
     def _verify_upload(self, path: str, outcome: Outcome, new, record: SyncRecord) -> None:
         """Record path only if S3 now holds exactly the bytes this push sent."""
-        old = outcome.remote.get(path)
-        if new is None or path in outcome.skipped or _same_object(new, old):
+        if new is None or path in outcome.skipped:
             return  # not uploaded: nothing to record
         local = outcome.local[path]
         if new.etag == outcome.content(path) or not s3.etag_is_md5(self.settings, path, new):
@@ -283,6 +292,8 @@ class Sync:
             outcome.sent += 1
             outcome.sent_bytes += new.size
             return
+        if _same_object(new, outcome.remote.get(path)):
+            return  # not uploaded (the AWS CLI stopped first): nothing to record
         if not _as_scanned(os.path.join(self.layout.data, path), local):
             outcome.skipped[path] = "it changed while the push ran; push again"
         else:
@@ -376,9 +387,23 @@ class Sync:
 
 
 def _same_object(new: Remote, old: Remote | None) -> bool:
-    """Is this the very object listed before the push? An upload of the same bytes
-    keeps the ETag but gets a new time."""
-    return old is not None and (new.etag, new.size, new.last_modified) == (old.etag, old.size, old.last_modified)
+    """Is this the very object listed before the push? Any upload gets a new time."""
+    if old is None or (new.etag, new.size) != (old.etag, old.size):
+        return False
+    then, now = _seconds(old.last_modified), _seconds(new.last_modified)
+    return then == now if then is not None and now is not None else old.last_modified == new.last_modified
+
+
+def _seconds(stamp: str) -> float | None:
+    """An object's time as S3 sent it, in a listing (ISO 8601) or a HEAD (HTTP date)."""
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(stamp).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def _settle(plan: Plan, local: dict, remote: dict, record: SyncRecord) -> None:
@@ -430,9 +455,8 @@ def _sync_would_skip(source, obj) -> float | None:
     st = os.stat(source)
     if st.st_size != obj.size:
         return None
-    try:
-        stamp = datetime.datetime.fromisoformat(obj.last_modified.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    stamp = _seconds(obj.last_modified)
+    if stamp is None:
         return time.time() + 86400  # unknown: a time surely after it
     return stamp if st.st_mtime <= stamp + 1 else None
 

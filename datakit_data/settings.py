@@ -58,7 +58,7 @@ SETTINGS = (
             in_project=False, default=""),
     Setting("s3_endpoint_url", "endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)",
             at_runtime=True, option="--endpoint-url"),
-    Setting("max_concurrent_requests", "parallel S3 requests for push and pull (the AWS CLI's default is 10)",
+    Setting("max_concurrent_requests", "parallel S3 requests for push and pull (default 32, or your AWS config's own value)",
             at_runtime=True, number=True),
 )
 #: Keys a project config may hold.

@@ -4,7 +4,7 @@ import signal
 import stat
 import sys
 
-from conftest import BUCKET, assert_clean_error, output, wait_until
+from conftest import BUCKET, assert_clean_error, ok, output, wait_until
 
 
 def test_push_then_a_colleague_pulls_the_same_bytes(project, colleague, bucket):
@@ -305,6 +305,26 @@ def test_max_concurrent_requests_sets_how_many_connections_the_push_opens(projec
     # datakit's own listing connection stays open beside the AWS CLI's transfers.
     assert peaks[2] <= 3, peaks
     assert peaks[24] >= 12, peaks
+
+
+def test_without_the_setting_push_opens_32_connections_unless_the_aws_config_says_otherwise(project, s3, bucket):
+    from s3proxy import FaultProxy
+
+    peaks = {}
+    for own in (None, 3):
+        if own:
+            project.home.aws_config.parent.mkdir(parents=True, exist_ok=True)
+            project.home.aws_config.write_text(f"[default]\ns3 =\n    max_concurrent_requests = {own}\n")
+        with FaultProxy(s3.ports["s3.port"], delay=0.02) as slow:
+            project.configure(s3_endpoint_url=slow.endpoint_url, s3_path=f"{project.name}-{own}")
+            for i in range(80):
+                project.write(f"{own}/f{i:02d}.csv", f"{i}\n" * 50)
+            ok(project.run("data", "push"))
+            assert len(bucket.keys(f"{project.name}-{own}")) == 80 * (2 if own else 1)
+            peaks[own] = slow.peak
+    # The AWS CLI's own default is 10; datakit's listing connection stays open beside it.
+    assert peaks[None] >= 16, peaks
+    assert peaks[3] <= 4, peaks
 
 
 def test_max_concurrent_requests_reaches_the_cli_and_keeps_the_users_settings(project, tmp_path, bucket):
