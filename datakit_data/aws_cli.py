@@ -8,14 +8,13 @@ argument list (never a shell). By default it is the awscli installed beside this
 import codecs
 import contextlib
 import json
-import logging
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from .exceptions import ConfigError, Interrupted, Stop, SyncError
@@ -35,9 +34,11 @@ def aws_command(environ: Mapping[str, str] | None = None) -> list[str]:
     """The command that starts the AWS CLI."""
     environ = os.environ if environ is None else environ
     custom = environ.get(AWS_ENV, "").strip()
-    if custom:
-        return shlex.split(custom)
-    return list(BUNDLED_AWS)
+    if not custom:
+        return list(BUNDLED_AWS)
+    if os.path.isfile(custom):  # a path with spaces, e.g. C:\Program Files\Amazon\...\aws.exe
+        return [custom]
+    return shlex.split(custom, posix=os.name == "posix")
 
 
 def child_env(environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -108,9 +109,11 @@ class PullScope:
 
     options: list[str]  # filter options for the AWS CLI
     placeholders: list[str]  # paths to stand in for with a placeholder of the object's size
+    clashes: list[str] = field(default_factory=list)  # wanted, but no pattern can tell them apart
 
 
-def pull_scope(wanted: Collection[str], present: Iterable[str], refused: Iterable[str]) -> PullScope:
+def pull_scope(wanted: Collection[str], present: Iterable[str], refused: Iterable[str],
+               fold: Callable[[str], str] = os.path.normcase) -> PullScope:
     """Restrict a pull to ``wanted`` among every object under s3_path (``present``, and
     the ``refused`` keys that can never be files here).
 
@@ -120,13 +123,26 @@ def pull_scope(wanted: Collection[str], present: Iterable[str], refused: Iterabl
     large plan spread over folders), every object not wanted is stood in for by a
     placeholder of its size and an older time, which sync leaves alone, and refused
     keys are excluded by name.
+
+    The AWS CLI matches patterns through ``fold`` (os.path.normcase: on Windows it
+    ignores case and reads / and \\ as one). A wanted object whose folded name is
+    that of an object that must not be downloaded is a clash: it is left out too.
     """
     present = list(present)
     refused = sorted(refused)
     wanted = set(wanted)
+    folding = fold("A/") != "A/"
+
+    def folded(path: str) -> str:
+        return fold(path).replace("\\", "/") if folding else path
+
+    unwanted = {folded(p) for p in (*present, *refused) if p not in wanted}
+    clashes = sorted(p for p in wanted if folded(p) in unwanted) if folding else []
+    wanted.difference_update(clashes)
+    unwanted.update(folded(p) for p in clashes)
     # Folders holding (at any depth) an object that must not be downloaded; "" is s3_path.
     mixed = set()
-    for folder in {p.rpartition("/")[0] for p in (*present, *refused) if p not in wanted}:
+    for folder in {p.rpartition("/")[0] for p in unwanted}:
         while folder not in mixed:
             mixed.add(folder)
             if not folder:
@@ -139,17 +155,17 @@ def pull_scope(wanted: Collection[str], present: Iterable[str], refused: Iterabl
         parts = path.split("/")
         for depth in range(1, len(parts)):
             folder = "/".join(parts[:depth])
-            if folder not in mixed:
+            if folded(folder) not in mixed:
                 patterns.add(_pattern(folder) + "/*")
                 break
         else:
             patterns.add(_pattern(path))
         if len(patterns) > MAX_INCLUDES:
-            return PullScope(exclude_options(refused), [p for p in present if p not in wanted])
+            return PullScope(exclude_options(refused), [p for p in present if p not in wanted], clashes)
     options = ["--exclude", "*"]
     for pattern in sorted(patterns):
         options += ["--include", pattern]
-    return PullScope(options, [])
+    return PullScope(options, [], clashes)
 
 
 def describe(args: Sequence[str]) -> str:
@@ -164,16 +180,13 @@ def describe(args: Sequence[str]) -> str:
 #: reads one line (its folder and environment: the AWS config to use), makes the
 #: CLI's session and loads the S3 model while datakit plans, and runs the arguments
 #: of the second line exactly as `python -m awscli ARGS` would. An empty line ends
-#: it. It ends itself within a second if datakit is gone (killed outright, where
-#: prctl is missing).
+#: it. datakit keeps its stdin open until the run ends: if datakit dies (killed
+#: outright, where prctl is missing), the system closes it and the CLI ends at once.
 _LAUNCHER = """\
-import json, os, sys, threading, time
-parent = int(sys.argv[1])
+import json, os, sys, threading
 def watch():
-    while os.getppid() == parent:
-        time.sleep(0.5)
+    sys.stdin.read()  # returns when datakit has closed our stdin, or has died
     os._exit(137)
-threading.Thread(target=watch, daemon=True).start()
 try:
     import awscli.clidriver
     line = sys.stdin.readline()
@@ -189,7 +202,10 @@ try:
     except Exception:
         pass
     line = sys.stdin.readline()
-    sys.exit(driver.main(json.loads(line)) if line.strip() else 0)
+    if not line.strip():
+        sys.exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+    sys.exit(driver.main(json.loads(line)))
 except KeyboardInterrupt:
     sys.exit(130)
 """
@@ -232,7 +248,7 @@ class Cli:
         self.proc = None
         if self.aws == BUNDLED_AWS:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, str(os.getpid())], stdin=subprocess.PIPE,
+                [sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=self.env,
                 **_dies_with_datakit(),
             )
@@ -258,12 +274,8 @@ class Cli:
         rest = list(args[len(self.aws):])
         proc = self.proc
         if proc is not None:
-            self._send(rest)
+            self._send(rest)  # its stdin stays open while it runs: see _LAUNCHER
             self.proc = None
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
         else:
             try:
                 proc = subprocess.Popen(
@@ -316,8 +328,10 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str) -> None:
         raise Interrupted(direction, signum)
     finally:
         pump.join(5)
-        proc.stderr.close()
-        proc.stdout.close()
+        for stream in (proc.stdin, proc.stderr, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
     if returncode != 0:
         raise explain_failure(returncode, lines, settings, direction)
 

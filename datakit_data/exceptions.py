@@ -36,11 +36,17 @@ class SkippedFiles(SyncError):
 
     exit_code = 2
 
+    #: Skipped files named one by one before "... and N more".
+    SHOWN = 20
+
     def __init__(self, direction: str, skipped: list[str], fix: str = "fix or remove them"):
         self.direction = direction
         self.skipped = list(skipped)
+        named = "; ".join(self.skipped[:self.SHOWN])
+        if len(self.skipped) > self.SHOWN:
+            named += f"; ... and {len(self.skipped) - self.SHOWN} more (`datakit data status` lists them all)"
         super().__init__(
-            f"{len(skipped)} file(s) skipped: {'; '.join(skipped)}. The rest went through; "
+            f"{len(skipped)} file(s) skipped: {named}. The rest went through; "
             f"{fix} and run `datakit data {direction}` again."
         )
 
@@ -52,7 +58,11 @@ class Interrupted(SyncError):
         self.direction = direction
         self.signum = signum
         self.exit_code = 128 + signum
-        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
         super().__init__(
             f"{direction.capitalize()} {how}; files already transferred are complete. "
             f"Run `datakit data {direction}` again to finish."

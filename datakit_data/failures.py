@@ -6,6 +6,7 @@ error for callers that show it in their own words.
 """
 import os
 import re
+import signal
 
 from .exceptions import ConfigError, DatakitDataError, Interrupted, SkippedFiles, SyncError
 from .layout import PROJECT_CONFIG
@@ -43,7 +44,8 @@ def explain_failure(returncode: int, lines: list[str], settings: Settings, direc
         "delete": f"Deleting from {url}",
     }.get(direction, f"Checking bucket {settings.bucket}")
     if returncode == 130 or returncode < 0:
-        return Interrupted(direction)
+        # A negative code: the AWS CLI was ended by that signal (e.g. SIGKILL when short of memory).
+        return Interrupted(direction, -returncode if returncode < 0 else signal.SIGINT)
     if returncode == 2:
         skipped = [m for m in map(_SKIPPED.match, lines) if m]
         if skipped:

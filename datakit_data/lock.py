@@ -3,18 +3,22 @@
 Two syncs of the same data/ at once would race each other (and, with delete,
 undo each other's work). The lock is a filelock on ``.datakit-data/lock``: an
 OS lock (flock on Linux and macOS, LockFileEx on Windows) that the system
-releases when a process dies, so no lock is ever stale. Who holds it is written
-to a separate file, ``running``, because filelock may empty or remove the lock
-file itself.
+releases when a process dies. Who holds it is written to a separate file,
+``running``, because filelock may empty or remove the lock file itself.
 """
 import contextlib
 import os
+import re
+import stat
+import tempfile
 from typing import Iterator
 
 import filelock
 
 from .exceptions import DatakitDataError
 from .layout import Layout
+
+_HOLDER = re.compile(r"`datakit data (push|pull)` \(pid \d{1,10}\)")
 
 
 @contextlib.contextmanager
@@ -35,9 +39,13 @@ def project_lock(layout: Layout, direction: str) -> Iterator[None]:
             f"{_holder(layout)} is already running in this project ({os.path.relpath(layout.lock, layout.root)}). "
             f"Wait for it to finish, then run `datakit data {direction}` again."
         ) from None
+    except OSError as err:
+        raise DatakitDataError(
+            f"Cannot take the project's lock {layout.lock}: {(err.strerror or str(err)).lower()}. "
+            "If it is a folder or a link, move it away and run the command again."
+        ) from err
     try:
-        with open(layout.running, "w", encoding="utf-8") as fh:
-            fh.write(f"`datakit data {direction}` (pid {os.getpid()})\n")
+        _write_holder(layout, f"`datakit data {direction}` (pid {os.getpid()})\n")
         yield
     finally:
         with contextlib.suppress(OSError):
@@ -45,13 +53,35 @@ def project_lock(layout: Layout, direction: str) -> Iterator[None]:
         lock.release()
 
 
-def _holder(layout: Layout) -> str:
-    """The command holding the lock, as it wrote itself down (first line, printable)."""
+def _write_holder(layout: Layout, line: str) -> None:
+    """Say who holds the lock, by a new file renamed over ``running`` (whatever was
+    there, a link included, is replaced, never written through). Advisory: a failure
+    changes nothing else."""
     try:
-        with open(layout.running, encoding="utf-8", errors="replace") as fh:
-            line = fh.readline(200).strip()
+        fd, tmp = tempfile.mkstemp(prefix="running-", dir=layout.state)
     except OSError:
-        line = ""
-    if not line.startswith("`datakit data ") or not line.isprintable():
-        return "another datakit data command"
-    return line
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(line)
+        os.replace(tmp, layout.running)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+def _holder(layout: Layout) -> str:
+    """The command holding the lock, as it wrote itself down; read without following
+    links or waiting on a FIFO, and only if it reads as we write it."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    text = ""
+    try:
+        fd = os.open(layout.running, flags)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                text = os.read(fd, 100).decode("utf-8", "replace").strip()
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return text if _HOLDER.fullmatch(text) else "another datakit data command"

@@ -65,7 +65,10 @@ def finish(outcome: "Outcome", direction: str, url: str) -> None:
     skipped = [f"data/{printable(p)} ({why})" for p, why in sorted(outcome.skipped.items())]
     skipped += [f"{url}{printable(p)} ({why})" for p, why in sorted(outcome.refused.items())]
     if skipped:
-        fix = "rename or remove them on S3" if outcome.refused else "fix or remove them"
+        if outcome.refused and outcome.skipped:
+            fix = "fix or remove the files in data/, rename or remove the objects on S3,"
+        else:
+            fix = "rename or remove them on S3" if outcome.refused else "fix or remove them"
         raise SkippedFiles(direction, skipped, fix)
     conflicts = outcome.plan.conflicts
     if conflicts:

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 BIG_FILE = 256 * 1024 * 1024
 CONCURRENT_WRITE = "S3 holds another version: someone pushed this file while this push ran"
 CHANGED_MEANWHILE = "changed locally while the pull ran; left as it is"
+CASE_CLASH = "its name is another object's when case is ignored, as here; rename one of them on S3"
 
 
 @dataclass
@@ -97,8 +98,8 @@ def _path_max(layout: Layout) -> int:
     the AWS CLI's temporary suffix."""
     try:
         limit = os.pathconf(layout.root, "PC_PATH_MAX")
-    except (OSError, ValueError):
-        limit = 4096
+    except (OSError, ValueError, AttributeError):  # AttributeError: Windows has no pathconf
+        limit = 4096 if os.name == "posix" else 260
     deepest = os.path.join(os.path.abspath(layout.staging("pull", 4294967296)), "data", "")
     return limit - len(deepest.encode("utf-8")) - 16
 
@@ -354,6 +355,9 @@ class Sync:
         paths, remote = outcome.plan.transfer, outcome.remote
         stage = os.path.join(self.staging, "data")
         scope = aws_cli.pull_scope(paths, remote, outcome.refused)
+        clashes = set(scope.clashes)
+        for path in clashes:
+            outcome.skipped[path] = CASE_CLASH
         for path in scope.placeholders:
             _placeholder(names.inside(stage, path), remote[path].size)
         args = aws_cli.download_args(self.settings, self.options.cli + scope.options)
@@ -366,6 +370,8 @@ class Sync:
             # The AWS CLI writes each download under a temporary name and renames it
             # when complete: a file at its own name with the object's size is whole.
             for path in paths:
+                if path in clashes:
+                    continue
                 staged = names.inside(stage, path)
                 if not (os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size):
                     if finished:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .exceptions import ConfigError
-from .layout import PROJECT_CONFIG
 from .masking import mask_secrets, remember
 from .names import printable
 

@@ -445,3 +445,20 @@ def test_pull_scope_of_a_large_scattered_plan_uses_placeholders():
     scope = aws_cli.pull_scope(wanted, present, {"x/../y": "a '..' folder name"})
     assert sorted(scope.placeholders) == sorted(set(present) - wanted)
     assert scope.options == ["--exclude", "x/../y"]
+
+
+def test_pull_scope_where_patterns_ignore_case_leaves_out_what_it_cannot_tell_apart(monkeypatch):
+    # On Windows the AWS CLI's fnmatch ignores case and reads \ as /: a wanted key
+    # equal to a refused one but for case must not be downloaded with it.
+    import fnmatch
+    import ntpath
+
+    present = ["A.csv", "raw/x.csv", "Raw2/y.csv", "keep/z.csv"]
+    refused = {"a.csv": "differs only by case", "raw2/Y.csv": "differs only by case"}
+    wanted = {"A.csv", "raw/x.csv", "Raw2/y.csv"}
+    scope = aws_cli.pull_scope(wanted, present, refused, fold=ntpath.normcase)
+    assert scope.clashes == ["A.csv", "Raw2/y.csv"]
+    monkeypatch.setattr(fnmatch.os, "path", ntpath)  # fnmatch as on Windows
+    assert _downloaded_by(scope, [*present, *refused]) == {"raw/x.csv"}
+    # Where case matters, nothing clashes.
+    assert aws_cli.pull_scope(wanted, present, refused, fold=str).clashes == []
