@@ -305,18 +305,15 @@ def bench_scale(runner: Runner, table: Table) -> None:
         source = runner.tmp / "trees" / kind
         make_tree(source, kind)
         tag = f"scale-{kind}-{time.monotonic_ns()}"
-        proj = runner.project(f"dk-{kind}", f"dk/{tag}", None, {"max_concurrent_requests": 64},
-                              endpoint=runner.direct)
+        proj = runner.project(f"dk-{kind}", f"dk/{tag}", None)
         source.rename(proj / "data")
         started = time.perf_counter()
+        # Set up fast: s5cmd uploads the tree straight to the server, then a push
+        # finds every file identical and records them (reading each once).
+        runner.timed([S5CMD, "--endpoint-url", runner.direct, "--numworkers", "64", "cp",
+                      f"{proj / 'data'}/*", f"s3://{BUCKET}/dk/{tag}/"], runner.tmp)
         runner.datakit(proj, "push", "only-show-errors")
-        print(f"  (set-up push of {TREES[kind]} straight to the server: {time.perf_counter() - started:.0f} s)",
-              flush=True)
-        config = json.loads((proj / "config" / "datakit-data.json").read_text())
-        config["s3_endpoint_url"] = runner.endpoint
-        (proj / "config" / "datakit-data.json").write_text(json.dumps(config))
-        # The record is tied to the endpoint: a no-op push through the proxy adopts it.
-        runner.datakit(proj, "push", "only-show-errors")
+        print(f"  (set-up of {TREES[kind]}: {time.perf_counter() - started:.0f} s)", flush=True)
         rows = {
             "no-op push": lambda: runner.datakit(proj, "push", "only-show-errors"),
             "status": lambda: runner.datakit(proj, "status"),

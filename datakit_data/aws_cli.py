@@ -183,7 +183,7 @@ def describe(args: Sequence[str]) -> str:
 #: it. datakit keeps its stdin open until the run ends: if datakit dies (killed
 #: outright, where prctl is missing), the system closes it and the CLI ends at once.
 _LAUNCHER = """\
-import json, os, sys, threading
+import gc, json, os, sys, threading
 def watch():
     sys.stdin.read()  # returns when datakit has closed our stdin, or has died
     os._exit(137)
@@ -205,7 +205,10 @@ try:
     if not line.strip():
         sys.exit(0)
     threading.Thread(target=watch, daemon=True).start()
-    sys.exit(driver.main(json.loads(line)))
+    gc.freeze()  # what is loaded so far stays: collections need not walk it
+    code = driver.main(json.loads(line))
+    gc.freeze()  # the process ends: its last collection would cost about 0.1 s
+    sys.exit(code)
 except KeyboardInterrupt:
     sys.exit(130)
 """

@@ -4,6 +4,7 @@ Each command parses its arguments, loads settings through ConfigMixin, calls one
 function that does the work, and reports.
 """
 import argparse
+import gc
 import json
 import logging
 import os
@@ -59,6 +60,10 @@ class _Command(ConfigMixin, Command):
                 return super().run(parsed_args)
             except OSError as err:
                 raise _file_problem(err) from err
+            finally:
+                # The process ends after the command: its last garbage collection, through
+                # botocore's models, would cost about 0.1 s and free nothing that matters.
+                gc.freeze()
         except DatakitDataError as err:
             if err.exit_code == 1:
                 raise

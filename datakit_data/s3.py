@@ -65,22 +65,45 @@ def _prefix(settings) -> str:
 
 
 def list_remote(settings: Settings, unsigned: bool = False) -> dict[str, Remote]:
-    """{path under s3_path: Remote} for every object in the project's S3 folder."""
+    """{path under s3_path: Remote} for every object in the project's S3 folder.
+
+    One request reads up to 1000 objects, and the next cannot be sent before it
+    answers. A folder with more is listed again folder by folder: one request for
+    its top-level names, then each top-level folder in parallel.
+    """
     _, _, exceptions, _ = _botocore()
     s3 = client(settings, unsigned)
     prefix = _prefix(settings)
-    found = {}
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=prefix):
-            for item in page.get("Contents", ()):
-                key = item["Key"]
-                if key.endswith("/") and int(item["Size"]) == 0:
-                    continue  # a folder marker, not a file (the AWS CLI skips it too)
-                found[key[len(prefix):]] = Remote(
-                    int(item["Size"]), item.get("ETag", "").strip('"'), str(item["LastModified"])
-                )
+        first = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix)
+        if not first.get("IsTruncated"):
+            return _objects([first], prefix)
+        pages = list(s3.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.bucket, Prefix=prefix, Delimiter="/"))
+        folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", ())]
+        found = _objects(pages, prefix)
+        workers = min(HEAD_WORKERS, settings.max_concurrent_requests or HEAD_WORKERS, max(1, len(folders)))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            for part in pool.map(lambda folder: _list_all(s3, settings.bucket, folder, prefix), folders):
+                found.update(part)
+        return found
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise _explain(err, settings)
+
+
+def _list_all(s3: Any, bucket: str, folder: str, prefix: str) -> dict[str, Remote]:
+    return _objects(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), prefix)
+
+
+def _objects(pages: Iterable[dict], prefix: str) -> dict[str, Remote]:
+    found = {}
+    for page in pages:
+        for item in page.get("Contents", ()):
+            key = item["Key"]
+            if key.endswith("/") and int(item["Size"]) == 0:
+                continue  # a folder marker, not a file (the AWS CLI skips it too)
+            found[key[len(prefix):]] = Remote(int(item["Size"]), item.get("ETag", "").strip('"'),
+                                              str(item["LastModified"]))
     return found
 
 

@@ -360,3 +360,25 @@ def test_bad_max_concurrent_requests_is_named(project):
     text = assert_clean_error(project.run("data", "push"))
 
     assert '"max_concurrent_requests" must be a whole number' in text and "config/datakit-data.json" in text
+
+
+def test_a_folder_of_more_than_1000_objects_is_listed_whole(project, bucket):
+    # More than one listing page: listed again folder by folder, in parallel.
+    import concurrent.futures
+
+    expected = {f"top{i}.csv": f"top {i}\n".encode() for i in range(3)}
+    expected.update({f"raw/{i // 100}/f{i:04d}.csv": f"{i}\n".encode() for i in range(700)})
+    expected.update({f"clean/f{i:03d}.csv": f"c{i}\n".encode() for i in range(350)})
+    expected["raw/esc\x1b.csv"] = b"skipped: a control character\n"
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda item: bucket.put(f"{project.name}/{item[0]}", item[1]), expected.items()))
+    bucket.put(f"{project.name}/raw/", b"")  # a folder marker, not a file
+    project.configure()
+
+    result = project.run("data", "pull")
+
+    del expected["raw/esc\x1b.csv"]
+    assert result.returncode == 2, output(result)
+    assert "raw/esc\\x1b.csv (a control or invisible character in the name)" in result.stderr
+    assert project.files() == expected
+    assert "Pull: 1053 file(s) received" in result.stdout
