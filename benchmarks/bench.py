@@ -10,7 +10,8 @@ max_concurrent_requests as datakit's default (32), so that the ratios show what
 datakit itself costs. It prints medians, the ratio datakit / reference, and the
 datakit process's peak memory. It asserts nothing.
 
-Also: the 500-file push with max_concurrent_requests 10, 20, 32 and 64 beside
+Also: pulling one 50-file folder of a 10,000-file project beside pulling a 50-file
+project; the 500-file push with max_concurrent_requests 10, 20, 32 and 64 beside
 s5cmd (the fast reference), the same for two 50 MiB files, and, with BENCH_SCALE=1,
 a no-op push, status and a 5-edit push on 10,000 and 100,000 files (time, peak
 memory, and how time grows).
@@ -331,6 +332,33 @@ def bench_scale(runner: Runner, table: Table) -> None:
                   peak_mib=large[1])
 
 
+def bench_partial(runner: Runner, repeat: int, table: Table) -> None:
+    """Pulling one 50-file folder of a 10,000-file project beside pulling a 50-file project."""
+    print("\nOne folder of a large project beside a small project (fresh clones)", flush=True)
+    big, small = runner.tmp / "trees" / "partial-big", runner.tmp / "trees" / "partial-small"
+    make_tree(big, "many")
+    rng = random.Random(7)
+    for i in range(50):
+        data = rng.randbytes(1024)
+        write(big / "one" / f"f{i:02d}.txt", data)
+        write(small / "one" / f"f{i:02d}.txt", data)
+    tag = f"partial-{time.monotonic_ns()}"
+    for name, tree in (("big", big), ("small", small)):
+        runner.timed([S5CMD, "--endpoint-url", runner.direct, "--numworkers", "64", "cp", f"{tree}/*",
+                      f"s3://{BUCKET}/dk/{tag}-{name}/"], runner.tmp)
+    folder, project, peaks = [], [], []
+    for rep in range(repeat):
+        clone = runner.project("partial-clone", f"dk/{tag}-big", None)
+        folder.append(runner.datakit(clone, "pull", "data/one/", "only-show-errors"))
+        peaks.append(runner.last_peak_kib)
+        clone = runner.project("partial-small", f"dk/{tag}-small", None)
+        project.append(runner.datakit(clone, "pull", "only-show-errors"))
+    median_row(table, "10,050 files, 1 KiB", "pull data/one/ (50 files)", folder, project, peaks,
+               "pull of a 50-file project")
+    shutil.rmtree(big)
+    shutil.rmtree(small)
+
+
 def machine() -> str:
     model = ""
     try:
@@ -362,6 +390,7 @@ def main() -> int:
                 runner = Runner(tmp, f"http://127.0.0.1:{proxy.port}", f"http://127.0.0.1:{server.ports['s3.port']}")
                 for kind in kinds:
                     bench_tree(runner, kind, 1 if kind == "big" else repeat, table)
+                bench_partial(runner, repeat, table)
                 if os.environ.get("BENCH_CONCURRENCY", "1") != "0":
                     bench_concurrency(runner, repeat, table)
                 if scale:

@@ -60,16 +60,18 @@ def connection_options(settings: Settings) -> list[str]:
     return options
 
 
-def upload_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None) -> list[str]:
-    """`aws s3 sync data/ s3://bucket/path/`: upload a staged data/ folder."""
+def upload_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None,
+                root: str = "") -> list[str]:
+    """`aws s3 sync data/ s3://bucket/path/`: upload a staged data/ folder (or its folder root)."""
     aws = aws_command() if aws is None else aws
-    return [*aws, "s3", "sync", LOCAL_DATA, settings.s3_url, *options, *connection_options(settings)]
+    return [*aws, "s3", "sync", LOCAL_DATA + root, settings.s3_url + root, *options, *connection_options(settings)]
 
 
-def download_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None) -> list[str]:
-    """`aws s3 sync s3://bucket/path/ data/`: download into a staged data/ folder."""
+def download_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None,
+                  root: str = "") -> list[str]:
+    """`aws s3 sync s3://bucket/path/ data/`: download into a staged data/ folder (or its folder root)."""
     aws = aws_command() if aws is None else aws
-    return [*aws, "s3", "sync", settings.s3_url, LOCAL_DATA, *options, *connection_options(settings)]
+    return [*aws, "s3", "sync", settings.s3_url + root, LOCAL_DATA + root, *options, *connection_options(settings)]
 
 
 #: Bytes of ``--exclude`` patterns one command line can carry (Linux allows 2 MiB

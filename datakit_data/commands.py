@@ -15,7 +15,7 @@ from cliff.command import Command
 from . import project, s3, safesync
 from .aws_cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin
-from .exceptions import ConfigError, DatakitDataError, Interrupted
+from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
 from .flags import accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
 from .lock import project_lock
@@ -23,7 +23,8 @@ from .masking import mask_logging, mask_secrets, remember
 from .names import printable
 from .report import status_lines
 from .safesync import Sync
-from .settings import BUCKET_SET_HINT, SETTINGS, check_bucket_name, merge, settings_from
+from .selection import Selection, check_path, split_words
+from .settings import BUCKET_SET_HINT, SETTINGS, Settings, check_bucket_name, merge, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +167,21 @@ class _Sync(_Command):
         parser.add_argument(
             "flags",
             nargs="*",
-            metavar="FLAG",
+            metavar="FLAG|PATH",
             help=(
                 "boolean options of `aws s3 sync`, written without dashes "
-                f"(e.g. `datakit data {self.direction} delete dryrun`). Accepted: {accepted_list()}."
+                f"(e.g. `datakit data {self.direction} delete dryrun`). Accepted: {accepted_list()}. "
+                f"A word starting with data/ limits the {self.direction} to that file or folder "
+                f"(e.g. `datakit data {self.direction} data/raw/`)."
             ),
         )
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        flags = parse_flags(parsed_args.flags, self.direction)
+        flag_words, path_words = split_words(parsed_args.flags)
+        flags = parse_flags(flag_words, self.direction)
         settings = self.settings()
+        selection = _selection(path_words, settings)
         if flags.delete and not settings.path:
             raise ConfigError(
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
@@ -187,10 +192,21 @@ class _Sync(_Command):
             layout = Layout(self.project_root)
             with signals_stop_the_run(), project_lock(layout, self.direction):
                 self.prepare_data_folder(layout)
-                Sync(self.direction, layout, settings, flags, self.out, log.warning).run()
+                selection = safesync.resolve(layout, settings, selection)
+                Sync(self.direction, layout, settings, flags, self.out, log.warning, selection).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
             raise Interrupted(self.direction, signum) from None
+
+
+def _selection(path_words: list[str], settings: Settings) -> Selection:
+    """The part of data/ a run looks at: one path word at most, and the exclude patterns."""
+    if len(path_words) > 1:
+        raise FlagError(
+            f"One path at a time: {' and '.join(printable(w) for w in path_words[:2])} were given. "
+            "Run the command once for each."
+        )
+    return Selection(check_path(path_words[0]) if path_words else "", settings.exclude)
 
 
 class Push(_Sync):
@@ -221,10 +237,21 @@ class Status(_Command):
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
+        parser.add_argument("path", nargs="*", metavar="PATH",
+                            help="a file or folder inside data/ to look at (e.g. data/raw/); default: all of data/")
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        report = safesync.status(Layout(self.project_root), self.settings())
+        flag_words, path_words = split_words(parsed_args.path)
+        if flag_words:
+            raise FlagError(
+                f'"{printable(flag_words[0])}" is not a path inside data/. `datakit data status` takes '
+                "--json and one file or folder inside data/, e.g. data/raw/."
+            )
+        settings = self.settings()
+        layout = Layout(self.project_root)
+        selection = safesync.resolve(layout, settings, _selection(path_words, settings))
+        report = safesync.status(layout, settings, selection)
         if parsed_args.json:
             self.out(json.dumps(report, indent=2, sort_keys=True))
         else:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection, Mapping
 
 from .names import key_problem
+from .selection import Selection
 
 #: The AWS CLI's defaults for when an upload goes in parts, and how big each part is
 #: (``multipart_threshold`` / ``multipart_chunksize`` under ``s3 =`` in ~/.aws/config).
@@ -64,17 +65,21 @@ class Plan:
         return sum(side[path].size for path in self.transfer)
 
 
-def scan_local(data_dir: str, follow_symlinks: bool = True) -> tuple[dict[str, Local], dict[str, str]]:
-    """Regular files under data/: ({path: Local}, {path: why skipped}).
+def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection = Selection(),
+               left: list[str] | None = None) -> tuple[dict[str, Local], dict[str, str]]:
+    """Regular files under data/ that the selection covers: ({path: Local}, {path: why skipped}).
 
     Names that cannot be object keys (see names.key_problem) are skipped. With
     links followed (the AWS CLI's default), a folder link is not followed when it
     leads back to a folder it sits in (a loop, e.g. ``data/self -> .`` or
-    ``data/root -> /``), nor to a folder another link already included.
+    ``data/root -> /``), nor to a folder another link already included. Junk and
+    excluded paths are appended to ``left`` (a folder once, ending with /).
     """
     files, skipped = {}, {}
     root = os.path.realpath(data_dir)
     linked = set()  # folders reached through links
+    left = [] if left is None else left
+    start = os.path.join(data_dir, selection.root) if selection.root else data_dir
 
     def relative(full: str) -> str:
         return os.path.relpath(full, data_dir).replace(os.sep, "/")
@@ -82,11 +87,22 @@ def scan_local(data_dir: str, follow_symlinks: bool = True) -> tuple[dict[str, L
     def unreadable(err: OSError) -> None:
         skipped[relative(err.filename) + "/"] = "a folder that cannot be read"
 
-    for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks, onerror=unreadable):
+    if start != data_dir:
+        why = _link_problem(start.rstrip("/"), data_dir, root, linked) if follow_symlinks else None
+        if why:
+            skipped[selection.root] = why
+        if why or not os.path.isdir(start):
+            return files, skipped
+    for folder, dirs, names in os.walk(start, followlinks=follow_symlinks, onerror=unreadable):
         kept = []
         for name in sorted(dirs):
             full = os.path.join(folder, name)
             rel = relative(full)
+            if not selection.reaches(rel + "/"):
+                continue
+            if selection.left_out(rel + "/"):
+                left.append(rel + "/")
+                continue
             why = key_problem(rel) or (
                 _link_problem(full, data_dir, root, linked) if follow_symlinks else None)
             if why:
@@ -97,6 +113,11 @@ def scan_local(data_dir: str, follow_symlinks: bool = True) -> tuple[dict[str, L
         for name in sorted(names):
             full = os.path.join(folder, name)
             rel = relative(full)
+            if not selection.covers(rel):
+                continue
+            if selection.left_out(rel):
+                left.append(rel)
+                continue
             why = key_problem(rel)
             if why:
                 skipped[rel] = why

@@ -88,6 +88,7 @@ def status_lines(report: dict) -> list[str]:
         f"{report['location']}  last push: {report['last_push'] or 'never'}, "
         f"last pull: {report['last_pull'] or 'never'}"
         + ("" if report["has_record"] else "  (no sync record yet)")
+        + (f"  (only {show(report['path'])})" if report.get("path", "data/") != "data/" else "")
     ]
     for direction, verb in (("push", "send"), ("pull", "receive")):
         side = report[direction]
@@ -104,4 +105,6 @@ def status_lines(report: dict) -> list[str]:
     lines += [f"skipped: data/{show(p)} ({why})" for p, why in sorted(report["skipped"].items())]
     lines += [f"skipped on S3: {show(p)} ({why})" for p, why in sorted(report["refused"].items())]
     lines.append(f"unchanged: {report['unchanged']}")
+    if report.get("left_out"):
+        lines.append(f"left out (junk or excluded): {report['left_out']}")
     return lines

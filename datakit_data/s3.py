@@ -64,8 +64,9 @@ def _prefix(settings) -> str:
     return f"{settings.path}/" if settings.path else ""
 
 
-def list_remote(settings: Settings, unsigned: bool = False) -> dict[str, Remote]:
-    """{path under s3_path: Remote} for every object in the project's S3 folder.
+def list_remote(settings: Settings, unsigned: bool = False, under: str = "") -> dict[str, Remote]:
+    """{path under s3_path: Remote} for every object in the project's S3 folder
+    (only those in its folder ``under``, e.g. "raw/2024/", when given).
 
     One request reads up to 1000 objects, and the next cannot be sent before it
     answers. A folder with more is listed again folder by folder: one request for
@@ -73,18 +74,19 @@ def list_remote(settings: Settings, unsigned: bool = False) -> dict[str, Remote]
     """
     _, _, exceptions, _ = _botocore()
     s3 = client(settings, unsigned)
-    prefix = _prefix(settings)
+    base = _prefix(settings)
+    prefix = base + under
     try:
         first = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix)
         if not first.get("IsTruncated"):
-            return _objects([first], prefix)
+            return _objects([first], base)
         pages = list(s3.get_paginator("list_objects_v2").paginate(
             Bucket=settings.bucket, Prefix=prefix, Delimiter="/"))
         folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", ())]
-        found = _objects(pages, prefix)
+        found = _objects(pages, base)
         workers = min(HEAD_WORKERS, settings.max_concurrent_requests or HEAD_WORKERS, max(1, len(folders)))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            for part in pool.map(lambda folder: _list_all(s3, settings.bucket, folder, prefix), folders):
+            for part in pool.map(lambda folder: _list_all(s3, settings.bucket, folder, base), folders):
                 found.update(part)
         return found
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
@@ -136,12 +138,12 @@ def head_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False
         raise _explain(err, settings)
 
 
-def has_objects(settings: Settings) -> bool:
-    """Does anything live under s3_path yet?"""
+def has_objects(settings: Settings, under: str = "") -> bool:
+    """Does anything live under s3_path (or its folder ``under``) yet?"""
     _, _, exceptions, _ = _botocore()
     s3 = client(settings)
     try:
-        answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=_prefix(settings), MaxKeys=1)
+        answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=_prefix(settings) + under, MaxKeys=1)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise _explain(err, settings)
     return bool(answer.get("Contents"))

@@ -30,11 +30,12 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from . import aws_cli, awsconfig, names, report, s3
 from .masking import mask_secrets
-from .exceptions import DatakitDataError, Interrupted
+from .exceptions import DatakitDataError, FlagError, Interrupted
 from .flags import Options
 from .layout import Layout
 from .plan import Local, Plan, Remote, local_etag, make_plan, scan_local
 from .record import SyncRecord
+from .selection import Selection
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,38 @@ class Scan:
     refused: dict  # objects whose keys cannot be local paths: {path: why}
     same: Callable[[str], bool]  # identical content on both sides?
     content: Callable[[str], str | None]  # the local file's ETag, read once
+    left_out: int = 0  # junk and excluded files (local ones and objects) left out
+    others: dict = field(default_factory=dict)  # {path: size} of safe objects listed but not in this run
+    hidden: list = field(default_factory=list)  # unsafe keys listed but not in this run
+
+    def recorded(self, record: SyncRecord, selection: Selection) -> dict:
+        """The record's entries for the paths this run looks at."""
+        return {path: entry for path, entry in record.files.items()
+                if selection.covers(path) and not selection.left_out(path)}
 
     def as_recorded(self, record: SyncRecord) -> Callable[[str], bool]:
         """as_recorded(path): does the local file still hold the content recorded for it?"""
         return lambda path: self.content(path) is not None and self.content(path) == record.files[path]["etag"]
 
 
-def gather(layout: Layout, settings: Settings, options: Options = Options()) -> Scan:
-    """Scan data/ and list S3, setting aside keys that must never become local paths."""
+def gather(layout: Layout, settings: Settings, options: Options = Options(),
+           selection: Selection = Selection()) -> Scan:
+    """Scan data/ and list S3 (the selection's part of each), leaving out junk and
+    excluded paths, and setting aside keys that must never become local paths."""
     data_dir = layout.data
     present = os.path.isdir(data_dir)
-    local, skipped = scan_local(data_dir, options.follow_symlinks) if present else ({}, {})
-    listed = s3.list_remote(settings, options.unsigned)
+    left: list[str] = []
+    local, skipped = scan_local(data_dir, options.follow_symlinks, selection, left) if present else ({}, {})
+    listed = s3.list_remote(settings, options.unsigned, under=selection.root)
     folded = names.is_case_insensitive(data_dir) if present else False
-    refused = names.refused_keys(listed, folded, path_max=_path_max(layout))
-    remote = {path: obj for path, obj in listed.items() if path not in refused}
+    unsafe = names.refused_keys(listed, folded, path_max=_path_max(layout))
+    ours = {path for path in listed if selection.covers(path)}
+    left_remote = {path for path in ours if selection.left_out(path)}
+    ours -= left_remote
+    refused = {path: why for path, why in unsafe.items() if path in ours}
+    remote = {path: listed[path] for path in ours if path not in refused}
+    others = {path: obj.size for path, obj in listed.items() if path not in ours and path not in unsafe}
+    hidden = [path for path in unsafe if path not in ours]
 
     @functools.cache
     def sizes() -> tuple[int, int]:
@@ -90,7 +108,28 @@ def gather(layout: Layout, settings: Settings, options: Options = Options()) -> 
     def same(path: str) -> bool:
         return content(path) is not None and content(path) == remote[path].etag
 
-    return Scan(local, remote, skipped, refused, same, content)
+    return Scan(local, remote, skipped, refused, same, content, len(left) + len(left_remote), others, hidden)
+
+
+def resolve(layout: Layout, settings: Settings, selection: Selection) -> Selection:
+    """A path word without a trailing / names a folder when data/ or S3 has one there."""
+    path = selection.path
+    if not path or path.endswith("/"):
+        return selection
+    local = os.path.join(layout.data, path)
+    if os.path.isdir(local) or (not os.path.lexists(local) and s3.has_objects(settings, under=path + "/")):
+        return selection.as_folder()
+    return selection
+
+
+def _check_path_found(scan: Scan, selection: Selection, settings: Settings) -> None:
+    """A path word that names nothing, in data/ or on S3, is an error naming it."""
+    if not selection.path or scan.local or scan.remote or scan.skipped or scan.refused or scan.left_out:
+        return
+    raise FlagError(
+        f"data/{names.printable(selection.path)} exists neither in data/ nor in {mask_secrets(settings.s3_url)}. "
+        "Check the path (`datakit data status` shows what there is)."
+    )
 
 
 def _path_max(layout: Layout) -> int:
@@ -119,17 +158,20 @@ class Outcome:
     dryrun: bool = False
     refused: dict = field(default_factory=dict)
     content: Callable[[str], str | None] | None = None
+    others: dict = field(default_factory=dict)  # {path: size}: objects listed that are not part of the run
+    hidden: list = field(default_factory=list)  # unsafe keys listed that are not part of the run
 
 
 class Sync:
     """One push or pull of a project: plan, transfer, verify, record, report."""
 
     def __init__(self, direction: str, layout: Layout, settings: Settings, options: Options,
-                 say: Callable[[str], None], warn: Callable[[str], None]):
+                 say: Callable[[str], None], warn: Callable[[str], None], selection: Selection = Selection()):
         self.direction = direction
         self.layout = layout
         self.settings = settings
         self.options = options
+        self.selection = selection
         self.say = say
         self.warn = warn
         self.staging = None  # set while a transfer is prepared
@@ -170,10 +212,11 @@ class Sync:
 
     def _begin(self) -> tuple[Outcome, SyncRecord]:
         """Plan, name conflicts and kept files, and with `dryrun` show the plan."""
-        scan = gather(self.layout, self.settings, self.options)
+        scan = gather(self.layout, self.settings, self.options, self.selection)
+        _check_path_found(scan, self.selection, self.settings)
         record = SyncRecord.load(self.layout, self.settings)
         plan = make_plan(
-            self.direction, scan.local, scan.remote, record.files,
+            self.direction, scan.local, scan.remote, scan.recorded(record, self.selection),
             delete=self.options.delete, force=self.options.force, same=scan.same,
             as_recorded=scan.as_recorded(record), unreadable=scan.skipped,
         )
@@ -183,6 +226,7 @@ class Sync:
         outcome = Outcome(
             plan, scan.local, scan.remote, dict(scan.skipped) if pushing else {},
             dryrun=self.options.dryrun, refused={} if pushing else scan.refused, content=scan.content,
+            others=scan.others, hidden=scan.hidden,
         )
         report.name_conflicts_and_kept(plan, self.warn)
         if outcome.dryrun:
@@ -256,7 +300,7 @@ class Sync:
                 continue
             staged += 1
         if staged:
-            args = aws_cli.upload_args(self.settings, self.options.cli)
+            args = aws_cli.upload_args(self.settings, self.options.cli, root=self.selection.root)
             log.info("Running: %s", aws_cli.describe(args))
             self.cli.run(args, self.settings, "push")
 
@@ -271,7 +315,7 @@ class Sync:
             if len(checked) <= s3.HEAD_WORKERS * pages:
                 after = s3.head_remote(self.settings, checked, self.options.unsigned)
             else:
-                after = s3.list_remote(self.settings, self.options.unsigned)
+                after = s3.list_remote(self.settings, self.options.unsigned, under=self.selection.root)
         except DatakitDataError:
             if in_flight is None:
                 raise
@@ -354,13 +398,21 @@ class Sync:
         """
         paths, remote = outcome.plan.transfer, outcome.remote
         stage = os.path.join(self.staging, "data")
-        scope = aws_cli.pull_scope(paths, remote, outcome.refused)
-        clashes = set(scope.clashes)
+        root = self.selection.root
+
+        def inside_root(found: Iterable[str]) -> list[str]:
+            return [path[len(root):] for path in found]
+
+        scope = aws_cli.pull_scope(inside_root(paths), inside_root([*remote, *outcome.others]),
+                                   inside_root([*outcome.refused, *outcome.hidden]))
+        clashes = {root + path for path in scope.clashes}
         for path in clashes:
             outcome.skipped[path] = CASE_CLASH
+        sizes = {**outcome.others, **{path: obj.size for path, obj in remote.items()}}
         for path in scope.placeholders:
-            _placeholder(names.inside(stage, path), remote[path].size)
-        args = aws_cli.download_args(self.settings, self.options.cli + scope.options)
+            _placeholder(names.inside(stage, root + path), sizes[root + path])
+        os.makedirs(os.path.join(stage, root), exist_ok=True)
+        args = aws_cli.download_args(self.settings, self.options.cli + scope.options, root=root)
         log.info("Running: %s", aws_cli.describe(args))
         finished = False
         try:
@@ -548,15 +600,17 @@ def _why(err) -> str:
     return (err.strerror or str(err)).lower()
 
 
-def status(layout: Layout, settings: Settings) -> dict:
+def status(layout: Layout, settings: Settings, selection: Selection = Selection()) -> dict:
     """What a push and a pull would do now, without changing anything."""
-    scan = gather(layout, settings)
+    scan = gather(layout, settings, selection=selection)
+    _check_path_found(scan, selection, settings)
     local, remote = scan.local, scan.remote
     record = SyncRecord.load(layout, settings)
     as_recorded = scan.as_recorded(record)
+    recorded = scan.recorded(record, selection)
     options = {"delete": True, "same": scan.same, "as_recorded": as_recorded, "unreadable": scan.skipped}
-    push_plan = make_plan("push", local, remote, record.files, **options)
-    pull_plan = make_plan("pull", local, remote, record.files, **options)
+    push_plan = make_plan("push", local, remote, recorded, **options)
+    pull_plan = make_plan("pull", local, remote, recorded, **options)
 
     def side(plan: Plan, target: Mapping) -> dict:
         new = [p for p in plan.transfer if p not in target and p not in record.files]
@@ -580,6 +634,8 @@ def status(layout: Layout, settings: Settings) -> dict:
         "skipped": dict(scan.skipped),
         "refused": dict(scan.refused),
         "unchanged": push_plan.unchanged,
+        "left_out": scan.left_out,
+        "path": f"data/{selection.path}" if selection.path else "data/",
     }
 
 

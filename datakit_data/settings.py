@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 from .exceptions import ConfigError
 from .masking import mask_secrets, remember
 from .names import printable
+from .selection import pattern_problem
 
 DEFAULT_PROFILE = "default"
 
@@ -39,6 +40,7 @@ class Setting:
     in_global: bool = True  # may be set in the global config
     at_runtime: bool = False  # the global value applies at push/pull when the project has none
     number: bool = False  # a whole number rather than text
+    patterns: bool = False  # a list of .gitignore patterns; the global and project lists both apply
     default: str | None = None  # written to the global config on first use
     option: str | None = None  # `datakit data init` option that sets it
 
@@ -59,6 +61,8 @@ SETTINGS = (
             at_runtime=True, option="--endpoint-url"),
     Setting("max_concurrent_requests", "parallel S3 requests for push and pull (default 32, or your AWS config's own value)",
             at_runtime=True, number=True),
+    Setting("exclude", "paths in data/ that never sync: a list of .gitignore patterns, e.g. [\"*.tmp\", \"scratch/\"]",
+            at_runtime=True, patterns=True),
 )
 #: Keys a project config may hold.
 PROJECT_KEYS = tuple(s.name for s in SETTINGS if s.in_project)
@@ -68,6 +72,8 @@ GLOBAL_KEYS = tuple(s.name for s in SETTINGS if s.in_global)
 RUNTIME_GLOBAL_KEYS = tuple(s.name for s in SETTINGS if s.at_runtime)
 #: Keys holding a whole number rather than a string.
 NUMBER_KEYS = tuple(s.name for s in SETTINGS if s.number)
+#: Keys holding a list of .gitignore patterns.
+PATTERN_KEYS = tuple(s.name for s in SETTINGS if s.patterns)
 #: What the first `datakit data init` on a machine writes to the global config.
 GLOBAL_DEFAULTS = {s.name: s.default for s in SETTINGS if s.in_global and s.default is not None}
 #: Project config keys that `datakit data init` options can set.
@@ -91,6 +97,7 @@ class Settings:
     profile: str | None
     endpoint_url: str | None = None
     max_concurrent_requests: int | None = None
+    exclude: tuple[str, ...] = ()
 
     @property
     def s3_url(self) -> str:
@@ -137,6 +144,8 @@ def read_config(path: str, known_keys: Iterable[str] | None = None,
         for key, value in data.items():
             if key in NUMBER_KEYS:
                 check_number(path, key, value)
+            elif key in PATTERN_KEYS:
+                check_patterns(path, key, value)
             elif key in known_keys:
                 if value is not None and not isinstance(value, str):
                     raise ConfigError(
@@ -160,6 +169,28 @@ def check_number(source: str, key: str, value: object) -> int | None:
             "Fix the file and try again."
         )
     return value
+
+
+def check_patterns(source: str, key: str, value: object) -> tuple[str, ...]:
+    """A list of .gitignore patterns (one pattern may be given as a string); () when unset."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    example = '["*.tmp", "scratch/"]'
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(
+            f'{source}: "{key}" must be a list of patterns such as {example}, not {json.dumps(value)}. '
+            "Fix the file and try again."
+        )
+    for pattern in value:
+        why = pattern_problem(pattern)
+        if why:
+            raise ConfigError(
+                f'{source}: "{key}" holds "{printable(pattern)}", which is not a .gitignore pattern ({why}). '
+                "Fix the file and try again."
+            )
+    return tuple(value)
 
 
 def unknown_key_message(path: str, key: str, known_keys: Iterable[str]) -> str:
@@ -228,10 +259,14 @@ def check_endpoint_url(value: object, source: str) -> str | None:
 
 
 def merge(global_config: dict, project_config: dict) -> dict:
-    """Global runtime defaults overlaid by the project config."""
+    """Global runtime defaults overlaid by the project config; pattern lists of both apply."""
     merged = {k: v for k, v in global_config.items() if k in RUNTIME_GLOBAL_KEYS}
     # null in the project config means "not set here", as if the key were absent.
     merged.update({k: v for k, v in project_config.items() if v is not None})
+    for key in PATTERN_KEYS:
+        both = [*check_patterns("", key, global_config.get(key)), *check_patterns("", key, project_config.get(key))]
+        if both:
+            merged[key] = both
     return merged
 
 
@@ -255,4 +290,5 @@ def settings_from(merged: dict, source: str) -> Settings:
         profile=profile,
         endpoint_url=check_endpoint_url(merged.get("s3_endpoint_url"), source),
         max_concurrent_requests=check_number(source, "max_concurrent_requests", merged.get("max_concurrent_requests")),
+        exclude=check_patterns(source, "exclude", merged.get("exclude")),
     )

@@ -42,7 +42,21 @@ def test_config_list_shows_this_plugins_settings(project, home):
         "s3_path_suffix": ["[unset]"],
         "s3_endpoint_url": ["[unset]"],
         "max_concurrent_requests": ["[unset]"],
+        "exclude": ["[unset]"],
     }
+
+
+def test_config_set_exclude_leaves_that_pattern_out_of_every_push(project, home, bucket):
+    result = project.run("config", "set", "datakit-data", "exclude", "*.tmp")
+    assert result.returncode == 0, output(result)
+    project.configure()
+    project.write("a.csv", "a")
+    project.write("d/b.tmp", "b")
+
+    pushed = project.run("data", "push")
+
+    assert pushed.returncode == 0, output(pushed)
+    assert bucket.objects(project.name) == {"a.csv": b"a"}
 
 
 def test_config_verify_checks_the_bucket_answers(project, home):

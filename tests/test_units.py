@@ -387,7 +387,7 @@ def test_datakit_config_and_init_follow_the_settings_table():
 
     assert [field.name for field in CONFIG_SPEC] == list(settings.GLOBAL_KEYS)
     assert settings.OPTION_KEYS == ("aws_user_profile", "s3_bucket", "s3_path", "s3_endpoint_url")
-    assert settings.RUNTIME_GLOBAL_KEYS == ("aws_user_profile", "s3_endpoint_url", "max_concurrent_requests")
+    assert settings.RUNTIME_GLOBAL_KEYS == ("aws_user_profile", "s3_endpoint_url", "max_concurrent_requests", "exclude")
 
 
 def test_every_module_imports_without_posix_only_modules():

@@ -1,0 +1,160 @@
+"""Choosing what syncs: junk never travels, `exclude` patterns, one path at a time."""
+import json
+
+import pytest
+
+from conftest import assert_clean_error, ok, output
+
+JUNK = {
+    ".DS_Store": "mac", "raw/.DS_Store": "mac", "raw/._a.csv": "apple double",
+    "Thumbs.db": "win", "raw/desktop.ini": "win", "~$report.xlsx": "office lock",
+    ".~lock.a.csv#": "libreoffice lock", ".ipynb_checkpoints/nb-checkpoint.ipynb": "jupyter",
+}
+
+
+def status(project, *words):
+    return json.loads(ok(project.run("data", "status", "--json", *words)).stdout)
+
+
+def test_junk_never_travels_and_never_conflicts(pair, bucket):
+    a, b = pair
+    for path, text in JUNK.items():
+        a.write(path, f"A's {text}\n")
+    a.write("raw/a.csv", "a\n")
+    ok(a.run("data", "push"))
+    assert set(bucket.objects(a.name)) == {"shared.csv", "raw/a.csv"}
+
+    # Someone else's junk on S3, and B's own junk, differing from it.
+    bucket.put(f"{a.name}/.DS_Store", b"other mac")
+    bucket.put(f"{a.name}/raw/Thumbs.db", b"other win")
+    b.write(".DS_Store", "B's mac\n")
+    result = ok(b.run("data", "pull", "delete"))
+
+    assert b.files() == {"shared.csv": a.files()["shared.csv"], "raw/a.csv": b"a\n", ".DS_Store": b"B's mac\n"}
+    assert "0 conflict(s)" in result.stdout and "conflict:" not in result.stderr
+    ok(b.run("data", "push", "delete"))
+    assert bucket.objects(a.name)[".DS_Store"] == b"other mac"  # never deleted either
+    assert bucket.objects(a.name)["raw/Thumbs.db"] == b"other win"
+    report = status(a)
+    assert report["left_out"] == len(JUNK) + 2 and report["conflicts"] == {}
+    assert report["push"]["new"] == [] and report["pull"]["new"] == []
+    assert "left out (junk or excluded): 10" in ok(a.run("data", "status")).stdout
+
+
+def test_every_pattern_form(project, bucket):
+    project.configure(exclude=["*.tmp", "scratch/", "/top.csv", "drafts/**/old-*", "!keep.tmp"])
+    files = ["a.tmp", "d/b.tmp", "keep.tmp", "scratch/x.csv", "d/scratch/y.csv", "top.csv", "d/top.csv",
+             "drafts/2024/q/old-1.csv", "drafts/old-2.csv", "drafts/new.csv", "real.csv", "scratch.csv"]
+    for path in files:
+        project.write(path, path)
+
+    ok(project.run("data", "push"))
+
+    assert set(bucket.objects(project.name)) == {"keep.tmp", "d/top.csv", "drafts/new.csv", "real.csv",
+                                                  "scratch.csv"}
+    assert status(project)["left_out"] == 7
+
+
+def test_exclusions_hold_on_both_sides_with_delete(project, colleague, home, bucket):
+    home.write_global_config({"exclude": ["*.bak"]})  # a person's own patterns
+    project.configure(exclude=["private/"])  # the team's
+    project.write("a.csv", "a")
+    ok(project.run("data", "push"))
+    # Already on S3 before the patterns applied there: stays untouched.
+    bucket.put(f"{project.name}/private/old.csv", b"on S3 before")
+    bucket.put(f"{project.name}/notes.bak", b"on S3 before")
+    project.write("private/mine.csv", "never leaves")
+    project.write("a.csv.bak", "never leaves")
+
+    ok(project.run("data", "push", "delete"))
+    assert bucket.objects(project.name) == {"a.csv": b"a", "private/old.csv": b"on S3 before",
+                                            "notes.bak": b"on S3 before"}
+
+    ok(project.run("data", "pull", "delete"))
+    assert project.files() == {"a.csv": b"a", "private/mine.csv": b"never leaves", "a.csv.bak": b"never leaves"}
+    colleague.write_config(**project.config())
+    ok(colleague.run("data", "pull"))
+    assert colleague.files() == {"a.csv": b"a"}
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("[unclosed", None), (42, "42"), (["ok", 7], '["ok", 7]'), (["\\"], "\\"),
+])
+def test_bad_exclude_values_are_named(project, value, shown):
+    project.configure(exclude=value)
+    project.write("a.csv", "a")
+    if value == "[unclosed":
+        # One pattern as a string is allowed; "[unclosed" is a valid (literal) pattern.
+        ok(project.run("data", "push"))
+        return
+    text = assert_clean_error(project.run("data", "push"))
+    assert 'config/datakit-data.json: "exclude"' in text and shown in text
+
+
+def test_one_folder_pushed_and_pulled_leaves_the_rest_alone(pair, bucket):
+    a, b = pair
+    for i in range(3):
+        a.write(f"raw/2024/{i}.csv", f"v1 {i}\n")
+        a.write(f"raw/2023/{i}.csv", f"v1 {i}\n")
+    a.write("raw/2024.csv", "a file beside the folder\n")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    a.write("raw/2024/0.csv", "v2 0\n")
+    a.write("raw/2023/0.csv", "v2 0\n")  # not pushed: outside the path
+    (a.data / "raw" / "2024" / "2.csv").unlink()
+
+    pushed = ok(a.run("data", "push", "data/raw/2024", "delete"))
+    assert "Push: 1 file(s) sent" in pushed.stdout and "1 deleted" in pushed.stdout
+    on_s3 = bucket.objects(a.name)
+    assert on_s3["raw/2024/0.csv"] == b"v2 0\n" and "raw/2024/2.csv" not in on_s3
+    assert on_s3["raw/2023/0.csv"] == b"v1 0\n" and on_s3["raw/2024.csv"] == b"a file beside the folder\n"
+    assert status(a, "data/raw/2024/")["push"] == {"new": [], "changed": [], "restored": [], "deleted": [],
+                                                   "kept": {}}
+    assert status(a)["push"]["changed"] == ["raw/2023/0.csv"]  # the rest is as it was
+
+    pulled = ok(b.run("data", "pull", "data/raw/2024/", "delete"))
+    assert "Pull: 1 file(s) received" in pulled.stdout
+    assert b.files()["raw/2024/0.csv"] == b"v2 0\n" and "raw/2024/2.csv" not in b.files()
+    assert b.files()["raw/2023/0.csv"] == b"v1 0\n"
+    ok(b.run("data", "pull", "data/raw/2024.csv"))
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    for side in (a, b):
+        report = status(side)
+        assert report["push"]["new"] == report["push"]["changed"] == report["push"]["deleted"] == []
+        assert report["pull"]["new"] == report["pull"]["changed"] == report["pull"]["deleted"] == []
+        assert report["conflicts"] == {}
+    assert a.files() == b.files()
+
+
+def test_one_file_without_delete(pair, bucket):
+    a, b = pair
+    a.write("x.csv", "x1\n")
+    a.write("y.csv", "y1\n")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    a.write("x.csv", "x2 longer\n")
+    a.write("y.csv", "y2 longer\n")
+
+    ok(a.run("data", "push", "data/x.csv"))
+    assert bucket.objects(a.name)["x.csv"] == b"x2 longer\n" and bucket.objects(a.name)["y.csv"] == b"y1\n"
+    ok(b.run("data", "pull", "data/y.csv"))
+    assert b.files()["x.csv"] == b"x1\n"  # not asked for
+    ok(b.run("data", "pull", "data/x.csv"))
+    assert b.files()["x.csv"] == b"x2 longer\n"
+
+
+@pytest.mark.parametrize("word, says", [
+    ("raw/x.csv", '"raw/x.csv" is not inside data/'),
+    ("data/../notes.txt", 'a ".." folder name'),
+    ("data/nothing/here", "data/nothing/here exists neither in data/ nor in"),
+    ("./data/a.csv", '"./data/a.csv" is not inside data/'),
+])
+def test_bad_paths_are_named(project, word, says):
+    project.configure()
+    project.write("a.csv", "a")
+    for command in (("push", word), ("pull", word, "delete"), ("status", word)):
+        text = assert_clean_error(project.run("data", *command))
+        assert says in text, text
+    assert "One path at a time" in assert_clean_error(project.run("data", "push", "data/a.csv", "data/b.csv"))
+    assert "Accepted:" in assert_clean_error(project.run("data", "push", "data"[:3]))  # not a path: a flag word
