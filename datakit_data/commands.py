@@ -192,7 +192,7 @@ class _Sync(_Command):
             layout = Layout(self.project_root)
             with signals_stop_the_run(), project_lock(layout, self.direction):
                 self.prepare_data_folder(layout)
-                selection = safesync.resolve(layout, settings, selection)
+                selection = safesync.resolve(layout, settings, selection, flags.unsigned)
                 Sync(self.direction, layout, settings, flags, self.out, log.warning, selection).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)

@@ -79,7 +79,6 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
     root = os.path.realpath(data_dir)
     linked = set()  # folders reached through links
     left = [] if left is None else left
-    start = os.path.join(data_dir, selection.root) if selection.root else data_dir
 
     def relative(full: str) -> str:
         return os.path.relpath(full, data_dir).replace(os.sep, "/")
@@ -87,13 +86,9 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
     def unreadable(err: OSError) -> None:
         skipped[relative(err.filename) + "/"] = "a folder that cannot be read"
 
-    if start != data_dir:
-        why = _link_problem(start.rstrip("/"), data_dir, root, linked) if follow_symlinks else None
-        if why:
-            skipped[selection.root] = why
-        if why or not os.path.isdir(start):
-            return files, skipped
-    for folder, dirs, names in os.walk(start, followlinks=follow_symlinks, onerror=unreadable):
+    # From data/ even for one path: the folders above it get the same checks (links,
+    # loops, exclusions) as in a whole scan; the others are not entered.
+    for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks, onerror=unreadable):
         kept = []
         for name in sorted(dirs):
             full = os.path.join(folder, name)

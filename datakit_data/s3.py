@@ -138,10 +138,10 @@ def head_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False
         raise _explain(err, settings)
 
 
-def has_objects(settings: Settings, under: str = "") -> bool:
+def has_objects(settings: Settings, under: str = "", unsigned: bool = False) -> bool:
     """Does anything live under s3_path (or its folder ``under``) yet?"""
     _, _, exceptions, _ = _botocore()
-    s3 = client(settings)
+    s3 = client(settings, unsigned)
     try:
         answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=_prefix(settings) + under, MaxKeys=1)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:

@@ -111,23 +111,33 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
     return Scan(local, remote, skipped, refused, same, content, len(left) + len(left_remote), others, hidden)
 
 
-def resolve(layout: Layout, settings: Settings, selection: Selection) -> Selection:
+def resolve(layout: Layout, settings: Settings, selection: Selection, unsigned: bool = False) -> Selection:
     """A path word without a trailing / names a folder when data/ or S3 has one there."""
     path = selection.path
-    if not path or path.endswith("/"):
+    if not path:
         return selection
-    local = os.path.join(layout.data, path)
-    if os.path.isdir(local) or (not os.path.lexists(local) and s3.has_objects(settings, under=path + "/")):
+    local = os.path.join(layout.data, path.rstrip("/"))
+    if path.endswith("/"):
+        if os.path.isfile(local):
+            raise FlagError(f"data/{names.printable(path)} is a file, not a folder: write it without the trailing /.")
+        return selection
+    if os.path.isdir(local) or (not os.path.lexists(local) and s3.has_objects(settings, path + "/", unsigned)):
         return selection.as_folder()
     return selection
 
 
 def _check_path_found(scan: Scan, selection: Selection, settings: Settings) -> None:
     """A path word that names nothing, in data/ or on S3, is an error naming it."""
-    if not selection.path or scan.local or scan.remote or scan.skipped or scan.refused or scan.left_out:
+    if not selection.path or scan.local or scan.remote or scan.skipped or scan.refused:
         return
+    shown = f"data/{names.printable(selection.path)}"
+    if scan.left_out:
+        raise FlagError(
+            f"{shown} is junk or excluded by the \"exclude\" patterns of the project or global config: "
+            "it never syncs. Change the patterns to sync it."
+        )
     raise FlagError(
-        f"data/{names.printable(selection.path)} exists neither in data/ nor in {mask_secrets(settings.s3_url)}. "
+        f"Nothing to sync at {shown}: no file there in data/ nor in {mask_secrets(settings.s3_url)}. "
         "Check the path (`datakit data status` shows what there is)."
     )
 

@@ -11,6 +11,7 @@ Three things narrow a push, pull or status, on both sides alike:
   or folder. The rest of data/ and of the sync record is left as it is.
 """
 import functools
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -55,36 +56,51 @@ def exclude_spec(patterns: tuple[str, ...]) -> "pathspec.GitIgnoreSpec | None":
 
 def pattern_problem(pattern: str) -> str | None:
     """Why this exclude pattern cannot be used, or None."""
-    import pathspec
+    import pathspec  # only configs that hold patterns pay for it (about 20 ms)
 
     try:
-        pathspec.GitIgnoreSpec.from_lines([pattern])
-    except (ValueError, TypeError) as err:  # pathspec's pattern errors are ValueErrors
+        pathspec.GitIgnoreSpec.from_lines([pattern]).match_file("x")
+    except (ValueError, TypeError, re.error) as err:  # pathspec's own errors are ValueErrors
         return str(err) or "not a .gitignore pattern"
     return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _folder_excluded(patterns: tuple[str, ...], folder: str) -> bool:
+    """Is this folder ("a/b/") excluded, itself or through a folder above it?"""
+    parent = folder[:-1].rpartition("/")[0]
+    if parent and _folder_excluded(patterns, parent + "/"):
+        return True
+    return exclude_spec(patterns).match_file(folder)
 
 
 def split_words(words: list[str]) -> tuple[list[str], list[str]]:
     """(flag words, path words): a word naming data/ or a path below it is a path."""
     flags, paths = [], []
     for word in words:
-        (paths if word in ("data", "data/") or "/" in word or word.startswith(".") else flags).append(word)
+        path = word in ("data", "data/") or "/" in word or word.startswith(".") or (os.sep != "/" and os.sep in word)
+        (paths if path else flags).append(word)
     return flags, paths
 
 
 def check_path(word: str) -> str:
     """A path word as a path inside data/ ("" for data/ itself; a folder ends with /)."""
     fix = "Name a file or folder inside data/, as the shell completes it from the project's folder (e.g. data/raw/)."
+    given = word
+    if os.sep != "/":
+        word = word.replace(os.sep, "/")  # data\raw\ as Windows shells complete it
+    while word.startswith("./"):
+        word = word[2:]
     if word in ("data", "data/"):
         return ""
     if not word.startswith("data/"):
-        raise FlagError(f'"{printable(word)}" is not inside data/. {fix}')
+        raise FlagError(f'"{printable(given)}" is not inside data/. {fix}')
     inner = word[len("data/"):]
     folder = inner.endswith("/")
     inner = inner.rstrip("/")
     why = key_problem(inner)
     if why:
-        raise FlagError(f'"{printable(word)}" cannot be synced: {why}. {fix}')
+        raise FlagError(f'"{printable(given)}" cannot be synced: {why}. {fix}')
     return inner + ("/" if folder else "")
 
 
@@ -123,7 +139,15 @@ class Selection:
             else self.path.startswith(folder)
 
     def left_out(self, path: str) -> bool:
-        """Is this path (a folder ends with /) junk or excluded?"""
+        """Is this path (a folder ends with /) junk or excluded, itself or through a folder
+        above it? The same answer for a file in data/, an object and a record entry."""
         if _JUNK.search(path):
             return True
-        return bool(self.patterns) and exclude_spec(self.patterns).match_file(path)
+        if not self.patterns:
+            return False
+        if path.endswith("/"):
+            return _folder_excluded(self.patterns, path)
+        parent = path.rpartition("/")[0]
+        if parent and _folder_excluded(self.patterns, parent + "/"):
+            return True
+        return exclude_spec(self.patterns).match_file(path)

@@ -147,14 +147,53 @@ def test_one_file_without_delete(pair, bucket):
 @pytest.mark.parametrize("word, says", [
     ("raw/x.csv", '"raw/x.csv" is not inside data/'),
     ("data/../notes.txt", 'a ".." folder name'),
-    ("data/nothing/here", "data/nothing/here exists neither in data/ nor in"),
-    ("./data/a.csv", '"./data/a.csv" is not inside data/'),
+    ("data/nothing/here", "Nothing to sync at data/nothing/here: no file there"),
+    ("data/a.csv/", "data/a.csv/ is a file, not a folder"),
+    ("data/.DS_Store", "is junk or excluded"),
 ])
 def test_bad_paths_are_named(project, word, says):
     project.configure()
     project.write("a.csv", "a")
+    project.write(".DS_Store", "junk")
     for command in (("push", word), ("pull", word, "delete"), ("status", word)):
         text = assert_clean_error(project.run("data", *command))
         assert says in text, text
     assert "One path at a time" in assert_clean_error(project.run("data", "push", "data/a.csv", "data/b.csv"))
     assert "Accepted:" in assert_clean_error(project.run("data", "push", "data"[:3]))  # not a path: a flag word
+
+
+def test_a_pattern_taken_back_inside_an_excluded_folder_changes_nothing_on_either_side(project, bucket):
+    # As in git, a file inside an excluded folder cannot be taken back by "!": the
+    # same on S3, in data/ and in the record, so `delete` never acts on it.
+    project.configure()
+    project.write("scratch/keep.csv", "k")
+    project.write("a.csv", "a")
+    ok(project.run("data", "push"))
+    project.configure(exclude=["scratch/", "!scratch/keep.csv"])
+
+    ok(project.run("data", "push", "delete"))
+    ok(project.run("data", "pull", "delete"))
+
+    assert bucket.objects(project.name) == {"scratch/keep.csv": b"k", "a.csv": b"a"}
+    assert project.files() == {"scratch/keep.csv": b"k", "a.csv": b"a"}
+    assert status(project)["conflicts"] == {}
+
+
+def test_a_path_through_a_link_follows_the_same_rules_as_a_whole_push(project, bucket, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not data")
+    project.configure()
+    project.write("x.csv", "x")
+    (project.data / "elsewhere").symlink_to(outside)
+    (project.data / "self").symlink_to(".")
+
+    unfollowed = project.run("data", "push", "data/elsewhere/", "no-follow-symlinks")
+    assert "Nothing to sync at data/elsewhere/" in assert_clean_error(unfollowed)
+    looped = project.run("data", "push", "data/self/x.csv")
+    assert looped.returncode == 2, output(looped)
+    assert "data/self/ (a link to a folder that holds it (a loop))" in looped.stderr
+
+    assert bucket.keys(project.name) == []  # neither the linked folder nor the loop went up
+    ok(project.run("data", "push", "./data/x.csv"))  # as some shells complete it
+    assert bucket.objects(project.name) == {"x.csv": b"x"}
