@@ -98,5 +98,5 @@ class SyncRecord:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         write_json_atomic(self.path, {
             "version": VERSION, "target": self.target, "last": self.last, "files": self.files,
-        })
+        }, indent=None)
         self.exists = True
