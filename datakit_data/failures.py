@@ -97,13 +97,16 @@ def _diagnose(code: str | None, text: str, settings: Settings) -> tuple[type, st
             f"could not reach {where} through the proxy set in HTTPS_PROXY / HTTP_PROXY. "
             "Check the proxy, or add the S3 host to NO_PROXY."
         )
-    if "Read timeout on endpoint URL" in text:
+    # Both can appear (a server that hung, then went away): the later one says how things are now.
+    unanswered = text.rfind("Read timeout on endpoint URL")
+    unreachable = max(text.rfind("Could not connect to the endpoint URL"), text.rfind("Connect timeout"))
+    if unanswered > unreachable:
         return SyncError, (
             f"{where} accepted the connection but did not answer within {READ_TIMEOUT} s "
             f"({ATTEMPTS} attempts). Check that it is an S3 server and that it is working, "
             f'or "s3_endpoint_url" in {PROJECT_CONFIG}.'
         )
-    if "Could not connect to the endpoint URL" in text or "Connect timeout" in text:
+    if unreachable >= 0:
         return SyncError, f'could not connect to {where}. Check your network, or "s3_endpoint_url" in {PROJECT_CONFIG}.'
     return SyncError, None
 

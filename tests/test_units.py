@@ -462,3 +462,10 @@ def test_pull_scope_where_patterns_ignore_case_leaves_out_what_it_cannot_tell_ap
     assert _downloaded_by(scope, [*present, *refused]) == {"raw/x.csv"}
     # Where case matters, nothing clashes.
     assert aws_cli.pull_scope(wanted, present, refused, fold=str).clashes == []
+
+
+def test_of_a_read_timeout_and_a_refused_connection_the_later_is_explained():
+    s = make()
+    hung_then_gone = ["Read timeout on endpoint URL: x", "Could not connect to the endpoint URL: x"]
+    assert "could not connect" in str(failures.explain_failure(1, hung_then_gone, s, "push"))
+    assert "did not answer" in str(failures.explain_failure(1, hung_then_gone[::-1], s, "push"))
