@@ -12,7 +12,7 @@ import signal
 
 from cliff.command import Command
 
-from . import project, s3, safesync
+from . import project, s3, safesync, versions
 from .aws_cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
@@ -229,6 +229,38 @@ class Pull(_Sync):
 
     def prepare_data_folder(self, layout: Layout) -> None:
         os.makedirs(layout.data, exist_ok=True)
+
+
+class History(_Command):
+    """List the versions of a file, or of every file under a folder, on a bucket that keeps them."""
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("path", nargs="*", metavar="PATH",
+                            help="a file or folder inside data/ (e.g. data/raw/x.csv); default: all of data/")
+        parser.add_argument("--json", action="store_true", help="print the versions as JSON, for scripts")
+        parser.add_argument("--limit", type=int, default=versions.DEFAULT_LIMIT, metavar="N",
+                            help=f"show the newest N versions (default {versions.DEFAULT_LIMIT})")
+        return parser
+
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
+        flag_words, path_words = split_words(parsed_args.path)
+        if flag_words:
+            raise FlagError(
+                f'"{printable(flag_words[0])}" is not a path inside data/. `datakit data history` takes '
+                "--json, --limit N and one file or folder inside data/, e.g. data/raw/x.csv."
+            )
+        if parsed_args.limit < 1:
+            raise FlagError(f"--limit must be 1 or more, not {parsed_args.limit}.")
+        settings = self.settings()
+        selection = safesync.resolve(Layout(self.project_root), settings, _selection(path_words, settings))
+        exact = selection.path if selection.path and not selection.path.endswith("/") else None
+        found, total = versions.history(settings, selection.root, exact, parsed_args.limit)
+        if parsed_args.json:
+            self.out(versions.history_json(found, total))
+        else:
+            for line in versions.history_lines(found, total, settings):
+                self.out(line)
 
 
 class Status(_Command):

@@ -107,4 +107,9 @@ def status_lines(report: dict) -> list[str]:
     lines.append(f"unchanged: {report['unchanged']}")
     if report.get("left_out"):
         lines.append(f"left out (junk or excluded): {report['left_out']}")
+    lines.append({
+        "enabled": "versions: kept by the bucket (`datakit data history` lists them)",
+        "suspended": "versions: no longer kept (versioning is suspended): new overwrites cannot be undone",
+        "off": "versions: not kept: what a push or pull overwrites or deletes cannot be undone",
+    }.get(report.get("versioning"), "versions: unknown (the server does not say whether it keeps them)"))
     return lines

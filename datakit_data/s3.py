@@ -189,3 +189,48 @@ def etag_is_md5(settings: Settings, path: str, obj: Remote) -> bool:
         return True  # cannot tell: assume the common case, and call a mismatch a conflict
     encryption = head.get("ServerSideEncryption") or ""
     return not encryption.startswith("aws:kms") and not head.get("SSECustomerAlgorithm")
+
+
+def versioning(settings: Settings) -> str | None:
+    """The bucket's versioning: "Enabled", "Suspended", "" (never turned on), or None
+    when the server does not say (no permission, or no such feature)."""
+    _, _, exceptions, _ = _botocore()
+    try:
+        answer = client(settings).get_bucket_versioning(Bucket=settings.bucket)
+    except exceptions.ClientError:
+        return None
+    except exceptions.BotoCoreError as err:
+        raise _explain(err, settings)
+    return answer.get("Status", "")
+
+
+def list_versions(settings: Settings, under: str = "") -> list[dict]:
+    """Every version and deletion marker under s3_path/under, as dicts: path, version_id,
+    time (as S3 sent it), size, deleted, latest."""
+    _, _, exceptions, _ = _botocore()
+    s3 = client(settings)
+    base = _prefix(settings)
+    found = []
+    try:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket, Prefix=base + under):
+            for kind, deleted in (("Versions", False), ("DeleteMarkers", True)):
+                for item in page.get(kind, ()):
+                    found.append({
+                        "path": item["Key"][len(base):], "version_id": item.get("VersionId") or "null",
+                        "time": str(item.get("LastModified", "")), "size": int(item.get("Size", 0)),
+                        "deleted": deleted, "latest": bool(item.get("IsLatest")),
+                    })
+    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
+        raise _explain(err, settings)
+    return found
+
+
+def object_metadata(settings: Settings, path: str, version_id: str | None = None) -> dict:
+    """The user metadata of an object (of one version), {} when it cannot be read."""
+    _, _, exceptions, _ = _botocore()
+    extra = {"VersionId": version_id} if version_id and version_id != "null" else {}
+    try:
+        answer = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path, **extra)
+    except (exceptions.BotoCoreError, exceptions.ClientError):
+        return {}
+    return answer.get("Metadata") or {}

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping
 
-from . import aws_cli, awsconfig, names, report, s3
+from . import aws_cli, awsconfig, names, report, s3, versions
 from .masking import mask_secrets
 from .exceptions import DatakitDataError, FlagError, Interrupted
 from .flags import Options
@@ -194,6 +194,10 @@ class Sync:
             outcome = self._push() if self.direction == "push" else self._pull()
         outcome.seconds = time.monotonic() - started
         self.say(report.summary(outcome))
+        if not outcome.dryrun and _overwrote(outcome) and s3.versioning(self.settings) == "":
+            what = "pushed over or deleted on S3" if self.direction == "push" else "replaced or deleted in data/"
+            self.warn(f"Bucket {self.settings.bucket} keeps no versions: what this {self.direction} {what} "
+                      f"cannot be undone. {versions.unversioned_hint(self.settings)}")
         report.finish(outcome, self.direction, mask_secrets(self.settings.s3_url))
         return outcome
 
@@ -310,7 +314,8 @@ class Sync:
                 continue
             staged += 1
         if staged:
-            args = aws_cli.upload_args(self.settings, self.options.cli, root=self.selection.root)
+            who = versions.metadata_options(versions.pusher(self.layout.root))
+            args = aws_cli.upload_args(self.settings, [*self.options.cli, *who], root=self.selection.root)
             log.info("Running: %s", aws_cli.describe(args))
             self.cli.run(args, self.settings, "push")
 
@@ -452,6 +457,12 @@ class Sync:
     def _conflict(self, outcome: Outcome, path: str, why: str) -> None:
         outcome.plan.conflicts[path] = why
         self.warn(f"conflict: data/{names.printable(path)} ({why})")
+
+
+def _overwrote(outcome: Outcome) -> bool:
+    """Did this run replace or delete something that existed before it?"""
+    before = outcome.remote if outcome.plan.direction == "push" else outcome.local
+    return outcome.deleted > 0 or (outcome.sent > 0 and any(path in before for path in outcome.plan.transfer))
 
 
 def _same_object(new: Remote, old: Remote | None) -> bool:
@@ -645,6 +656,8 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "refused": dict(scan.refused),
         "unchanged": push_plan.unchanged,
         "left_out": scan.left_out,
+        "versioning": {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(s3.versioning(settings),
+                                                                                    "unknown"),
         "path": f"data/{selection.path}" if selection.path else "data/",
     }
 

@@ -1,0 +1,120 @@
+"""Versions kept by the bucket: whether it keeps them, who pushed each, the history.
+
+Buckets with versioning on (AWS S3, SeaweedFS, MinIO, Ceph, R2) keep every
+version of every object and mark deletions instead of forgetting. datakit-data
+keeps the bucket a plain mirror of data/ and reads the versions when asked:
+``datakit data history`` lists them. Push records who pushed each file (git's
+``user.name``, else the login name) as the object's ``pushed-by`` metadata.
+"""
+import concurrent.futures
+import getpass
+import json
+import subprocess
+import urllib.parse
+from dataclasses import asdict, dataclass
+
+from . import s3
+from .exceptions import SyncError
+from .masking import mask_secrets
+from .names import printable
+from .report import human_bytes
+from .settings import Settings
+
+#: Object metadata that names who pushed a version.
+PUSHED_BY = "pushed-by"
+#: Rows `history` shows unless told otherwise.
+DEFAULT_LIMIT = 50
+
+
+def pusher(root: str) -> str:
+    """Who is pushing: git's user.name for this project when set, else the login name."""
+    try:
+        done = subprocess.run(["git", "-C", root, "config", "user.name"], capture_output=True, text=True,
+                              timeout=5, stdin=subprocess.DEVNULL)
+        name = done.stdout.strip() if done.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        name = ""
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):
+            name = ""
+    return name
+
+
+def metadata_options(name: str) -> list[str]:
+    """``--metadata`` for `aws s3 sync`: the pusher's name, percent-encoded (headers are ASCII)."""
+    if not name:
+        return []
+    return ["--metadata", json.dumps({PUSHED_BY: urllib.parse.quote(name, safe=" ,.'@-_()")})]
+
+
+def unversioned_hint(settings: Settings) -> str:
+    """How a bucket owner turns versioning on."""
+    return (
+        f"A bucket owner can turn versioning on: aws s3api put-bucket-versioning --bucket {settings.bucket} "
+        "--versioning-configuration Status=Enabled"
+    )
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of one object, or a deletion."""
+
+    path: str
+    version_id: str
+    time: str
+    size: int
+    deleted: bool
+    latest: bool
+    pushed_by: str = ""
+
+
+def history(settings: Settings, under: str = "", exact: str | None = None,
+            limit: int = DEFAULT_LIMIT) -> tuple[list[Version], int]:
+    """(the newest ``limit`` versions and deletions under s3_path/under, newest first; how many
+    there are in all). ``exact``: only that file's."""
+    state = s3.versioning(settings)
+    if state == "":
+        raise SyncError(
+            f"Bucket {settings.bucket} keeps no versions, so there is no history to show. "
+            f"{unversioned_hint(settings)}"
+        )
+    listed = s3.list_versions(settings, under)
+    # Newest first. Times can tie (one second apart at most on some servers): then the
+    # current one, then the server's order, which lists each key's versions newest first.
+    order = {id(v): i for i, v in enumerate(listed)}
+    found = [v for v in listed if exact is None or v["path"] == exact]
+    found.sort(key=lambda v: (v["time"], v["latest"], -order[id(v)]), reverse=True)
+    shown = found[:limit]
+    names = _pushers(settings, shown)
+    return [Version(**v, pushed_by=names.get((v["path"], v["version_id"]), "")) for v in shown], len(found)
+
+
+def _pushers(settings: Settings, versions: list[dict]) -> dict:
+    """{(path, version id): who pushed it} from each version's metadata (HEAD requests, in parallel)."""
+    wanted = [(v["path"], v["version_id"]) for v in versions if not v["deleted"]]
+    with concurrent.futures.ThreadPoolExecutor(s3.HEAD_WORKERS) as pool:
+        found = pool.map(lambda pv: s3.object_metadata(settings, *pv).get(PUSHED_BY, ""), wanted)
+        return {pv: urllib.parse.unquote(name) for pv, name in zip(wanted, found)}
+
+
+def history_lines(versions: list[Version], total: int, settings: Settings) -> list[str]:
+    """The history as text for a person, newest first."""
+    lines = []
+    for v in versions:
+        when = v.time.replace("T", " ")[:19]
+        what = "deleted" if v.deleted else human_bytes(v.size)
+        who = printable(v.pushed_by) or "-"
+        mark = "  (current)" if v.latest and not v.deleted else ""
+        lines.append(f"{when}  {what:>10}  {v.version_id[:12]:<12}  {who:<16}  data/{printable(v.path)}{mark}")
+    if not versions:
+        lines.append(f"No versions under {mask_secrets(settings.s3_url)} yet.")
+    if total > len(versions):
+        lines.append(f"... {total - len(versions)} older version(s) not shown (--limit N shows more).")
+    return lines
+
+
+def history_json(versions: list[Version], total: int) -> str:
+    """The history as JSON for scripts."""
+    return json.dumps({"versions": [asdict(v) for v in versions], "total": total}, indent=2, sort_keys=True)
