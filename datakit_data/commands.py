@@ -175,6 +175,8 @@ class _Sync(_Command):
                 f"(e.g. `datakit data {self.direction} data/raw/`)."
             ),
         )
+        # Words may come before and after options (`pull data/x.csv --as-of ID force`).
+        parser.parse_args = parser.parse_intermixed_args
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
@@ -193,7 +195,11 @@ class _Sync(_Command):
             with signals_stop_the_run(), project_lock(layout, self.direction):
                 self.prepare_data_folder(layout)
                 selection = safesync.resolve(layout, settings, selection, flags.unsigned)
-                Sync(self.direction, layout, settings, flags, self.out, log.warning, selection).run()
+                as_of = None
+                if getattr(parsed_args, "as_of", None) is not None:
+                    one_file = bool(selection.path) and not selection.path.endswith("/")
+                    as_of = versions.parse_as_of(parsed_args.as_of, one_file)
+                Sync(self.direction, layout, settings, flags, self.out, log.warning, selection, as_of).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
             raise Interrupted(self.direction, signum) from None
@@ -226,6 +232,16 @@ class Pull(_Sync):
     """Pull s3://s3_bucket/s3_path/ into data/ (aws s3 sync, the reverse of push)."""
 
     direction = "pull"
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            "--as-of", metavar="WHEN",
+            help="bring data/ (or the path) to its state on S3 at WHEN, on a bucket that keeps versions: "
+                 "a date (2026-11-14: the end of that day), a date and time (2026-11-14T15:30, local time "
+                 "unless a zone is given) or, for one file, a version id from `datakit data history`",
+        )
+        return parser
 
     def prepare_data_folder(self, layout: Layout) -> None:
         os.makedirs(layout.data, exist_ok=True)

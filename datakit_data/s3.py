@@ -7,6 +7,8 @@ with the same credential chain, profile and endpoint as the CLI. Transfers still
 run in the AWS CLI (see aws_cli.py).
 """
 import concurrent.futures
+import datetime
+import email.utils
 import functools
 import logging
 import os
@@ -219,6 +221,7 @@ def list_versions(settings: Settings, under: str = "") -> list[dict]:
                         "path": item["Key"][len(base):], "version_id": item.get("VersionId") or "null",
                         "time": str(item.get("LastModified", "")), "size": int(item.get("Size", 0)),
                         "deleted": deleted, "latest": bool(item.get("IsLatest")),
+                        "etag": item.get("ETag", "").strip('"'),
                     })
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise _explain(err, settings)
@@ -234,3 +237,28 @@ def object_metadata(settings: Settings, path: str, version_id: str | None = None
     except (exceptions.BotoCoreError, exceptions.ClientError):
         return {}
     return answer.get("Metadata") or {}
+
+
+def seconds(stamp: str) -> float | None:
+    """An object's time as S3 sent it, in a listing (ISO 8601) or a HEAD (HTTP date)."""
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(stamp).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def download_version(settings: Settings, path: str, version_id: str, target: str) -> None:
+    """Write one version of an object to target, a new file."""
+    _, _, exceptions, _ = _botocore()
+    try:
+        answer = client(settings).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
+                                             VersionId=version_id)
+        with open(target, "xb") as fh:
+            for chunk in answer["Body"].iter_chunks(1024 * 1024):
+                fh.write(chunk)
+    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
+        raise _explain(err, settings, "pull")

@@ -13,9 +13,8 @@ whose ETag on S3 is the local file's, downloads that arrived whole.
 A push or pull is one `Sync` object, built once from the project's folders, the
 settings, the options of the flag words and the two output callbacks.
 """
+import concurrent.futures
 import contextlib
-import datetime
-import email.utils
 import errno
 import functools
 import logging
@@ -105,10 +104,14 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
         except OSError:
             return None
 
-    def same(path: str) -> bool:
-        return content(path) is not None and content(path) == remote[path].etag
+    scan = Scan(local, remote, skipped, refused, lambda path: False, content, len(left) + len(left_remote),
+                others, hidden)
 
-    return Scan(local, remote, skipped, refused, same, content, len(left) + len(left_remote), others, hidden)
+    def same(path: str) -> bool:  # against scan.remote, which an --as-of pull replaces
+        return content(path) is not None and content(path) == scan.remote[path].etag
+
+    scan.same = same
+    return scan
 
 
 def resolve(layout: Layout, settings: Settings, selection: Selection, unsigned: bool = False) -> Selection:
@@ -176,12 +179,15 @@ class Sync:
     """One push or pull of a project: plan, transfer, verify, record, report."""
 
     def __init__(self, direction: str, layout: Layout, settings: Settings, options: Options,
-                 say: Callable[[str], None], warn: Callable[[str], None], selection: Selection = Selection()):
+                 say: Callable[[str], None], warn: Callable[[str], None], selection: Selection = Selection(),
+                 as_of: versions.AsOf | None = None):
         self.direction = direction
         self.layout = layout
         self.settings = settings
         self.options = options
         self.selection = selection
+        self.as_of = as_of  # pull: S3's state at a moment (versioned buckets)
+        self.version_ids: dict[str, str] = {}
         self.say = say
         self.warn = warn
         self.staging = None  # set while a transfer is prepared
@@ -190,11 +196,14 @@ class Sync:
     def run(self) -> Outcome:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
         started = time.monotonic()
+        # Asked while the run plans and transfers, for the summary and the uploads.
+        self.kept_versions: _Aside | None = None  # asked once the S3 client exists (see _begin)
+        self.pushed_by = _Aside(versions.pusher, self.layout.root)
         with self._transfer():
             outcome = self._push() if self.direction == "push" else self._pull()
         outcome.seconds = time.monotonic() - started
         self.say(report.summary(outcome))
-        if not outcome.dryrun and _overwrote(outcome) and s3.versioning(self.settings) == "":
+        if not outcome.dryrun and _overwrote(outcome) and self.kept_versions and self.kept_versions.result() == "":
             what = "pushed over or deleted on S3" if self.direction == "push" else "replaced or deleted in data/"
             self.warn(f"Bucket {self.settings.bucket} keeps no versions: what this {self.direction} {what} "
                       f"cannot be undone. {versions.unversioned_hint(self.settings)}")
@@ -205,17 +214,19 @@ class Sync:
     def _transfer(self) -> Iterator[None]:
         """A staging folder and an AWS CLI process, prepared while the plan is made."""
         # Started first: it loads awscli while everything else is prepared.
-        with contextlib.nullcontext() if self.options.dryrun else aws_cli.Cli() as cli:
+        # An --as-of pull downloads versions in-process: no AWS CLI (it cannot sync versions).
+        with contextlib.nullcontext() if self.options.dryrun or self.as_of else aws_cli.Cli() as cli:
             for folder in self.layout.stale_staging():  # left by killed runs; we hold the lock
                 shutil.rmtree(folder, ignore_errors=True)
-            if cli is None:
+            if self.options.dryrun:
                 yield
                 return
             self.staging = self.layout.staging(self.direction)
             os.makedirs(os.path.join(self.staging, "data"))
             try:
                 with awsconfig.concurrency(self.settings) as env:
-                    cli.prepare(self.staging, env)
+                    if cli is not None:
+                        cli.prepare(self.staging, env)
                     self.cli = cli
                     yield
             finally:
@@ -227,6 +238,9 @@ class Sync:
     def _begin(self) -> tuple[Outcome, SyncRecord]:
         """Plan, name conflicts and kept files, and with `dryrun` show the plan."""
         scan = gather(self.layout, self.settings, self.options, self.selection)
+        self.kept_versions = _Aside(s3.versioning, self.settings)
+        if self.as_of is not None:
+            self._as_of(scan)
         _check_path_found(scan, self.selection, self.settings)
         record = SyncRecord.load(self.layout, self.settings)
         plan = make_plan(
@@ -314,7 +328,7 @@ class Sync:
                 continue
             staged += 1
         if staged:
-            who = versions.metadata_options(versions.pusher(self.layout.root))
+            who = versions.metadata_options(self.pushed_by.result() or "")
             args = aws_cli.upload_args(self.settings, [*self.options.cli, *who], root=self.selection.root)
             log.info("Running: %s", aws_cli.describe(args))
             self.cli.run(args, self.settings, "push")
@@ -372,7 +386,9 @@ class Sync:
                 if self._remove(outcome, path):
                     record.forget(path)
                     outcome.deleted += 1
-            if outcome.plan.transfer:
+            if outcome.plan.transfer and self.as_of is not None:
+                self._download_versions(outcome, received)
+            elif outcome.plan.transfer:
                 self._download(outcome, received)
         finally:
             # Recorded even when the AWS CLI failed part-way: these files are whole.
@@ -434,29 +450,85 @@ class Sync:
             self.cli.run(args, self.settings, "pull")
             finished = True
         finally:
-            # The AWS CLI writes each download under a temporary name and renames it
-            # when complete: a file at its own name with the object's size is whole.
-            for path in paths:
-                if path in clashes:
-                    continue
-                staged = names.inside(stage, path)
-                if not (os.path.isfile(staged) and os.path.getsize(staged) == remote[path].size):
-                    if finished:
-                        outcome.skipped[path] = "the AWS CLI did not download it"
-                    continue
-                try:
-                    target = names.inside(self.layout.data, path)
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    if _move_into(staged, names.inside(self.layout.data, path), outcome.local.get(path)):
-                        received.append(path)
-                    else:
-                        self._conflict(outcome, path, CHANGED_MEANWHILE)
-                except (names.UnsafePath, OSError) as err:
-                    outcome.skipped[path] = _why(err)
+            self._receive(outcome, [p for p in paths if p not in clashes], received, finished)
+
+    def _receive(self, outcome: Outcome, paths: list[str], received: list, finished: bool) -> None:
+        """Move whole downloads from the staging folder into data/, if data/ still holds
+        what the scan saw there. A download is written under a temporary name and
+        renamed when complete: a file at its own name with the object's size is whole."""
+        stage = os.path.join(self.staging, "data")
+        for path in paths:
+            staged = names.inside(stage, path)
+            if not (os.path.isfile(staged) and os.path.getsize(staged) == outcome.remote[path].size):
+                if finished:
+                    outcome.skipped[path] = "the AWS CLI did not download it"
+                continue
+            try:
+                target = names.inside(self.layout.data, path)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if _move_into(staged, target, outcome.local.get(path)):
+                    received.append(path)
+                else:
+                    self._conflict(outcome, path, CHANGED_MEANWHILE)
+            except (names.UnsafePath, OSError) as err:
+                outcome.skipped[path] = _why(err)
+
+    def _as_of(self, scan: Scan) -> None:
+        """Make the scan's S3 side the state at --as-of (versions kept by the bucket)."""
+        selection = self.selection
+        exact = selection.path if selection.path and not selection.path.endswith("/") else None
+        state = versions.state_at(self.settings, selection.root, self.as_of, exact)
+        folded = names.is_case_insensitive(self.layout.data)
+        unsafe = names.refused_keys(state, folded, path_max=_path_max(self.layout))
+        then = {path: obj for path, (obj, _) in state.items()
+                if selection.covers(path) and not selection.left_out(path)}
+        scan.refused = {path: why for path, why in unsafe.items() if path in then}
+        scan.remote = {path: obj for path, obj in then.items() if path not in unsafe}
+        self.version_ids = {path: state[path][1] for path in scan.remote}
+
+    def _download_versions(self, outcome: Outcome, received: list) -> None:
+        """Download the planned versions into the staging folder (in-process, several at
+        once), then move them into data/ as a pull does."""
+        stage = os.path.join(self.staging, "data")
+
+        def fetch(path: str) -> None:
+            target = names.inside(stage, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            s3.download_version(self.settings, path, self.version_ids[path], target)
+
+        finished = False
+        try:
+            with concurrent.futures.ThreadPoolExecutor(s3.HEAD_WORKERS) as pool:
+                for _ in pool.map(fetch, outcome.plan.transfer):
+                    pass
+            finished = True
+        finally:
+            self._receive(outcome, outcome.plan.transfer, received, finished)
 
     def _conflict(self, outcome: Outcome, path: str, why: str) -> None:
         outcome.plan.conflicts[path] = why
         self.warn(f"conflict: data/{names.printable(path)} ({why})")
+
+
+class _Aside:
+    """A side question asked in a daemon thread while the run goes on: it never holds up
+    an interrupted run or the process's exit."""
+
+    def __init__(self, ask: Callable, *args: object):
+        self.answer: object = None
+        self.thread = threading.Thread(target=self._ask, args=(ask, *args), daemon=True)
+        self.thread.start()
+
+    def _ask(self, ask: Callable, *args: object) -> None:
+        try:
+            self.answer = ask(*args)
+        except Exception:
+            self.answer = None  # the run itself says why, if it matters
+
+    def result(self, wait: float = 5) -> object:
+        """The answer, or None when it failed or takes longer than ``wait`` seconds more."""
+        self.thread.join(wait)
+        return self.answer
 
 
 def _overwrote(outcome: Outcome) -> bool:
@@ -469,20 +541,8 @@ def _same_object(new: Remote, old: Remote | None) -> bool:
     """Is this the very object listed before the push? Any upload gets a new time."""
     if old is None or (new.etag, new.size) != (old.etag, old.size):
         return False
-    then, now = _seconds(old.last_modified), _seconds(new.last_modified)
+    then, now = s3.seconds(old.last_modified), s3.seconds(new.last_modified)
     return then == now if then is not None and now is not None else old.last_modified == new.last_modified
-
-
-def _seconds(stamp: str) -> float | None:
-    """An object's time as S3 sent it, in a listing (ISO 8601) or a HEAD (HTTP date)."""
-    try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        pass
-    try:
-        return email.utils.parsedate_to_datetime(stamp).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 def _settle(plan: Plan, local: dict, remote: dict, record: SyncRecord) -> None:
@@ -534,7 +594,7 @@ def _sync_would_skip(source, obj) -> float | None:
     st = os.stat(source)
     if st.st_size != obj.size:
         return None
-    stamp = _seconds(obj.last_modified)
+    stamp = s3.seconds(obj.last_modified)
     if stamp is None:
         return time.time() + 86400  # unknown: a time surely after it
     return stamp if st.st_mtime <= stamp + 1 else None

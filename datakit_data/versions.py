@@ -7,6 +7,7 @@ keeps the bucket a plain mirror of data/ and reads the versions when asked:
 ``user.name``, else the login name) as the object's ``pushed-by`` metadata.
 """
 import concurrent.futures
+import datetime
 import getpass
 import json
 import subprocess
@@ -14,9 +15,10 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 
 from . import s3
-from .exceptions import SyncError
+from .exceptions import FlagError, SyncError
 from .masking import mask_secrets
 from .names import printable
+from .plan import Remote
 from .report import human_bytes
 from .settings import Settings
 
@@ -67,6 +69,7 @@ class Version:
     size: int
     deleted: bool
     latest: bool
+    etag: str = ""
     pushed_by: str = ""
 
 
@@ -118,3 +121,67 @@ def history_lines(versions: list[Version], total: int, settings: Settings) -> li
 def history_json(versions: list[Version], total: int) -> str:
     """The history as JSON for scripts."""
     return json.dumps({"versions": [asdict(v) for v in versions], "total": total}, indent=2, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """`pull --as-of`: a moment (seconds since the epoch) or one file's version id."""
+
+    text: str
+    moment: float | None = None
+    version_id: str | None = None
+
+
+def parse_as_of(text: str, one_file: bool) -> AsOf:
+    """--as-of WHEN: an ISO date (the end of that day), an ISO date and time (local time
+    unless a zone is given), or, with one file, a version id."""
+    when = text.strip()
+    try:
+        day = datetime.date.fromisoformat(when)
+    except ValueError:
+        day = None
+    if day is not None:  # everything pushed that day counts
+        end = datetime.datetime.combine(day, datetime.time.max).astimezone()
+        return AsOf(text, moment=end.timestamp())
+    try:
+        moment = datetime.datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is not None:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # local time
+        return AsOf(text, moment=moment.timestamp())
+    if one_file and when and when.isprintable() and " " not in when:
+        return AsOf(text, version_id=when)
+    raise FlagError(
+        f'--as-of "{printable(text)}" is not a date (2026-11-14), a date and time (2026-11-14T15:30, '
+        "local time unless a zone is given) or, with one file, a version id from `datakit data history`."
+    )
+
+
+def state_at(settings: Settings, under: str, as_of: AsOf, exact: str | None = None) -> dict[str, tuple[Remote, str]]:
+    """{path: (the object as it was, its version id)} under s3_path/under at that moment
+    (or that one version); paths deleted or not yet there then are left out."""
+    if s3.versioning(settings) == "":
+        raise SyncError(
+            f"Bucket {settings.bucket} keeps no versions, so there is no earlier state to pull. "
+            f"{unversioned_hint(settings)}"
+        )
+    listed = s3.list_versions(settings, under)
+    if as_of.version_id is not None:
+        match = [v for v in listed if v["version_id"] == as_of.version_id and v["path"] == exact]
+        if not match:
+            raise FlagError(
+                f"--as-of {printable(as_of.version_id)}: data/{printable(exact or '')} has no such version. "
+                f"`datakit data history data/{printable(exact or '')}` lists them."
+            )
+        chosen = {match[0]["path"]: match[0]}
+    else:
+        chosen, when = {}, {}
+        for v in listed:  # each key's versions come newest first: the first of equal times wins
+            t = s3.seconds(v["time"])
+            if t is None or t > as_of.moment or (v["path"] in when and t <= when[v["path"]]):
+                continue
+            chosen[v["path"]], when[v["path"]] = v, t
+    return {path: (Remote(v["size"], v["etag"], v["time"]), v["version_id"])
+            for path, v in chosen.items() if not v["deleted"] and (exact is None or path == exact)}

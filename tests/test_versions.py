@@ -1,6 +1,8 @@
 """History on buckets that keep versions; plain answers on buckets that do not."""
 import json
+import math
 import subprocess
+import time
 
 import pytest
 
@@ -27,6 +29,7 @@ def test_history_lists_versions_with_who_pushed_them_and_deletions(project, vers
         ok(project.run("data", "push"))
     project.write("gone.csv", "g")
     ok(project.run("data", "push"))
+    _next_second()  # the server's times have whole seconds: keep the two states apart
     (project.data / "gone.csv").unlink()
     ok(project.run("data", "push", "delete"))
 
@@ -58,3 +61,90 @@ def test_an_unversioned_bucket_says_so(project, bucket):
     assert "versions: not kept" in ok(project.run("data", "status")).stdout
     quiet = ok(project.run("data", "push"))  # nothing overwritten: nothing to say
     assert "cannot be undone" not in quiet.stderr
+
+
+def _next_second():
+    """Wait for the clock's next whole second (under one second)."""
+    now = time.time()
+    time.sleep(math.ceil(now) - now + 0.05)
+
+
+def _history(project, *words):
+    return json.loads(ok(project.run("data", "history", "--json", *words)).stdout)["versions"]
+
+
+def test_pull_as_of_brings_back_each_version_and_a_push_force_undoes(project, versioned):
+    project.configure(s3_bucket=VERSIONED)
+    contents = ["one\n", "two, longer\n", "three, longest\n"]
+    for text in contents:
+        project.write("story.csv", text)
+        ok(project.run("data", "push"))
+    by_size = {len(text): text.encode() for text in contents}
+    history = _history(project, "data/story.csv")
+
+    for version in history:  # by version id: exactly that one
+        ok(project.run("data", "pull", "data/story.csv", "--as-of", version["version_id"]))
+        assert project.files()["story.csv"] == by_size[version["size"]]
+    for version in history:  # by time, as the server reports it: the newest at that moment
+        ok(project.run("data", "pull", "--as-of", version["time"]))
+        newest = max((v for v in history if v["time"] <= version["time"]), key=lambda v: (v["time"], v["latest"]))
+        assert project.files()["story.csv"] == by_size[newest["size"]]
+
+    oldest = history[-1]
+    ok(project.run("data", "pull", "data/story.csv", "--as-of", oldest["version_id"]))
+    report = json.loads(ok(project.run("data", "status", "--json")).stdout)
+    assert report["pull"]["changed"] == ["story.csv"]  # differs from S3's current version
+    ok(project.run("data", "push", "force"))  # the undo's second step
+    assert versioned.objects(project.name)["story.csv"] == b"one\n"
+
+
+def test_as_of_a_folder_restores_deleted_files_and_removes_later_ones_only_with_delete(project, versioned):
+    project.configure(s3_bucket=VERSIONED)
+    project.write("keep.csv", "k")
+    project.write("gone.csv", "g")
+    ok(project.run("data", "push"))
+    _next_second()  # the server's times have whole seconds: keep the two states apart
+    (project.data / "gone.csv").unlink()
+    ok(project.run("data", "push", "delete"))
+    project.write("later.csv", "l")
+    ok(project.run("data", "push"))
+    before_delete = next(v for v in _history(project, "data/gone.csv") if not v["deleted"])["time"]
+    # The state right after the first push: both files, and later.csv not yet there.
+    deletion_time = next(v for v in _history(project, "data/gone.csv") if v["deleted"])["time"]
+    assert before_delete < deletion_time <= _history(project, "data/later.csv")[0]["time"]
+
+    kept = ok(project.run("data", "pull", "--as-of", before_delete))
+    assert project.files() == {"keep.csv": b"k", "gone.csv": b"g", "later.csv": b"l"}
+    assert "later.csv" in kept.stderr  # named as kept: only with delete
+
+    ok(project.run("data", "pull", "--as-of", before_delete, "delete"))
+    assert project.files() == {"keep.csv": b"k", "gone.csv": b"g"}
+
+
+def test_a_local_edit_survives_as_of_unless_force(project, versioned):
+    project.configure(s3_bucket=VERSIONED)
+    project.write("story.csv", "v1\n")
+    ok(project.run("data", "push"))
+    project.write("story.csv", "v2, longer\n")
+    ok(project.run("data", "push"))
+    first = _history(project, "data/story.csv")[-1]["version_id"]
+    project.write("story.csv", "my local edit\n")
+
+    refused = project.run("data", "pull", "data/story.csv", "--as-of", first)
+    assert "conflict: data/story.csv" in assert_clean_error(refused)
+    assert project.files()["story.csv"] == b"my local edit\n"
+    dry = ok(project.run("data", "pull", "data/story.csv", "--as-of", first, "force", "dryrun"))
+    assert "(dryrun) download" in dry.stdout and project.files()["story.csv"] == b"my local edit\n"
+    ok(project.run("data", "pull", "data/story.csv", "--as-of", first, "force"))
+    assert project.files()["story.csv"] == b"v1\n"
+
+
+def test_as_of_on_a_bucket_without_versions_and_bad_times(project, bucket):
+    project.configure()
+    project.write("a.csv", "a")
+    ok(project.run("data", "push"))
+    text = assert_clean_error(project.run("data", "pull", "--as-of", "2026-01-01"))
+    assert "keeps no versions" in text and "put-bucket-versioning" in text
+    text = assert_clean_error(project.run("data", "pull", "--as-of", "last tuesday"))
+    assert '--as-of "last tuesday" is not a date' in text
+    assert project.files() == {"a.csv": b"a"}
