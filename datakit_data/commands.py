@@ -175,8 +175,6 @@ class _Sync(_Command):
                 f"(e.g. `datakit data {self.direction} data/raw/`)."
             ),
         )
-        # Words may come before and after options (`pull data/x.csv --as-of ID force`).
-        parser.parse_args = parser.parse_intermixed_args
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ import email.utils
 import functools
 import logging
 import os
+import threading
 from typing import Any, Iterable
 
 from .failures import explain_failure
@@ -193,12 +194,12 @@ def etag_is_md5(settings: Settings, path: str, obj: Remote) -> bool:
     return not encryption.startswith("aws:kms") and not head.get("SSECustomerAlgorithm")
 
 
-def versioning(settings: Settings) -> str | None:
+def versioning(settings: Settings, unsigned: bool = False) -> str | None:
     """The bucket's versioning: "Enabled", "Suspended", "" (never turned on), or None
     when the server does not say (no permission, or no such feature)."""
     _, _, exceptions, _ = _botocore()
     try:
-        answer = client(settings).get_bucket_versioning(Bucket=settings.bucket)
+        answer = client(settings, unsigned).get_bucket_versioning(Bucket=settings.bucket)
     except exceptions.ClientError:
         return None
     except exceptions.BotoCoreError as err:
@@ -206,17 +207,19 @@ def versioning(settings: Settings) -> str | None:
     return answer.get("Status", "")
 
 
-def list_versions(settings: Settings, under: str = "") -> list[dict]:
+def list_versions(settings: Settings, under: str = "", unsigned: bool = False) -> list[dict]:
     """Every version and deletion marker under s3_path/under, as dicts: path, version_id,
-    time (as S3 sent it), size, deleted, latest."""
+    time (as S3 sent it), size, deleted, latest, etag. Folder markers are left out."""
     _, _, exceptions, _ = _botocore()
-    s3 = client(settings)
+    s3 = client(settings, unsigned)
     base = _prefix(settings)
     found = []
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket, Prefix=base + under):
             for kind, deleted in (("Versions", False), ("DeleteMarkers", True)):
                 for item in page.get(kind, ()):
+                    if item["Key"].endswith("/") and int(item.get("Size", 0)) == 0:
+                        continue  # a folder marker, as in a listing
                     found.append({
                         "path": item["Key"][len(base):], "version_id": item.get("VersionId") or "null",
                         "time": str(item.get("LastModified", "")), "size": int(item.get("Size", 0)),
@@ -251,14 +254,21 @@ def seconds(stamp: str) -> float | None:
         return None
 
 
-def download_version(settings: Settings, path: str, version_id: str, target: str) -> None:
-    """Write one version of an object to target, a new file."""
+def download_version(settings: Settings, path: str, version_id: str, target: str, stop: threading.Event,
+                     unsigned: bool = False) -> None:
+    """Write one version of an object to target, a new file; stop between chunks when
+    ``stop`` is set (the partial file is never moved into data/)."""
     _, _, exceptions, _ = _botocore()
     try:
-        answer = client(settings).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
-                                             VersionId=version_id)
+        answer = client(settings, unsigned).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
+                                                       VersionId=version_id)
+        if answer.get("VersionId") not in (None, version_id):
+            raise SyncError(f"S3 sent another version of data/{printable(path)} than the one asked for. "
+                            "Run the pull again.")
         with open(target, "xb") as fh:
             for chunk in answer["Body"].iter_chunks(1024 * 1024):
+                if stop.is_set():
+                    return
                 fh.write(chunk)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise _explain(err, settings, "pull")

@@ -197,13 +197,14 @@ class Sync:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
         started = time.monotonic()
         # Asked while the run plans and transfers, for the summary and the uploads.
-        self.kept_versions: _Aside | None = None  # asked once the S3 client exists (see _begin)
-        self.pushed_by = _Aside(versions.pusher, self.layout.root)
+        self.pushed_by = _Aside(versions.pusher, self.layout.root) if self.direction == "push" else None
         with self._transfer():
             outcome = self._push() if self.direction == "push" else self._pull()
         outcome.seconds = time.monotonic() - started
         self.say(report.summary(outcome))
-        if not outcome.dryrun and _overwrote(outcome) and self.kept_versions and self.kept_versions.result() == "":
+        # Asked only now, and only when it matters: beside the transfer it would be one
+        # more connection than max_concurrent_requests allows.
+        if not outcome.dryrun and _overwrote(outcome) and s3.versioning(self.settings) in ("", "Suspended"):
             what = "pushed over or deleted on S3" if self.direction == "push" else "replaced or deleted in data/"
             self.warn(f"Bucket {self.settings.bucket} keeps no versions: what this {self.direction} {what} "
                       f"cannot be undone. {versions.unversioned_hint(self.settings)}")
@@ -238,7 +239,6 @@ class Sync:
     def _begin(self) -> tuple[Outcome, SyncRecord]:
         """Plan, name conflicts and kept files, and with `dryrun` show the plan."""
         scan = gather(self.layout, self.settings, self.options, self.selection)
-        self.kept_versions = _Aside(s3.versioning, self.settings)
         if self.as_of is not None:
             self._as_of(scan)
         _check_path_found(scan, self.selection, self.settings)
@@ -328,7 +328,7 @@ class Sync:
                 continue
             staged += 1
         if staged:
-            who = versions.metadata_options(self.pushed_by.result() or "")
+            who = versions.metadata_options(self.pushed_by.result() if self.pushed_by else "")
             args = aws_cli.upload_args(self.settings, [*self.options.cli, *who], root=self.selection.root)
             log.info("Running: %s", aws_cli.describe(args))
             self.cli.run(args, self.settings, "push")
@@ -461,7 +461,7 @@ class Sync:
             staged = names.inside(stage, path)
             if not (os.path.isfile(staged) and os.path.getsize(staged) == outcome.remote[path].size):
                 if finished:
-                    outcome.skipped[path] = "the AWS CLI did not download it"
+                    outcome.skipped[path] = "it was not downloaded"
                 continue
             try:
                 target = names.inside(self.layout.data, path)
@@ -477,7 +477,7 @@ class Sync:
         """Make the scan's S3 side the state at --as-of (versions kept by the bucket)."""
         selection = self.selection
         exact = selection.path if selection.path and not selection.path.endswith("/") else None
-        state = versions.state_at(self.settings, selection.root, self.as_of, exact)
+        state = versions.state_at(self.settings, selection.root, self.as_of, exact, self.options.unsigned)
         folded = names.is_case_insensitive(self.layout.data)
         unsafe = names.refused_keys(state, folded, path_max=_path_max(self.layout))
         then = {path: obj for path, (obj, _) in state.items()
@@ -491,18 +491,24 @@ class Sync:
         once), then move them into data/ as a pull does."""
         stage = os.path.join(self.staging, "data")
 
+        stop = threading.Event()
+
         def fetch(path: str) -> None:
             target = names.inside(stage, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            s3.download_version(self.settings, path, self.version_ids[path], target)
+            s3.download_version(self.settings, path, self.version_ids[path], target, stop, self.options.unsigned)
 
+        workers = min(s3.HEAD_WORKERS, self.settings.max_concurrent_requests or s3.HEAD_WORKERS)
+        pool = concurrent.futures.ThreadPoolExecutor(workers)
         finished = False
         try:
-            with concurrent.futures.ThreadPoolExecutor(s3.HEAD_WORKERS) as pool:
-                for _ in pool.map(fetch, outcome.plan.transfer):
-                    pass
+            for _ in pool.map(fetch, outcome.plan.transfer):
+                pass
             finished = True
         finally:
+            # After Ctrl-C or a failure, the other downloads stop at their next chunk.
+            stop.set()
+            pool.shutdown(wait=finished, cancel_futures=True)
             self._receive(outcome, outcome.plan.transfer, received, finished)
 
     def _conflict(self, outcome: Outcome, path: str, why: str) -> None:

@@ -48,7 +48,9 @@ def metadata_options(name: str) -> list[str]:
     """``--metadata`` for `aws s3 sync`: the pusher's name, percent-encoded (headers are ASCII)."""
     if not name:
         return []
-    return ["--metadata", json.dumps({PUSHED_BY: urllib.parse.quote(name, safe=" ,.'@-_()")})]
+    # Header values are ASCII; spaces too are encoded (some servers sign runs of them
+    # wrongly), and the name is cut short of S3's 2 KB metadata limit.
+    return ["--metadata", json.dumps({PUSHED_BY: urllib.parse.quote(name[:200], safe=",.'@-_()")})]
 
 
 def unversioned_hint(settings: Settings) -> str:
@@ -77,12 +79,7 @@ def history(settings: Settings, under: str = "", exact: str | None = None,
             limit: int = DEFAULT_LIMIT) -> tuple[list[Version], int]:
     """(the newest ``limit`` versions and deletions under s3_path/under, newest first; how many
     there are in all). ``exact``: only that file's."""
-    state = s3.versioning(settings)
-    if state == "":
-        raise SyncError(
-            f"Bucket {settings.bucket} keeps no versions, so there is no history to show. "
-            f"{unversioned_hint(settings)}"
-        )
+    _require_versions(settings, "there is no history to show")
     listed = s3.list_versions(settings, under)
     # Newest first. Times can tie (one second apart at most on some servers): then the
     # current one, then the server's order, which lists each key's versions newest first.
@@ -92,6 +89,18 @@ def history(settings: Settings, under: str = "", exact: str | None = None,
     shown = found[:limit]
     names = _pushers(settings, shown)
     return [Version(**v, pushed_by=names.get((v["path"], v["version_id"]), "")) for v in shown], len(found)
+
+
+def _require_versions(settings: Settings, why: str, unsigned: bool = False) -> None:
+    """Refuse when the bucket keeps no versions, or will not say whether it does."""
+    state = s3.versioning(settings, unsigned)
+    if state == "":
+        raise SyncError(f"Bucket {settings.bucket} keeps no versions, so {why}. {unversioned_hint(settings)}")
+    if state is None:
+        raise SyncError(
+            f"Bucket {settings.bucket} does not say whether it keeps versions (reading its versioning needs "
+            f"s3:GetBucketVersioning), so {why}. Ask the bucket owner for that permission."
+        )
 
 
 def _pushers(settings: Settings, versions: list[dict]) -> dict:
@@ -106,11 +115,11 @@ def history_lines(versions: list[Version], total: int, settings: Settings) -> li
     """The history as text for a person, newest first."""
     lines = []
     for v in versions:
-        when = v.time.replace("T", " ")[:19]
+        # The time and id as S3 gives them, so that either can be pasted into --as-of.
         what = "deleted" if v.deleted else human_bytes(v.size)
         who = printable(v.pushed_by) or "-"
         mark = "  (current)" if v.latest and not v.deleted else ""
-        lines.append(f"{when}  {what:>10}  {v.version_id[:12]:<12}  {who:<16}  data/{printable(v.path)}{mark}")
+        lines.append(f"{printable(v.time)}  {what:>10}  {printable(v.version_id)}  {who}  data/{printable(v.path)}{mark}")
     if not versions:
         lines.append(f"No versions under {mask_secrets(settings.s3_url)} yet.")
     if total > len(versions):
@@ -159,15 +168,29 @@ def parse_as_of(text: str, one_file: bool) -> AsOf:
     )
 
 
-def state_at(settings: Settings, under: str, as_of: AsOf, exact: str | None = None) -> dict[str, tuple[Remote, str]]:
+def choose_at(listed: list[dict], moment: float) -> dict[str, dict]:
+    """{path: the version or deletion that was current at moment}, from a version listing."""
+    chosen, when = {}, {}
+    for v in listed:
+        t = s3.seconds(v["time"])
+        if t is None:
+            raise SyncError(f"S3 gave a time datakit-data cannot read for data/{printable(v['path'])}: "
+                            f"{printable(v['time'])}. Use a version id with one file instead.")
+        if t > moment:
+            continue
+        # Each key's versions come newest first, deletions apart: of equal times (S3 times
+        # can have whole seconds) the current one wins, else the first listed.
+        if v["path"] not in when or t > when[v["path"]] or (t == when[v["path"]] and v["latest"]):
+            chosen[v["path"]], when[v["path"]] = v, t
+    return chosen
+
+
+def state_at(settings: Settings, under: str, as_of: AsOf, exact: str | None = None,
+             unsigned: bool = False) -> dict[str, tuple[Remote, str]]:
     """{path: (the object as it was, its version id)} under s3_path/under at that moment
     (or that one version); paths deleted or not yet there then are left out."""
-    if s3.versioning(settings) == "":
-        raise SyncError(
-            f"Bucket {settings.bucket} keeps no versions, so there is no earlier state to pull. "
-            f"{unversioned_hint(settings)}"
-        )
-    listed = s3.list_versions(settings, under)
+    _require_versions(settings, "there is no earlier state to pull", unsigned)
+    listed = s3.list_versions(settings, exact or under, unsigned)
     if as_of.version_id is not None:
         match = [v for v in listed if v["version_id"] == as_of.version_id and v["path"] == exact]
         if not match:
@@ -177,11 +200,6 @@ def state_at(settings: Settings, under: str, as_of: AsOf, exact: str | None = No
             )
         chosen = {match[0]["path"]: match[0]}
     else:
-        chosen, when = {}, {}
-        for v in listed:  # each key's versions come newest first: the first of equal times wins
-            t = s3.seconds(v["time"])
-            if t is None or t > as_of.moment or (v["path"] in when and t <= when[v["path"]]):
-                continue
-            chosen[v["path"]], when[v["path"]] = v, t
+        chosen = choose_at(listed, as_of.moment)
     return {path: (Remote(v["size"], v["etag"], v["time"]), v["version_id"])
             for path, v in chosen.items() if not v["deleted"] and (exact is None or path == exact)}

@@ -469,3 +469,37 @@ def test_of_a_read_timeout_and_a_refused_connection_the_later_is_explained():
     hung_then_gone = ["Read timeout on endpoint URL: x", "Could not connect to the endpoint URL: x"]
     assert "could not connect" in str(failures.explain_failure(1, hung_then_gone, s, "push"))
     assert "did not answer" in str(failures.explain_failure(1, hung_then_gone[::-1], s, "push"))
+
+
+def test_the_version_current_at_a_moment():
+    from datakit_data.versions import choose_at
+
+    def v(path, time, vid, deleted=False, latest=False):
+        return {"path": path, "time": time, "version_id": vid, "deleted": deleted, "latest": latest}
+
+    listed = [  # as S3 lists them: versions newest first, deletion markers after
+        v("x.csv", "2026-11-14T12:00:30Z", "v2"), v("x.csv", "2026-11-14T12:00:10Z", "v1"),
+        v("x.csv", "2026-11-14T12:00:30Z", "gone", deleted=True, latest=True),
+        v("y.csv", "2026-11-14T12:00:20Z", "y1", latest=True),
+    ]
+    moment = datetime.datetime(2026, 11, 14, 12, 0, 15, tzinfo=datetime.timezone.utc).timestamp()
+    assert {p: c["version_id"] for p, c in choose_at(listed, moment).items()} == {"x.csv": "v1"}
+    later = moment + 60
+    # A deletion in the same second as an upload: the current one (the deletion) wins.
+    assert {p: c["version_id"] for p, c in choose_at(listed, later).items()} == {"x.csv": "gone", "y.csv": "y1"}
+
+
+@pytest.mark.parametrize("text, local", [
+    ("2026-11-14", datetime.datetime(2026, 11, 14, 23, 59, 59, 999999)),
+    ("2026-11-14T15:30", datetime.datetime(2026, 11, 14, 15, 30)),
+    ("2026-11-14 15:30:00", datetime.datetime(2026, 11, 14, 15, 30)),
+])
+def test_as_of_times_are_local_unless_a_zone_is_given(text, local):
+    from datakit_data.versions import parse_as_of
+
+    assert parse_as_of(text, False).moment == local.astimezone().timestamp()
+    assert parse_as_of("2026-11-14T15:30:00Z", False).moment == datetime.datetime(
+        2026, 11, 14, 15, 30, tzinfo=datetime.timezone.utc).timestamp()
+    assert parse_as_of("3HLGFqX1.abc", True).version_id == "3HLGFqX1.abc"
+    with pytest.raises(FlagError, match="is not a date"):
+        parse_as_of("3HLGFqX1.abc", False)  # a version id only with one file

@@ -133,9 +133,9 @@ def test_a_local_edit_survives_as_of_unless_force(project, versioned):
     refused = project.run("data", "pull", "data/story.csv", "--as-of", first)
     assert "conflict: data/story.csv" in assert_clean_error(refused)
     assert project.files()["story.csv"] == b"my local edit\n"
-    dry = ok(project.run("data", "pull", "data/story.csv", "--as-of", first, "force", "dryrun"))
+    dry = ok(project.run("data", "pull", "data/story.csv", "force", "dryrun", "--as-of", first))
     assert "(dryrun) download" in dry.stdout and project.files()["story.csv"] == b"my local edit\n"
-    ok(project.run("data", "pull", "data/story.csv", "--as-of", first, "force"))
+    ok(project.run("data", "pull", "data/story.csv", "force", "--as-of", first))
     assert project.files()["story.csv"] == b"v1\n"
 
 
