@@ -80,7 +80,7 @@ def history(settings: Settings, under: str = "", exact: str | None = None,
     """(the newest ``limit`` versions and deletions under s3_path/under, newest first; how many
     there are in all). ``exact``: only that file's."""
     _require_versions(settings, "there is no history to show")
-    listed = s3.list_versions(settings, under)
+    listed = s3.list_versions(settings, exact or under)  # one file: only its own versions
     # Newest first. Times can tie (one second apart at most on some servers): then the
     # current one, then the server's order, which lists each key's versions newest first.
     order = {id(v): i for i, v in enumerate(listed)}
