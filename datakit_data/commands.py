@@ -195,8 +195,7 @@ class _Sync(_Command):
                 selection = safesync.resolve(layout, settings, selection, flags.unsigned)
                 as_of = None
                 if getattr(parsed_args, "as_of", None) is not None:
-                    one_file = bool(selection.path) and not selection.path.endswith("/")
-                    as_of = versions.parse_as_of(parsed_args.as_of, one_file)
+                    as_of = versions.parse_as_of(parsed_args.as_of, selection.file is not None)
                 Sync(self.direction, layout, settings, flags, self.out, log.warning, selection, as_of).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
@@ -211,6 +210,17 @@ def _selection(path_words: list[str], settings: Settings) -> Selection:
             "Run the command once for each."
         )
     return Selection(check_path(path_words[0]) if path_words else "", settings.exclude)
+
+
+def _path_only(words: list[str], command: str, options: str, example: str) -> list[str]:
+    """The path words of a command that takes no flag words."""
+    flag_words, path_words = split_words(words)
+    if flag_words:
+        raise FlagError(
+            f'"{printable(flag_words[0])}" is not a path inside data/. `datakit data {command}` takes '
+            f"{options} and one file or folder inside data/, e.g. {example}."
+        )
+    return path_words
 
 
 class Push(_Sync):
@@ -258,18 +268,12 @@ class History(_Command):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        flag_words, path_words = split_words(parsed_args.path)
-        if flag_words:
-            raise FlagError(
-                f'"{printable(flag_words[0])}" is not a path inside data/. `datakit data history` takes '
-                "--json, --limit N and one file or folder inside data/, e.g. data/raw/x.csv."
-            )
+        path_words = _path_only(parsed_args.path, "history", "--json, --limit N", "data/raw/x.csv")
         if parsed_args.limit < 1:
             raise FlagError(f"--limit must be 1 or more, not {parsed_args.limit}.")
         settings = self.settings()
         selection = safesync.resolve(Layout(self.project_root), settings, _selection(path_words, settings))
-        exact = selection.path if selection.path and not selection.path.endswith("/") else None
-        found, total = versions.history(settings, selection.root, exact, parsed_args.limit)
+        found, total = versions.history(settings, selection.root, selection.file, parsed_args.limit)
         if parsed_args.json:
             self.out(versions.history_json(found, total))
         else:
@@ -288,12 +292,7 @@ class Status(_Command):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        flag_words, path_words = split_words(parsed_args.path)
-        if flag_words:
-            raise FlagError(
-                f'"{printable(flag_words[0])}" is not a path inside data/. `datakit data status` takes '
-                "--json and one file or folder inside data/, e.g. data/raw/."
-            )
+        path_words = _path_only(parsed_args.path, "status", "--json", "data/raw/")
         settings = self.settings()
         layout = Layout(self.project_root)
         selection = safesync.resolve(layout, settings, _selection(path_words, settings))

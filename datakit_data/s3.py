@@ -87,8 +87,7 @@ def list_remote(settings: Settings, unsigned: bool = False, under: str = "") -> 
             Bucket=settings.bucket, Prefix=prefix, Delimiter="/"))
         folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", ())]
         found = _objects(pages, base)
-        workers = min(HEAD_WORKERS, settings.max_concurrent_requests or HEAD_WORKERS, max(1, len(folders)))
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        with concurrent.futures.ThreadPoolExecutor(min(workers(settings), max(1, len(folders)))) as pool:
             for part in pool.map(lambda folder: _list_all(s3, settings.bucket, folder, base), folders):
                 found.update(part)
         return found
@@ -112,8 +111,14 @@ def _objects(pages: Iterable[dict], prefix: str) -> dict[str, Remote]:
     return found
 
 
-#: Parallel HEAD requests (botocore keeps 10 connections per client).
+#: Parallel in-process requests (botocore keeps 10 connections per client).
 HEAD_WORKERS = 10
+
+
+def workers(settings: Settings) -> int:
+    """How many in-process requests run at once: HEAD_WORKERS, or fewer when the user
+    limits max_concurrent_requests."""
+    return min(HEAD_WORKERS, settings.max_concurrent_requests or HEAD_WORKERS)
 
 
 def head_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False) -> dict[str, Remote]:
@@ -133,9 +138,8 @@ def head_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False
         return path, Remote(int(answer["ContentLength"]), answer.get("ETag", "").strip('"'),
                             str(answer.get("LastModified", "")))
 
-    workers = min(HEAD_WORKERS, settings.max_concurrent_requests or HEAD_WORKERS)
     try:
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        with concurrent.futures.ThreadPoolExecutor(workers(settings)) as pool:
             return {path: obj for path, obj in pool.map(head, list(paths)) if obj is not None}
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise _explain(err, settings)

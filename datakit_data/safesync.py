@@ -476,8 +476,7 @@ class Sync:
     def _as_of(self, scan: Scan) -> None:
         """Make the scan's S3 side the state at --as-of (versions kept by the bucket)."""
         selection = self.selection
-        exact = selection.path if selection.path and not selection.path.endswith("/") else None
-        state = versions.state_at(self.settings, selection.root, self.as_of, exact, self.options.unsigned)
+        state = versions.state_at(self.settings, selection.root, self.as_of, selection.file, self.options.unsigned)
         folded = names.is_case_insensitive(self.layout.data)
         unsafe = names.refused_keys(state, folded, path_max=_path_max(self.layout))
         then = {path: obj for path, (obj, _) in state.items()
@@ -498,8 +497,7 @@ class Sync:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             s3.download_version(self.settings, path, self.version_ids[path], target, stop, self.options.unsigned)
 
-        workers = min(s3.HEAD_WORKERS, self.settings.max_concurrent_requests or s3.HEAD_WORKERS)
-        pool = concurrent.futures.ThreadPoolExecutor(workers)
+        pool = concurrent.futures.ThreadPoolExecutor(s3.workers(self.settings))
         finished = False
         try:
             for _ in pool.map(fetch, outcome.plan.transfer):

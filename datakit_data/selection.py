@@ -122,6 +122,11 @@ class Selection:
             return self.path
         return self.path.rpartition("/")[0] + "/" if "/" in self.path else ""
 
+    @property
+    def file(self) -> str | None:
+        """The one file the run looks at, or None (all of data/, or a folder)."""
+        return self.path if self.path and not self.path.endswith("/") else None
+
     def as_folder(self) -> "Selection":
         return Selection(self.path.rstrip("/") + "/", self.patterns) if self.path else self
 

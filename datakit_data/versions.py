@@ -106,7 +106,7 @@ def _require_versions(settings: Settings, why: str, unsigned: bool = False) -> N
 def _pushers(settings: Settings, versions: list[dict]) -> dict:
     """{(path, version id): who pushed it} from each version's metadata (HEAD requests, in parallel)."""
     wanted = [(v["path"], v["version_id"]) for v in versions if not v["deleted"]]
-    with concurrent.futures.ThreadPoolExecutor(s3.HEAD_WORKERS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(s3.workers(settings)) as pool:
         found = pool.map(lambda pv: s3.object_metadata(settings, *pv).get(PUSHED_BY, ""), wanted)
         return {pv: urllib.parse.unquote(name) for pv, name in zip(wanted, found)}
 
