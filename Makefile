@@ -4,13 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test demo docs bench clean
+.PHONY: help venv test demo docs bench soak clean
 
 help:
 	@echo "make test   - create $(VENV) with the test dependencies and run the whole suite"
 	@echo "make demo   - init, push and pull a sample project against a local S3 server"
 	@echo "make docs   - build the Sphinx docs (warnings are errors) into docs/_build/html"
 	@echo "make bench  - time datakit-data against aws s3 sync and s5cmd through 20 ms of RTT (BENCH_SCALE=1: 100,000 files)"
+	@echo "make soak   - 3 clones pushing at once for 20 rounds: acknowledged pushes, conflicts, lost lines"
 	@echo "make clean  - remove $(VENV) and build output"
 
 $(STAMP): setup.cfg setup.py
@@ -36,6 +37,9 @@ $(VENV)/.bench: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench.py
+
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) docs/_build build dist *.egg-info

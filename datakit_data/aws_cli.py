@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TextIO
 
+from . import conditions
 from .exceptions import ConfigError, Interrupted, Stop, SyncError
 from .failures import explain_failure, withheld
 from .masking import mask_secrets, without_credentials
@@ -181,8 +182,9 @@ def describe(args: Sequence[str]) -> str:
 #: Started first, this imports awscli while datakit reads its settings; then it
 #: reads one line (its folder and environment: the AWS config to use), makes the
 #: CLI's session and loads the S3 model while datakit plans, and runs the arguments
-#: of the second line exactly as `python -m awscli ARGS` would. An empty line ends
-#: it. datakit keeps its stdin open until the run ends: if datakit dies (killed
+#: of the second line exactly as `python -m awscli ARGS` would, with the conditions
+#: of a push's uploads when the line carries them (see conditions.py). An empty line
+#: ends it. datakit keeps its stdin open until the run ends: if datakit dies (killed
 #: outright, where prctl is missing), the system closes it and the CLI ends at once.
 _LAUNCHER = """\
 import gc, json, os, sys, threading
@@ -209,6 +211,10 @@ try:
     threading.Thread(target=watch, daemon=True).start()
     gc.freeze()  # what is loaded so far stays: collections need not walk it
     args = json.loads(line)
+    if isinstance(args, dict):  # {"args": [...], "guard": conditions for the uploads}
+        from datakit_data import conditions
+        conditions.install(driver.session, args["guard"])
+        args = args["args"]
     if "--debug" not in args:
         # The filter logs each pattern it tries on each object at DEBUG level, and the
         # CLI's loggers let that through: 120,000 records for 5 patterns and 10,000 objects.
@@ -280,14 +286,28 @@ class Cli:
         except BrokenPipeError:
             pass
 
-    def run(self, args: Sequence[str], settings: Settings, direction: str) -> None:
-        """Run these arguments (as built by upload_args / download_args)."""
+    @property
+    def carries_conditions(self) -> bool:
+        """Can this AWS CLI send a push's conditional writes? Only the bundled one runs in
+        our launcher, where botocore's events can add them (see conditions.py)."""
+        return self.aws == BUNDLED_AWS
+
+    def run(self, args: Sequence[str], settings: Settings, direction: str,
+            guard: "conditions.Guard | None" = None) -> None:
+        """Run these arguments (as built by upload_args / download_args), the uploads
+        under ``guard``'s conditions when given (the bundled AWS CLI only).
+
+        Uploads that S3 refused under those conditions are not a failure of the run:
+        the caller reads them from ``guard`` and names them.
+        """
         rest = list(args[len(self.aws):])
         proc = self.proc
         if proc is not None:
-            self._send(rest)  # its stdin stays open while it runs: see _LAUNCHER
+            # Its stdin stays open while it runs: see _LAUNCHER.
+            self._send({"args": rest, "guard": guard.message()} if guard is not None else rest)
             self.proc = None
         else:
+            guard = None
             try:
                 proc = subprocess.Popen(
                     [*self.aws, *rest], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
@@ -295,7 +315,7 @@ class Cli:
                 )
             except FileNotFoundError:
                 raise cannot_start(self.aws)
-        follow(proc, settings, direction)
+        follow(proc, settings, direction, guard)
 
     def close(self) -> None:
         """Dismiss a prepared process that got no work: it has done nothing yet."""
@@ -314,20 +334,28 @@ class Cli:
         self.close()
 
 
-def follow(proc: subprocess.Popen, settings: Settings, direction: str) -> None:
+def follow(proc: subprocess.Popen, settings: Settings, direction: str,
+           guard: "conditions.Guard | None" = None) -> None:
     """Wait for an AWS CLI process, passing its output on; raise an explanation on failure.
 
     Its stdout (progress and one line per file) is passed on as it comes, with
     control characters escaped: a key that appeared on S3 after datakit listed it
     has not been checked. Its stderr is read line by line: warnings are echoed
-    (secrets masked) and kept, so that a failure can be explained in one line.
+    (secrets masked) and kept, so that a failure can be explained in one line. With
+    a ``guard``, uploads S3 refused under its conditions are named by the caller
+    instead: when they are the only failures, the run did what it could.
     """
     pump = threading.Thread(target=_pass_on, args=(proc.stdout.fileno(), sys.stdout), daemon=True)
     pump.start()
     lines = []
+    held = []  # (line, S3 error code) of failed uploads under the guard: are they its refusals?
     try:
         for line in proc.stderr:
             line = printable(mask_secrets(line.rstrip("\n")))
+            code = conditions.refusal_line(line) if guard is not None else None
+            if code is not None:
+                held.append((line, code))
+                continue
             lines.append(line)
             if not withheld(line):
                 sys.stderr.write(line + "\n")
@@ -343,8 +371,20 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str) -> None:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
-    if returncode != 0:
-        raise explain_failure(returncode, lines, settings, direction)
+    if held:
+        # Refused under the conditions: named as conflicts (or sent again without the
+        # conditions, on a store without them) by the caller. Other failures are shown.
+        ours = guard.read().codes()
+        others = [line for line, code in held if code not in ours]
+        for line in others:
+            sys.stderr.write(line + "\n")
+        lines += others
+    if returncode == 0:
+        return
+    failed = [line for line in lines if line.startswith(("upload failed:", "fatal error:"))]
+    if held and returncode == 1 and not failed:
+        return
+    raise explain_failure(returncode, lines, settings, direction)
 
 
 def _pass_on(fd: int, out: TextIO | None) -> None:

@@ -6,9 +6,11 @@
         lock                          one push or pull at a time
         running                       which command holds the lock (its pid)
         record.json                   the sync record
+        conditions.json               which endpoints reject conditional writes
         push-<pid>/, pull-<pid>/      staging folders of running transfers
 """
 import os
+import stat
 from dataclasses import dataclass
 
 DATA = "data"
@@ -47,6 +49,10 @@ class Layout:
     def record(self) -> str:
         return os.path.join(self.state, "record.json")
 
+    @property
+    def conditions(self) -> str:
+        return os.path.join(self.state, "conditions.json")
+
     def staging(self, direction: str, pid: int | None = None) -> str:
         """The staging folder of a push or pull run (this process's by default)."""
         return os.path.join(self.state, f"{direction}-{os.getpid() if pid is None else pid}")
@@ -63,3 +69,20 @@ class Layout:
             if kind in ("push", "pull") and pid.isdigit():
                 found.append(os.path.join(self.state, name))
         return found
+
+
+def read_state_file(path: str, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a small file of the state folder; b"" when it is missing,
+    is not a regular file, or cannot be read. It never follows a link nor waits on a
+    FIFO, whoever put one there."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, limit) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)

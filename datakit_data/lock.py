@@ -9,14 +9,13 @@ releases when a process dies. Who holds it is written to a separate file,
 import contextlib
 import os
 import re
-import stat
 import tempfile
 from typing import Iterator
 
 import filelock
 
 from .exceptions import DatakitDataError
-from .layout import Layout
+from .layout import Layout, read_state_file
 
 _HOLDER = re.compile(r"`datakit data (push|pull)` \(pid \d{1,10}\)")
 
@@ -73,15 +72,5 @@ def _write_holder(layout: Layout, line: str) -> None:
 def _holder(layout: Layout) -> str:
     """The command holding the lock, as it wrote itself down; read without following
     links or waiting on a FIFO, and only if it reads as we write it."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-    text = ""
-    try:
-        fd = os.open(layout.running, flags)
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                text = os.read(fd, 100).decode("utf-8", "replace").strip()
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    text = read_state_file(layout.running, 100).decode("utf-8", "replace").strip()
     return text if _HOLDER.fullmatch(text) else "another datakit data command"

@@ -267,7 +267,10 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
             _source_wins(plan, path, in_source, delete, here, there)
             continue
         if dst_changed and not src_changed:
-            if force and in_source:
+            # `force` resolves conflicts. A push may send an unchanged copy over S3's
+            # (the second step of an undo), but a pull never replaces a local edit of a
+            # file S3 did not change: that edit is in no version anywhere.
+            if force and in_source and direction == "push":
                 plan.transfer.append(path)
             elif not in_target:
                 plan.kept[path] = f"deleted {there} since the last sync; not restored"

@@ -112,4 +112,7 @@ def status_lines(report: dict) -> list[str]:
         "suspended": "versions: no longer kept (versioning is suspended): new overwrites cannot be undone",
         "off": "versions: not kept: what a push or pull overwrites or deletes cannot be undone",
     }.get(report.get("versioning"), "versions: unknown (the server does not say whether it keeps them)"))
+    protection = report.get("protection")
+    if protection:
+        lines.append(f"concurrent pushes: {protection['mode']}: {protection['why']}")
     return lines

@@ -12,8 +12,10 @@ import email.utils
 import functools
 import logging
 import os
+import random
 import threading
-from typing import Any, Iterable
+import time
+from typing import Any, Iterable, Mapping
 
 from .failures import explain_failure
 from .exceptions import DatakitDataError, SyncError
@@ -156,26 +158,94 @@ def has_objects(settings: Settings, under: str = "", unsigned: bool = False) -> 
     return bool(answer.get("Contents"))
 
 
-def delete_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False) -> None:
-    """Delete objects under s3_path, up to 1000 per request."""
+class ConditionsUnsupported(Exception):
+    """The store rejected the ETag conditions of a batch delete (``code``: its answer)."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+#: Attempts of a delete that S3 answers 409 ConditionalRequestConflict (a write in flight).
+DELETE_ATTEMPTS = 4
+
+
+def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool = False,
+                  conditional: bool = True) -> list[str]:
+    """Delete objects under s3_path, each only while it is still the version the plan saw
+    (``expect``: {path: ETag}), up to 1000 per request; the paths refused, because S3
+    holds another version now, are returned.
+
+    ``conditional`` sends each ETag with its key (S3's conditional delete); raises
+    ConditionsUnsupported if the store rejects that. Without it, each object's ETag is
+    read just before (HEAD) and only those still the same are deleted: a push landing
+    between that check and the delete is not seen.
+    """
     _, _, exceptions, _ = _botocore()
     s3 = client(settings, unsigned)
     prefix = _prefix(settings)
-    paths = list(paths)
-    for start in range(0, len(paths), 1000):
-        batch = {"Objects": [{"Key": prefix + p} for p in paths[start:start + 1000]], "Quiet": True}
-        try:
-            answer = s3.delete_objects(Bucket=settings.bucket, Delete=batch)
-        except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-            raise _explain(err, settings, "delete")
-        errors = answer.get("Errors") or []
-        if errors:
-            first = errors[0]
-            raise SyncError(
-                f"Could not delete {len(errors)} object(s) from {mask_secrets(settings.s3_url)}, e.g. "
-                f"{printable(first.get('Key'))}: {printable(first.get('Message') or first.get('Code'))}. "
-                "Check your permissions."
-            )
+    if not conditional:
+        now = head_remote(settings, list(expect), unsigned)
+        refused = [p for p, etag in expect.items() if p in now and now[p].etag != etag]
+        expect = {p: etag for p, etag in expect.items() if p in now and p not in refused}
+    else:
+        refused = []
+    pending = list(expect)
+    for attempt in range(DELETE_ATTEMPTS):
+        racing = []
+        for start in range(0, len(pending), 1000):
+            entries = []
+            for path in pending[start:start + 1000]:
+                entry = {"Key": prefix + path}
+                if conditional and expect[path]:
+                    entry["ETag"] = f'"{expect[path]}"'
+                entries.append(entry)
+            try:
+                answer = s3.delete_objects(Bucket=settings.bucket, Delete={"Objects": entries, "Quiet": True})
+            except exceptions.ClientError as err:
+                code = _code(err)
+                if conditional and (code in ("NotImplemented", "501", "MalformedXML")
+                                    or _status(err) == 501):
+                    raise ConditionsUnsupported(code)
+                raise _explain(err, settings, "delete")
+            except exceptions.BotoCoreError as err:
+                raise _explain(err, settings, "delete")
+            failed = []
+            for error in answer.get("Errors") or []:
+                path = str(error.get("Key", ""))[len(prefix):]
+                code = error.get("Code")
+                if code == "PreconditionFailed":
+                    refused.append(path)
+                elif code == "ConditionalRequestConflict" and attempt + 1 < DELETE_ATTEMPTS:
+                    racing.append(path)
+                elif code == "ConditionalRequestConflict":
+                    refused.append(path)
+                elif code == "NoSuchKey":
+                    continue  # already gone: what this delete wanted
+                elif conditional and code == "NotImplemented":
+                    raise ConditionsUnsupported(code)
+                else:
+                    failed.append(error)
+            if failed:
+                first = failed[0]
+                raise SyncError(
+                    f"Could not delete {len(failed)} object(s) from {mask_secrets(settings.s3_url)}, e.g. "
+                    f"{printable(first.get('Key'))}: {printable(first.get('Message') or first.get('Code'))}. "
+                    "Check your permissions."
+                )
+        if not racing:
+            break
+        pending = racing
+        time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)
+    return refused
+
+
+def _code(err) -> str:
+    return str((err.response.get("Error") or {}).get("Code") or "")
+
+
+def _status(err) -> int:
+    return int((err.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
 
 
 def check_bucket(settings: Settings) -> tuple[bool, str]:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping
 
-from . import aws_cli, awsconfig, names, report, s3, versions
+from . import aws_cli, awsconfig, conditions, names, report, s3, versions
 from .masking import mask_secrets
 from .exceptions import DatakitDataError, FlagError, Interrupted
 from .flags import Options
@@ -42,6 +42,14 @@ log = logging.getLogger(__name__)
 #: Files this big say so before they are read to compare their content.
 BIG_FILE = 256 * 1024 * 1024
 CONCURRENT_WRITE = "S3 holds another version: someone pushed this file while this push ran"
+#: Refused by S3 under the push's conditions (conditions.py).
+RACED = "S3 holds another version: someone pushed data/{path} after this push planned it. Pull, then push again."
+DELETED_MEANWHILE = ("S3 no longer holds the version this push planned over: someone deleted data/{path} "
+                     "after this push planned it. Pull, then push again.")
+GONE_AFTER_UPLOAD = ("S3 no longer holds it: someone deleted data/{path} right after this push sent it. "
+                     "`datakit data push force` sends it again.")
+DELETE_RACED = ("S3 holds another version: someone pushed data/{path} after this push planned to delete it. "
+                "Pull, then push again.")
 CHANGED_MEANWHILE = "changed locally while the pull ran; left as it is"
 CASE_CLASH = "its name is another object's when case is ignored, as here; rename one of them on S3"
 
@@ -192,6 +200,10 @@ class Sync:
         self.warn = warn
         self.staging = None  # set while a transfer is prepared
         self.cli = None
+        self.cli_env: Mapping[str, str] = {}  # the AWS CLI's environment for this run
+        self.memory = conditions.Memory(layout)
+        self.answers: conditions.Answers | None = None  # what became of the conditional uploads
+        self._staged: list[str] = []  # the paths in the staging folder
 
     def run(self) -> Outcome:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
@@ -228,7 +240,7 @@ class Sync:
                 with awsconfig.concurrency(self.settings) as env:
                     if cli is not None:
                         cli.prepare(self.staging, env)
-                    self.cli = cli
+                    self.cli, self.cli_env = cli, env
                     yield
             finally:
                 self.cli = None
@@ -279,7 +291,7 @@ class Sync:
         hasher = None
         try:
             if plan.delete:
-                s3.delete_remote(self.settings, plan.delete, self.options.unsigned)
+                self._delete(outcome)
             if plan.transfer:
                 # What S3 must hold afterwards, read while the AWS CLI uploads.
                 hasher = _Hasher(outcome.content, plan.transfer)
@@ -307,7 +319,7 @@ class Sync:
         unreadable since the scan is named as skipped.
         """
         stage = os.path.join(self.staging, "data")
-        staged = 0
+        staged = self._staged = []
         for path in outcome.plan.transfer:
             source = os.path.join(self.layout.data, path)
             target = names.inside(stage, path)
@@ -326,12 +338,71 @@ class Sync:
             except OSError as err:
                 outcome.skipped[path] = _why(err)
                 continue
-            staged += 1
-        if staged:
-            who = versions.metadata_options(self.pushed_by.result() if self.pushed_by else "")
-            args = aws_cli.upload_args(self.settings, [*self.options.cli, *who], root=self.selection.root)
-            log.info("Running: %s", aws_cli.describe(args))
-            self.cli.run(args, self.settings, "push")
+            staged.append(path)
+        if not staged:
+            return
+        who = versions.metadata_options(self.pushed_by.result() if self.pushed_by else "")
+        args = aws_cli.upload_args(self.settings, [*self.options.cli, *who], root=self.selection.root)
+        log.info("Running: %s", aws_cli.describe(args))
+        guard = None
+        if self.cli.carries_conditions and self.memory.supported(self.settings):
+            guard = conditions.Guard(self.settings, self._expected(outcome), os.path.join(self.staging, "guard.jsonl"))
+        try:
+            self.cli.run(args, self.settings, "push", guard)
+        finally:
+            if guard is not None:
+                self.answers = guard.read()
+        if guard is None:
+            return
+        found = self.answers
+        if found.unsupported:
+            code = sorted(found.unsupported.values())[0]
+            if self.memory.learn(self.settings, "writes", "unsupported", code):
+                self.warn(conditions.unsupported_notice(self.settings, code))
+            self._upload_again(args, set(found.unsupported))
+        elif found.refused:
+            self.memory.learn(self.settings, "writes", "enforced")
+        elif found.sent:
+            self.memory.learn(self.settings, "writes", "accepted")
+
+    def _expected(self, outcome: Outcome) -> dict[str, str | None]:
+        """The conditions of the uploads: the ETag of each object the plan saw, None
+        where it saw none. (An object listed without an ETag cannot be named.)"""
+        expect = {}
+        for path in outcome.plan.transfer:
+            seen = outcome.remote.get(path)
+            if seen is None or seen.etag:
+                expect[path] = seen.etag if seen is not None else None
+        return expect
+
+    def _upload_again(self, args: list[str], paths: set[str]) -> None:
+        """Upload these paths once more without conditions, on a store that rejected them:
+        the rest of the staging folder (sent, or refused) is removed first."""
+        stage = os.path.join(self.staging, "data")
+        for path in set(self._staged) - paths:
+            with contextlib.suppress(OSError, names.UnsafePath):
+                os.unlink(names.inside(stage, path))
+        with aws_cli.Cli() as cli:
+            cli.prepare(self.staging, self.cli_env)
+            cli.run(args, self.settings, "push")
+
+    def _delete(self, outcome: Outcome) -> None:
+        """Delete on S3 what was deleted locally, each object only if it is still the
+        version the plan saw: a delete that lost to a concurrent push is a conflict."""
+        expect = {path: outcome.remote[path].etag for path in outcome.plan.delete}
+        conditional = self.memory.supported(self.settings, "deletes")
+        try:
+            refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=conditional)
+        except s3.ConditionsUnsupported as err:
+            if self.memory.learn(self.settings, "deletes", "unsupported", err.code):
+                self.warn(f"{conditions.endpoint_of(self.settings)} does not support conditional deletes "
+                          f"(it answered {err.code}): each object is checked just before it is deleted instead.")
+            conditional = False
+            refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=False)
+        if conditional:
+            self.memory.learn(self.settings, "deletes", "enforced" if refused else "accepted")
+        for path in refused:
+            self._conflict(outcome, path, DELETE_RACED.format(path=names.printable(path)))
 
     def _check_after_push(self, outcome: Outcome, record: SyncRecord, in_flight) -> None:
         """List S3 again and record what is verified there (uploads, deletions)."""
@@ -346,20 +417,30 @@ class Sync:
             else:
                 after = s3.list_remote(self.settings, self.options.unsigned, under=self.selection.root)
         except DatakitDataError:
+            for path in (self.answers.refused if self.answers else ()):
+                self._refused(outcome, path)
             if in_flight is None:
                 raise
             return  # the error already on its way says more
         for path in plan.transfer:
             self._verify_upload(path, outcome, after.get(path), record)
         for path in plan.delete:
-            if path not in after:
+            if path not in after and path not in plan.conflicts:
                 record.forget(path)
                 outcome.deleted += 1
 
     def _verify_upload(self, path: str, outcome: Outcome, new, record: SyncRecord) -> None:
         """Record path only if S3 now holds exactly the bytes this push sent."""
-        if new is None or path in outcome.skipped:
+        if path in outcome.skipped:
             return  # not uploaded: nothing to record
+        guarded = self.answers or conditions.Answers()
+        if path in guarded.refused and not (new is not None and new.etag == outcome.content(path)):
+            self._refused(outcome, path)  # (S3 holding our bytes: a retried write that had landed)
+            return
+        if new is None:
+            if path in guarded.sent:
+                self._conflict(outcome, path, GONE_AFTER_UPLOAD.format(path=names.printable(path)))
+            return  # else not uploaded: nothing to record
         local = outcome.local[path]
         if new.etag == outcome.content(path) or not s3.etag_is_md5(self.settings, path, new):
             record.set(path, local, new.etag)
@@ -372,6 +453,11 @@ class Sync:
             outcome.skipped[path] = "it changed while the push ran; push again"
         else:
             self._conflict(outcome, path, CONCURRENT_WRITE)
+
+    def _refused(self, outcome: Outcome, path: str) -> None:
+        """An upload S3 refused under its condition: someone pushed or deleted it meanwhile."""
+        why = DELETED_MEANWHILE if self.answers.refused.get(path) in ("NoSuchKey", "404") else RACED
+        self._conflict(outcome, path, why.format(path=names.printable(path)))
 
     # pull -----------------------------------------------------------------
 
@@ -723,6 +809,7 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "versioning": {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(s3.versioning(settings),
                                                                                     "unknown"),
         "path": f"data/{selection.path}" if selection.path else "data/",
+        "protection": conditions.protection(layout, settings, aws_cli.aws_command() == aws_cli.BUNDLED_AWS),
     }
 
 

@@ -24,12 +24,27 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from s3proxy import FaultProxy  # noqa: E402
+from s3standin import StandIn  # noqa: E402
 from s3server import OUTER, MotoServer, S3Server, die_with_parent, isolated_client, isolated_env  # noqa: E402
 
 BUCKET = "datakit-test"
 ACCESS_KEY = "AKIDTESTTEST"
 SECRET_KEY = "test-secret-key-not-real"
 DATAKIT = str(Path(sys.executable).parent / "datakit")
+
+
+def _aws_v2() -> str | None:
+    """Debian's awscli package, an AWS CLI v2, when it is installed (.ci/run installs it)."""
+    try:
+        version = subprocess.run(["/usr/bin/aws", "--version"], capture_output=True, text=True, timeout=60,
+                                 env={"PATH": "/usr/bin:/bin", "HOME": os.devnull}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return "/usr/bin/aws" if version.startswith("aws-cli/2.") else None
+
+
+#: An AWS CLI v2 to test DATAKIT_DATA_AWS with, or None (those tests skip).
+AWS_V2 = _aws_v2()
 
 
 
@@ -128,6 +143,26 @@ def moto(tmp_path_factory):
     """moto's S3 server: keys stored exactly as given, as AWS S3 stores them."""
     with MotoServer(tmp_path_factory.mktemp("moto"), BUCKET) as server:
         yield server
+
+
+VERSIONED = "datakit-versioned"
+
+
+@pytest.fixture(scope="session")
+def versioned(s3):
+    """A second bucket of the session's server, with versioning on."""
+    client = _client(s3.endpoint_url)
+    client.create_bucket(Bucket=VERSIONED)
+    client.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
+    return Bucket(client, VERSIONED)
+
+
+@pytest.fixture
+def standin(s3):
+    """An HTTP proxy in front of the session's server that can hold or answer one S3
+    operation (see s3standin.py)."""
+    with StandIn(s3.ports["s3.port"]) as proxy:
+        yield proxy
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 import json
 import os
 
-from conftest import BUCKET, assert_clean_error, ok, output, wait_until
+import pytest
+
+from conftest import AWS_V2, BUCKET, assert_clean_error, ok, output, wait_until
 
 
 def test_local_edit_survives_a_pull(pair, bucket):
@@ -242,7 +244,7 @@ GATED_AWS = """#!/bin/sh
 # datakit sees it end (so that datakit's check of S3 comes when the test says).
 touch "$GATE/ready-$WHO"
 while [ ! -e "$GATE/go-$WHO" ]; do sleep 0.02; done
-"$PYTHON" -m awscli "$@"
+$AWS "$@"
 code=$?
 touch "$GATE/sent-$WHO"
 while [ ! -e "$GATE/end-$WHO" ]; do sleep 0.02; done
@@ -250,10 +252,16 @@ exit $code
 """
 
 
-def test_of_two_concurrent_pushes_the_one_overwritten_is_told(pair, bucket, tmp_path):
+@pytest.mark.parametrize("aws", ["bundled", "v2"])
+def test_of_two_concurrent_pushes_through_another_aws_cli_the_one_overwritten_is_told(pair, bucket, tmp_path, aws):
+    # Another AWS CLI (DATAKIT_DATA_AWS) cannot carry conditional writes: the check
+    # after upload is what finds a push that landed over this one.
     import stat as stat_module
     import sys
 
+    if aws == "v2" and not AWS_V2:
+        pytest.skip("no AWS CLI v2 at /usr/bin/aws (Debian's awscli package; .ci/run installs it)")
+    command = AWS_V2 if aws == "v2" else f"{sys.executable} -m awscli"
     a, b = pair
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -264,7 +272,7 @@ def test_of_two_concurrent_pushes_the_one_overwritten_is_told(pair, bucket, tmp_
     b.write("shared.csv", "v2,B's edit\n")
 
     def env(who):
-        return {"DATAKIT_DATA_AWS": str(wrapper), "GATE": str(gate), "WHO": who, "PYTHON": sys.executable}
+        return {"DATAKIT_DATA_AWS": str(wrapper), "GATE": str(gate), "WHO": who, "AWS": command}
 
     def wait_for(name):
         wait_until(lambda: (gate / name).exists(), name)
@@ -329,3 +337,39 @@ def test_a_large_scattered_pull_brings_exactly_the_changed_files(pair):
     assert expected["raw/01.csv"] == b"B's edit\n" and expected["clean/all.csv"] == b"B's!\n"
     assert "Pull: 30 file(s) received" in result.stdout
     assert "kept: data/raw/01.csv (changed locally" in result.stderr
+
+
+def test_pull_force_takes_s3_for_conflicts_and_keeps_edits_s3_did_not_change(pair):
+    a, b = pair
+    a.write("mine.csv", "v1\n")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    a.write("shared.csv", "A's version\n")
+    ok(a.run("data", "push"))
+    b.write("shared.csv", "B's version!\n")  # a conflict
+    b.write("mine.csv", "B's unpushed edit\n")  # S3 did not change it
+
+    result = ok(b.run("data", "pull", "force"))
+
+    assert b.files() == {"shared.csv": b"A's version\n", "mine.csv": b"B's unpushed edit\n"}
+    assert "kept: data/mine.csv (changed locally since the last sync; not overwritten)" in result.stderr
+
+
+@pytest.mark.skipif(not AWS_V2, reason="no AWS CLI v2 at /usr/bin/aws (Debian's awscli package; .ci/run installs it)")
+def test_an_aws_cli_v2_pushes_and_pulls_and_status_says_what_protects_its_pushes(pair, bucket):
+    a, b = pair
+    v2 = {"DATAKIT_DATA_AWS": AWS_V2}
+    a.write("shared.csv", "v2 from A\n")
+    a.write("raw/new.csv", "new\n")
+
+    pushed = ok(a.run("data", "push", env=v2))
+    pulled = ok(b.run("data", "pull", env=v2))
+    status = ok(a.run("data", "status", env=v2)).stdout
+    report = json.loads(ok(a.run("data", "status", "--json", env=v2)).stdout)
+
+    assert "Push: 2 file(s) sent" in pushed.stdout and "Pull: 2 file(s) received" in pulled.stdout
+    assert bucket.objects(a.name) == {"shared.csv": b"v2 from A\n", "raw/new.csv": b"new\n"}
+    assert b.files() == {"shared.csv": b"v2 from A\n", "raw/new.csv": b"new\n"}
+    assert "concurrent pushes: checked after upload only: DATAKIT_DATA_AWS runs another AWS CLI" in status
+    assert report["protection"]["mode"] == "checked after upload only"
+    assert "compare-and-swap" in ok(a.run("data", "status")).stdout  # the bundled one again

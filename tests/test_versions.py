@@ -6,18 +6,8 @@ import time
 
 import pytest
 
-from conftest import Bucket, _client, assert_clean_error, ok
+from conftest import VERSIONED, assert_clean_error, ok
 
-VERSIONED = "datakit-versioned"
-
-
-@pytest.fixture(scope="session")
-def versioned(s3):
-    """A second bucket, with versioning on."""
-    client = _client(s3.endpoint_url)
-    client.create_bucket(Bucket=VERSIONED)
-    client.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
-    return Bucket(client, VERSIONED)
 
 
 def test_history_lists_versions_with_who_pushed_them_and_deletions(project, versioned):

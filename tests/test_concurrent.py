@@ -1,0 +1,175 @@
+"""Colleagues pushing at the same moment: no acknowledged push is ever lost.
+
+Each race is forced, not hoped for: one clone reaches S3 through a stand-in proxy
+(s3standin.py) that holds its first upload (or delete) after it has planned, the
+other clone pushes from start to end, then the held request goes on.
+"""
+import json
+import time
+
+import pytest
+
+from conftest import BUCKET, VERSIONED, Project, assert_clean_error, ok, output, wait_until
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def clones(tmp_path, home, standin):
+    """Two clones of one project (the one that pushes first, the one that pulls), both
+    reaching S3 through the stand-in."""
+    first = Project(tmp_path / "first" / "shared-project", home)
+    second = Project(tmp_path / "second" / "shared-project", home)
+    for clone in (first, second):
+        clone.configure(s3_path=f"race-{tmp_path.name}", s3_endpoint_url=standin.endpoint_url)
+    return first, second
+
+
+HELD = b"held's edit"
+
+
+def _held_upload(request) -> bool:
+    """The first request that carries the held clone's bytes (a PutObject or a part)."""
+    return request.method == "PUT" and HELD in request.body
+
+
+def _content(who: bytes, size: int) -> bytes:
+    return (who * (size // len(who) + 1))[:size]
+
+
+@pytest.mark.parametrize("bucket_name", [BUCKET, VERSIONED], ids=["plain", "versioned"])
+@pytest.mark.parametrize("size", [40, 9 * MiB], ids=["single-part", "multipart"])
+@pytest.mark.parametrize("kind", ["new", "changed"])
+@pytest.mark.parametrize("held", ["pusher", "puller"])
+def test_of_two_pushes_planned_together_exactly_one_lands(clones, standin, versioned, bucket, kind, size, held,
+                                                          bucket_name):
+    for clone in clones:
+        clone.configure(**{**clone.config(), "s3_bucket": bucket_name})
+    if kind == "changed":
+        clones[0].write("x.csv", "v1\n")
+        ok(clones[0].run("data", "push"))
+        ok(clones[1].run("data", "pull"))
+    # One plans and is held at its first upload request; the other pushes start to end meanwhile.
+    loser, winner = clones if held == "pusher" else reversed(clones)
+    loser.write("x.csv", _content(HELD, size + 1))
+    winner.write("x.csv", _content(b"other's edit", size))
+    store = versioned if bucket_name == VERSIONED else bucket
+    prefix = loser.config()["s3_path"]
+
+    standin.hold(_held_upload)
+    with loser.start("data", "push") as held_push:
+        wait_until(lambda: standin.held, "held upload")
+        won = winner.run("data", "push")
+        standin.release()
+        lost = held_push.finish(timeout=120)
+
+    ok(won)
+    text = assert_clean_error(lost)
+    assert ("conflict: data/x.csv (S3 holds another version: someone pushed data/x.csv after this push "
+            "planned it. Pull, then push again.)") in text
+    assert store.objects(prefix) == {"x.csv": _content(b"other's edit", size)}
+    assert not store.client.list_multipart_uploads(Bucket=store.name, Prefix=prefix).get("Uploads")
+    # The loser's edit is not lost: a pull names it as a conflict and leaves it.
+    assert "conflict: data/x.csv" in assert_clean_error(loser.run("data", "pull"))
+    assert loser.files() == {"x.csv": _content(HELD, size + 1)}
+    assert json.loads(ok(loser.run("data", "status", "--json")).stdout)["conflicts"] == {
+        "x.csv": "changed on both sides" if kind == "changed" else "differs, and there is no sync record yet"}
+
+
+def _is_batch_delete(request) -> bool:
+    return request.method == "POST" and "delete" in request.query
+
+
+def test_a_delete_planned_before_a_push_of_the_same_file_leaves_the_new_version(clones, standin, bucket):
+    deleter, pusher = clones
+    deleter.write("x.csv", "v1\n")
+    deleter.write("keep.csv", "k\n")
+    ok(deleter.run("data", "push"))
+    ok(pusher.run("data", "pull"))
+    (deleter.data / "x.csv").unlink()
+    prefix = deleter.config()["s3_path"]
+
+    standin.hold(_is_batch_delete)
+    with deleter.start("data", "push", "delete") as deleting:
+        wait_until(lambda: standin.held, "held delete")
+        pusher.write("x.csv", "v2, the pusher's\n")
+        ok(pusher.run("data", "push"))
+        standin.release()
+        result = deleting.finish(timeout=120)
+
+    text = assert_clean_error(result)
+    assert ("conflict: data/x.csv (S3 holds another version: someone pushed data/x.csv after this push "
+            "planned to delete it. Pull, then push again.)") in text
+    assert bucket.objects(prefix) == {"x.csv": b"v2, the pusher's\n", "keep.csv": b"k\n"}
+    ok(deleter.run("data", "pull"))  # deleted here, changed on S3: brought back
+    assert deleter.files() == {"x.csv": b"v2, the pusher's\n", "keep.csv": b"k\n"}
+    status = ok(deleter.run("data", "status")).stdout
+    assert "concurrent pushes: compare-and-swap: the server enforces conditional writes" in status
+
+
+def _conditional_write(request) -> bool:
+    return request.method in ("PUT", "POST") and ("if-match" in request.headers or "if-none-match" in request.headers)
+
+
+@pytest.mark.parametrize("size", [40, 9 * MiB], ids=["single-part", "multipart"])
+def test_a_store_without_conditional_writes_still_pushes_and_says_so_once(clones, standin, bucket, size):
+    project = clones[0]
+    prefix = project.config()["s3_path"]
+    standin.answer(_conditional_write, 501, "NotImplemented")
+    project.write("a.csv", _content(b"a", size))
+    project.write("b.csv", "b\n")
+
+    first = ok(project.run("data", "push"))
+
+    assert "does not support conditional writes (it answered NotImplemented)" in first.stderr
+    assert "checked after upload only" in first.stderr
+    assert "Push: 2 file(s) sent" in first.stdout
+    assert bucket.objects(prefix) == {"a.csv": _content(b"a", size), "b.csv": b"b\n"}
+    # Remembered for that endpoint: the next push sends no conditions and says nothing more.
+    project.write("b.csv", "b, edited\n")
+    asked = len(standin.seen)
+    second = ok(project.run("data", "push"))
+    assert "conditional writes" not in second.stderr
+    assert not [r for r in standin.seen[asked:] if _conditional_write(r)]
+    assert bucket.objects(prefix)["b.csv"] == b"b, edited\n"
+    status = ok(project.run("data", "status")).stdout
+    assert ("concurrent pushes: checked after upload only: the server refused conditional writes "
+            "(NotImplemented since ") in status
+
+
+def test_a_store_without_conditional_deletes_checks_each_object_just_before(clones, standin, bucket):
+    project = clones[0]
+    prefix = project.config()["s3_path"]
+    project.write("a.csv", "a\n")
+    project.write("b.csv", "b\n")
+    ok(project.run("data", "push"))
+    (project.data / "a.csv").unlink()
+    standin.answer(lambda r: _is_batch_delete(r) and b"<ETag>" in r.body, 501, "NotImplemented")
+
+    result = ok(project.run("data", "push", "delete"))
+
+    assert "does not support conditional deletes (it answered NotImplemented)" in result.stderr
+    assert "1 deleted" in result.stdout
+    assert bucket.objects(prefix) == {"b.csv": b"b\n"}
+
+
+@pytest.mark.parametrize("refusals, lands", [(2, True), (None, False)], ids=["twice", "always"])
+def test_two_conditional_writes_racing_are_tried_again_then_a_conflict(clones, standin, bucket, refusals, lands):
+    # AWS S3 answers 409 ConditionalRequestConflict when another conditional write to
+    # the key is in flight: the write is tried again a few times.
+    project = clones[0]
+    prefix = project.config()["s3_path"]
+    standin.answer(lambda r: r.method == "PUT" and _conditional_write(r), 409, "ConditionalRequestConflict",
+                   times=refusals)
+    project.write("a.csv", "a\n")
+
+    result = project.run("data", "push")
+
+    tries = [r for r in standin.seen if r.method == "PUT" and r.key.endswith("/a.csv")]
+    if lands:
+        ok(result)
+        assert bucket.objects(prefix) == {"a.csv": b"a\n"} and len(tries) == 3
+    else:
+        text = assert_clean_error(result)
+        assert "conflict: data/a.csv (S3 holds another version" in text
+        assert bucket.objects(prefix) == {} and len(tries) == 4
