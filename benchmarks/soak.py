@@ -120,7 +120,7 @@ def main() -> int:
             client = isolated_client(server.endpoint_url, KEY, SECRET)
             client.create_bucket(Bucket=VERSIONED)
             client.put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
-            print(f"{clones} clones x {rounds} rounds, AWS CLI: {aws or 'bundled (compare-and-swap)'}")
+            print(f"{clones} clones x {rounds} rounds, AWS CLI: {aws or 'the bundled one'}")
             for bucket in (BUCKET, VERSIONED):
                 started = time.monotonic()
                 counts = soak(server, bucket, clones, rounds, tmp / bucket, aws)

@@ -188,6 +188,7 @@ def describe(args: Sequence[str]) -> str:
 #: outright, where prctl is missing), the system closes it and the CLI ends at once.
 _LAUNCHER = """\
 import gc, json, os, sys, threading
+sys.path[:] = [p for p in sys.path if p]  # nothing is imported from the folder it runs in
 def watch():
     sys.stdin.read()  # returns when datakit has closed our stdin, or has died
     os._exit(137)

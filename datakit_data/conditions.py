@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from .layout import Layout, read_state_file
 from .masking import mask_secrets
+from .names import printable
 from .project import write_json_atomic
 from .settings import Settings
 
@@ -212,7 +213,7 @@ class Memory:
         entry = self.entries.setdefault(endpoint_of(settings), {})
         entry[what] = found
         if found == "unsupported":
-            entry["code"] = code
+            entry["code"] = printable(code)[:60]  # the server's words: escaped, and short
             entry["since"] = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -224,16 +225,21 @@ class Memory:
     def describe(self, settings: Settings) -> str:
         """The line after "refused conditional writes": its code and when."""
         entry = self.entries.get(endpoint_of(settings), {})
-        return f"{entry.get('code') or 'an error'} since {entry.get('since') or 'a past push'}"
+        code = printable(str(entry.get("code") or "an error"))[:60]
+        since = printable(str(entry.get("since") or "a past push"))[:40]
+        return f"{code} since {since}"
 
 
-def unsupported_notice(settings: Settings, code: str) -> str:
-    """Said once, when a store first rejects the conditions: what protection is left."""
+def unsupported_notice(settings: Settings, code: str, what: str) -> str:
+    """Said once, when a store first rejects the conditions of ``what`` ("writes" or
+    "deletes"): what protection is left."""
+    answer = f"{endpoint_of(settings)} does not support conditional {what} (it answered {printable(code)[:60]})"
+    if what == "deletes":
+        return f"{answer}: each object is checked just before it is deleted instead."
     return (
-        f"{endpoint_of(settings)} does not support conditional writes (it answered {code}): this push and "
-        "later ones there are checked after upload only, which cannot see a push that lands between a "
-        "push's plan and its upload. Turn on versioning for the bucket so that nothing is lost for good. "
-        f"To try conditional writes again, delete .datakit-data/conditions.json."
+        f"{answer}: this push and later ones there are checked after upload only, which cannot see a push "
+        "that lands between a push's plan and its upload. Turn on versioning for the bucket so that nothing "
+        "is lost for good. To try conditional writes again, delete .datakit-data/conditions.json."
     )
 
 

@@ -346,19 +346,23 @@ class Sync:
         log.info("Running: %s", aws_cli.describe(args))
         guard = None
         if self.cli.carries_conditions and self.memory.supported(self.settings):
-            guard = conditions.Guard(self.settings, self._expected(outcome), os.path.join(self.staging, "guard.jsonl"))
+            report_file = os.path.join(self.staging, "guard.jsonl")
+            guard = conditions.Guard(self.settings, self._expected(outcome), report_file)
         try:
             self.cli.run(args, self.settings, "push", guard)
         finally:
             if guard is not None:
                 self.answers = guard.read()
         if guard is None:
+            # It cannot be sure that no push landed between its plan and its upload: say so.
+            left = conditions.protection(self.layout, self.settings, self.cli.carries_conditions)
+            self.warn(f"This push is {left['mode']}: {left['why']}.")
             return
         found = self.answers
         if found.unsupported:
             code = sorted(found.unsupported.values())[0]
             if self.memory.learn(self.settings, "writes", "unsupported", code):
-                self.warn(conditions.unsupported_notice(self.settings, code))
+                self.warn(conditions.unsupported_notice(self.settings, code, "writes"))
             self._upload_again(args, set(found.unsupported))
         elif found.refused:
             self.memory.learn(self.settings, "writes", "enforced")
@@ -395,8 +399,7 @@ class Sync:
             refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=conditional)
         except s3.ConditionsUnsupported as err:
             if self.memory.learn(self.settings, "deletes", "unsupported", err.code):
-                self.warn(f"{conditions.endpoint_of(self.settings)} does not support conditional deletes "
-                          f"(it answered {err.code}): each object is checked just before it is deleted instead.")
+                self.warn(conditions.unsupported_notice(self.settings, err.code, "deletes"))
             conditional = False
             refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=False)
         if conditional:
