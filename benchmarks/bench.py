@@ -18,7 +18,7 @@ memory, and how time grows).
 
 Environment: BENCH_REPEAT (runs of the 500-file rows, default 3; the larger trees
 run once), BENCH_TREES (comma-separated, default small,many,big), BENCH_CONCURRENCY=0
-to skip the concurrency rows, BENCH_SCALE=1 for the 100,000-file rows.
+to skip the concurrency rows, BENCH_PARTIAL=0 to skip the one-folder rows, BENCH_SCALE=1 for the 100,000-file rows.
 """
 import datetime
 import json
@@ -392,7 +392,8 @@ def main() -> int:
                 for kind in kinds:
                     # The 10,000-file and 1 GiB trees take minutes per run: one run each.
                     bench_tree(runner, kind, repeat if kind == "small" else 1, table)
-                bench_partial(runner, repeat, table)
+                if os.environ.get("BENCH_PARTIAL", "1") != "0":
+                    bench_partial(runner, repeat, table)
                 if os.environ.get("BENCH_CONCURRENCY", "1") != "0":
                     bench_concurrency(runner, repeat, table)
                 if scale:
