@@ -12,9 +12,9 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Mapping
+from typing import Callable, Iterable, Mapping
 
-from .names import key_problem
+from .names import key_problem, printable
 from .selection import Selection
 
 #: The AWS CLI's defaults for when an upload goes in parts, and how big each part is
@@ -66,16 +66,21 @@ class Plan:
 
 
 def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection = Selection(),
-               left: list[str] | None = None) -> tuple[dict[str, Local], dict[str, str]]:
+               left: list[str] | None = None,
+               unfollowed: list[str] | None = None) -> tuple[dict[str, Local], dict[str, str]]:
     """Regular files under data/ that the selection covers: ({path: Local}, {path: why skipped}).
 
     Names that cannot be object keys (see names.key_problem) are skipped. With
     links followed (the AWS CLI's default), a folder link is not followed when it
     leads back to a folder it sits in (a loop, e.g. ``data/self -> .`` or
-    ``data/root -> /``), nor to a folder another link already included. Junk and
-    excluded paths are appended to ``left`` (a folder once, ending with /).
+    ``data/root -> /``), to a folder another link already included, or to a folder
+    inside data/ (an alias: the same files under two names). Junk and excluded
+    paths are appended to ``left`` (a folder once, ending with /); with links not
+    followed, the links left out are appended to ``unfollowed``. Our own temporary
+    files that a killed run left in data/ are removed.
     """
     files, skipped = {}, {}
+    unfollowed = [] if unfollowed is None else unfollowed
     root = os.path.realpath(data_dir)
     linked = set()  # folders reached through links
     left = [] if left is None else left
@@ -101,6 +106,9 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
             if selection.left_out(rel + "/"):
                 left.append(rel + "/")
                 continue
+            if not follow_symlinks and os.path.islink(full):
+                unfollowed.append(rel + "/")
+                continue
             why = key_problem(rel) or (
                 _link_problem(full, data_dir, root, linked) if follow_symlinks else None)
             if why:
@@ -113,6 +121,9 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
             rel = relative(full)
             if not selection.covers(rel):
                 continue
+            if is_our_temporary(name):
+                _remove_temporary(full)
+                continue
             if selection.left_out(rel):
                 left.append(rel)
                 continue
@@ -123,12 +134,14 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
             try:
                 st = os.stat(full) if follow_symlinks else os.lstat(full)
             except FileNotFoundError:
-                skipped[rel] = "a link to a file that does not exist"
+                # Maybe a folder on a drive that is not there: what lies under it is unknown too.
+                skipped[rel] = "a link whose target does not exist"
                 continue
             except OSError as err:
                 skipped[rel] = err.strerror.lower() if err.strerror else "cannot be read"
                 continue
             if os.path.islink(full) and not follow_symlinks:
+                unfollowed.append(rel)
                 continue
             if not stat.S_ISREG(st.st_mode):
                 skipped[rel] = "not a regular file: a FIFO, socket or device"
@@ -159,6 +172,12 @@ def _link_problem(full: str, data_dir: str, root: str, linked: set) -> str | Non
         above = os.path.dirname(above)
     if root == target or root.startswith(target.rstrip(os.sep) + os.sep):
         return "a link to a folder that holds data/ itself (a loop)"
+    if target.startswith(root.rstrip(os.sep) + os.sep):
+        # Its files sync under their own names: through the link a pull would write or
+        # delete them under a second name, and a push send them twice.
+        alias = target[len(root.rstrip(os.sep)) + 1:].replace(os.sep, "/")
+        return (f"a link to data/{printable(alias)}/, which syncs under its own name; "
+                "add the link to \"exclude\" or remove it")
     # Each folder is reached through links once at most: two links to one folder
     # (or layers of them, which grow exponentially) are walked once.
     if (st.st_dev, st.st_ino) in linked:
@@ -215,7 +234,7 @@ def _remote_differs(path, now, base) -> bool:
 def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, Remote],
               record: Mapping[str, dict], delete: bool = False, force: bool = False,
               same: Callable[[str], bool] | None = None, as_recorded: Callable[[str], bool] | None = None,
-              unreadable: Collection[str] = ()) -> Plan:
+              unreadable: Mapping[str, str] | None = None) -> Plan:
     """Decide, path by path, what a push or pull does.
 
     ``record`` maps paths to {"size", "mtime_ns", "ino", "etag"} from the last sync
@@ -223,9 +242,10 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
     object have identical content; it is only asked when both sides changed.
     ``as_recorded(path)`` says whether a local file whose time or inode moved (size
     unchanged) still has the recorded content; such a file is unchanged, and its
-    path is listed in ``plan.refresh``. ``unreadable`` holds the local paths the scan
-    skipped (``x`` for a file, ``x/`` for a folder): what lies there is unknown, so
-    nothing at or below them is restored, overwritten or deleted on either side.
+    path is listed in ``plan.refresh``. ``unreadable`` maps the local paths the scan
+    could not look at (``x`` for a file, ``x/`` for a folder; see left_alone) to why:
+    what lies there is unknown, so nothing at or below them is restored, overwritten
+    or deleted on either side.
     """
     plan = Plan(direction)
 
@@ -242,11 +262,12 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
         (_local_differs, _remote_differs) if direction == "push" else (_remote_differs, _local_differs)
     )
     here, there = ("locally", "on S3") if direction == "push" else ("on S3", "locally")
-    hidden = _under(unreadable)
+    hidden = _alone(unreadable or {})
     for path in sorted(set(local) | set(remote) | set(record)):
-        if hidden(path):
+        kept_why = hidden(path)
+        if kept_why:
             if path in remote or path in record:
-                plan.kept[path] = "cannot be read here (see the skipped files); left as it is"
+                plan.kept[path] = kept_why
             continue
         src_changed = _changed(path, source, record, source_differs)
         dst_changed = _changed(path, target, record, target_differs)
@@ -294,11 +315,64 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
     return plan
 
 
-def _under(skipped):
-    """A test: is a path one of these skipped files, or inside one of these skipped folders?"""
-    files = {p for p in skipped if not p.endswith("/")}
-    folders = tuple(p for p in skipped if p.endswith("/"))
-    return lambda path: path in files or path.startswith(folders) if folders else path in files
+#: Why a path is kept, on both sides, when the scan could not look at it.
+UNREADABLE = "cannot be read here (see the skipped files); left as it is"
+UNFOLLOWED = "under a link that is not followed (no-follow-symlinks); left as it is"
+
+
+def left_alone(skipped: Mapping[str, str], unfollowed: Iterable[str] = ()) -> dict[str, str]:
+    """{path the scan could not look at: why it is kept} for make_plan. A link the scan
+    did not follow says which link and why, for what lies under it."""
+    alone = {p: UNFOLLOWED for p in unfollowed}
+    for path, why in skipped.items():
+        if not why.startswith("a link"):
+            alone[path] = UNREADABLE
+            continue
+        folder = path if path.endswith("/") else path + "/"
+        alone[folder] = f"under data/{printable(folder)}, {why}; left as it is"
+        if folder != path:
+            alone[path] = f"{why}; left as it is"
+    return alone
+
+
+def _alone(kept: Mapping[str, str]) -> Callable[[str], str | None]:
+    """why(path): the reason a path is left alone, when it is one of these paths or below
+    one. A skipped file may be a link to a folder that is not there (an unplugged
+    drive): what was synced under its name is left alone too."""
+    folders = {p + "/": why for p, why in kept.items() if not p.endswith("/")}
+    folders.update((p, why) for p, why in kept.items() if p.endswith("/"))  # said for the folder itself
+
+    def why(path: str) -> str | None:
+        if path in kept:
+            return kept[path]
+        if not folders:
+            return None
+        at = path.find("/")
+        while at >= 0:
+            found = folders.get(path[:at + 1])
+            if found:
+                return found
+            at = path.find("/", at + 1)
+        return None
+    return why
+
+
+#: Our temporary files in data/: a copy being written (see safesync._copy_into).
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".datakit-data-", ".part"
+
+
+def is_our_temporary(name: str) -> bool:
+    """Is this file name one of our temporary copies (never synced, removed when found)?"""
+    return name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX)
+
+
+def _remove_temporary(path: str) -> None:
+    """Remove a temporary copy a killed run left (a regular file only, never a link)."""
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _source_wins(plan, path, in_source, delete, here, there) -> None:

@@ -10,9 +10,11 @@ import concurrent.futures
 import datetime
 import email.utils
 import functools
+import hashlib
 import logging
 import os
 import random
+import re
 import threading
 import time
 from typing import Any, Iterable, Mapping
@@ -329,20 +331,45 @@ def seconds(stamp: str) -> float | None:
 
 
 def download_version(settings: Settings, path: str, version_id: str, target: str, stop: threading.Event,
-                     unsigned: bool = False) -> None:
+                     unsigned: bool = False, *, etag: str = "") -> None:
     """Write one version of an object to target, a new file; stop between chunks when
-    ``stop`` is set (the partial file is never moved into data/)."""
+    ``stop`` is set (the partial file is never moved into data/).
+
+    ``etag`` is the version's ETag as listed: what arrives must be that version (a
+    server that ignores the version id sends the current bytes). Its ETag must be the
+    listed one, and where the ETag is the MD5 of the content, so must the bytes' MD5;
+    otherwise target is removed and the download refused by name.
+    """
     _, _, exceptions, _ = _botocore()
     try:
         answer = client(settings, unsigned).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
                                                        VersionId=version_id)
-        if answer.get("VersionId") not in (None, version_id):
-            raise SyncError(f"S3 sent another version of data/{printable(path)} than the one asked for. "
-                            "Run the pull again.")
+        sent_etag = str(answer.get("ETag") or "").strip('"')
+        if answer.get("VersionId") not in (None, version_id) or (etag and sent_etag and sent_etag != etag):
+            raise _not_that_version(path, version_id)
+        plain_md5 = bool(etag) and _MD5.fullmatch(etag) is not None and not (
+            str(answer.get("ServerSideEncryption") or "").startswith("aws:kms") or answer.get("SSECustomerAlgorithm"))
+        digest = hashlib.md5(usedforsecurity=False)
         with open(target, "xb") as fh:
             for chunk in answer["Body"].iter_chunks(1024 * 1024):
                 if stop.is_set():
                     return
                 fh.write(chunk)
+                if plain_md5:
+                    digest.update(chunk)
+        if plain_md5 and digest.hexdigest() != etag.lower():
+            os.unlink(target)
+            raise _not_that_version(path, version_id)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise _explain(err, settings, "pull")
+
+
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def _not_that_version(path: str, version_id: str) -> SyncError:
+    return SyncError(
+        f"S3 sent other bytes than version {printable(version_id)[:80]} of data/{printable(path)}: the server "
+        "ignored the version asked for. Nothing of it was written to data/; this server cannot go back in "
+        "time with --as-of (its own tools may)."
+    )

@@ -32,7 +32,7 @@ from .masking import mask_secrets
 from .exceptions import DatakitDataError, FlagError, Interrupted
 from .flags import Options
 from .layout import Layout
-from .plan import Local, Plan, Remote, local_etag, make_plan, scan_local
+from .plan import TEMPORARY_PREFIX, TEMPORARY_SUFFIX, Local, Plan, Remote, left_alone, local_etag, make_plan, scan_local
 from .record import SyncRecord
 from .selection import Selection
 from .settings import Settings
@@ -67,6 +67,12 @@ class Scan:
     left_out: int = 0  # junk and excluded files (local ones and objects) left out
     others: dict = field(default_factory=dict)  # {path: size} of safe objects listed but not in this run
     hidden: list = field(default_factory=list)  # unsafe keys listed but not in this run
+    unfollowed: list = field(default_factory=list)  # links left out by no-follow-symlinks
+
+    @property
+    def left_alone(self) -> dict[str, str]:
+        """{path: why} of what the scan could not look at, which nothing may change."""
+        return left_alone(self.skipped, self.unfollowed)
 
     def recorded(self, record: SyncRecord, selection: Selection) -> dict:
         """The record's entries for the paths this run looks at."""
@@ -85,7 +91,9 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
     data_dir = layout.data
     present = os.path.isdir(data_dir)
     left: list[str] = []
-    local, skipped = scan_local(data_dir, options.follow_symlinks, selection, left) if present else ({}, {})
+    unfollowed: list[str] = []
+    local, skipped = (scan_local(data_dir, options.follow_symlinks, selection, left, unfollowed)
+                      if present else ({}, {}))
     listed = s3.list_remote(settings, options.unsigned, under=selection.root)
     folded = names.is_case_insensitive(data_dir) if present else False
     unsafe = names.refused_keys(listed, folded, path_max=_path_max(layout))
@@ -113,7 +121,7 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
             return None
 
     scan = Scan(local, remote, skipped, refused, lambda path: False, content, len(left) + len(left_remote),
-                others, hidden)
+                others, hidden, unfollowed)
 
     def same(path: str) -> bool:  # against scan.remote, which an --as-of pull replaces
         return content(path) is not None and content(path) == scan.remote[path].etag
@@ -258,7 +266,7 @@ class Sync:
         plan = make_plan(
             self.direction, scan.local, scan.remote, scan.recorded(record, self.selection),
             delete=self.options.delete, force=self.options.force, same=scan.same,
-            as_recorded=scan.as_recorded(record), unreadable=scan.skipped,
+            as_recorded=scan.as_recorded(record), unreadable=scan.left_alone,
         )
         pushing = self.direction == "push"
         # Files pull cannot read locally are kept by the plan; objects push cannot
@@ -329,9 +337,8 @@ class Sync:
                 if newer_than is None:
                     _link_or_copy(source, target)
                 else:
-                    shutil.copyfile(source, target)
                     fresh = int(max(time.time(), newer_than) + 2) * 10**9
-                    os.utime(target, ns=(fresh, fresh))
+                    _copy_into(source, target, fresh)
             except FileNotFoundError:
                 outcome.skipped[path] = "it was deleted or moved while the push ran"
                 continue
@@ -584,7 +591,8 @@ class Sync:
         def fetch(path: str) -> None:
             target = names.inside(stage, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            s3.download_version(self.settings, path, self.version_ids[path], target, stop, self.options.unsigned)
+            s3.download_version(self.settings, path, self.version_ids[path], target, stop, self.options.unsigned,
+                                etag=outcome.remote[path].etag)
 
         pool = concurrent.futures.ThreadPoolExecutor(s3.workers(self.settings))
         finished = False
@@ -676,7 +684,7 @@ def _link_or_copy(source, target) -> None:
     except FileNotFoundError:
         raise
     except OSError:  # another file system, or no hard links there
-        shutil.copy2(source, target)
+        _copy_into(source, target)
 
 
 def _sync_would_skip(source, obj) -> float | None:
@@ -755,12 +763,16 @@ def _move_into(staged, target, before) -> bool:
     return True
 
 
-def _copy_into(staged, target) -> None:
-    """Copy to a temporary name beside target, then rename: target is whole or untouched."""
-    fd, tmp = tempfile.mkstemp(prefix=".datakit-data-", dir=os.path.dirname(target))
+def _copy_into(source, target, mtime_ns: int | None = None) -> None:
+    """Copy to a temporary name beside target, then rename: target is whole or not
+    there at all, never a part (a full disk, a dying drive). The temporary name is one
+    no run syncs (plan.is_our_temporary). ``mtime_ns``: the copy's time, else the source's."""
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX, dir=os.path.dirname(target))
     os.close(fd)
     try:
-        shutil.copy2(staged, tmp)
+        shutil.copy2(source, tmp)
+        if mtime_ns is not None:
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, target)
     except BaseException:
         os.unlink(tmp)
@@ -782,7 +794,7 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
     record = SyncRecord.load(layout, settings)
     as_recorded = scan.as_recorded(record)
     recorded = scan.recorded(record, selection)
-    options = {"delete": True, "same": scan.same, "as_recorded": as_recorded, "unreadable": scan.skipped}
+    options = {"delete": True, "same": scan.same, "as_recorded": as_recorded, "unreadable": scan.left_alone}
     push_plan = make_plan("push", local, remote, recorded, **options)
     pull_plan = make_plan("pull", local, remote, recorded, **options)
 

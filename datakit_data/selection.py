@@ -25,14 +25,16 @@ if TYPE_CHECKING:
 #: Shown in the docs and by `datakit data status`.
 JUNK_DESCRIPTION = (
     ".DS_Store, ._* (macOS), Thumbs.db, ehthumbs.db, desktop.ini (Windows), ~$* (Office lock files), "
-    ".~lock.*# (LibreOffice lock files), .ipynb_checkpoints/ (Jupyter)"
+    ".~lock.*# (LibreOffice lock files), .ipynb_checkpoints/ (Jupyter), "
+    ".datakit-data-*.part (datakit-data's own copies being written)"
 )
 
 
 # One search per path: junk names (case ignored, as Windows and macOS do) as the last
 # part of the path, or a junk folder anywhere in it.
 _JUNK = re.compile(
-    r"(?:^|/)(?:\.ds_store|thumbs\.db|ehthumbs\.db|desktop\.ini|~\$[^/]*|\._[^/]*|\.~lock\.[^/]*#)$"
+    r"(?:^|/)(?:\.ds_store|thumbs\.db|ehthumbs\.db|desktop\.ini|~\$[^/]*|\._[^/]*|\.~lock\.[^/]*#"
+    r"|\.datakit-data-[^/]*\.part)$"
     r"|(?:^|/)\.ipynb_checkpoints/",
     re.IGNORECASE,
 )

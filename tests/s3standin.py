@@ -10,6 +10,8 @@ operation:
   own instead of forwarding them (a store that answers NotImplemented to
   conditional writes, or 409 ConditionalRequestConflict as AWS does when two
   conditional writes race), ``times`` times at most;
+- ``ignore_version_ids()``: forward GETs without their ``versionId``, as a server
+  that reports versioning but ignores the version asked for;
 - ``seen`` records every request (method, path, headers).
 
 It forwards to the upstream server with the same Host header, so signatures stay
@@ -68,6 +70,7 @@ class StandIn:
         self.held: list[Request] = []
         self._rules: list[_Rule] = []
         self._holds: list[_Hold] = []
+        self._drop_version_ids = False
         self._lock = threading.Lock()
         standin = self
 
@@ -104,6 +107,9 @@ class StandIn:
     def answer(self, match, status: int, code: str, times: int | None = None) -> None:
         with self._lock:
             self._rules.append(_Rule(match, status, code, times))
+
+    def ignore_version_ids(self) -> None:
+        self._drop_version_ids = True
 
     def __enter__(self):
         self.thread.start()
@@ -156,8 +162,14 @@ class StandIn:
 
     def _forward(self, handler, request: Request) -> None:
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        path = request.path
+        if self._drop_version_ids and request.method == "GET" and "versionId" in request.query:
+            parts = urllib.parse.urlsplit(path)
+            query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+                     if k != "versionId"]
+            path = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
         try:
-            upstream.putrequest(request.method, request.path, skip_host=True, skip_accept_encoding=True)
+            upstream.putrequest(request.method, path, skip_host=True, skip_accept_encoding=True)
             for name, value in handler.headers.items():
                 if name.lower() not in ("connection", "keep-alive", "proxy-connection"):
                     upstream.putheader(name, value)

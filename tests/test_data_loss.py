@@ -387,7 +387,7 @@ def test_a_synced_file_the_scan_cannot_read_is_never_deleted_nor_restored(pair, 
 
     for result in (pushed, pulled):
         text = output(result)
-        assert "kept: data/shared.csv (cannot be read here (see the skipped files); left as it is)" in text, text
+        assert "kept: data/shared.csv (a link whose target does not exist; left as it is)" in text, text
     assert assert_clean_error(pushed, code=2)
     assert bucket.objects(a.name) == {"shared.csv": b"v1,aaaa\n"}
     assert os.path.islink(b.data / "shared.csv") and not (tmp_path / "moved-away.csv").exists()

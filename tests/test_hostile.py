@@ -166,7 +166,7 @@ def test_a_name_that_is_not_utf8_is_skipped_and_the_rest_reported_and_pushed(pro
     text = assert_clean_error(project.run("data", "push"), code=2)
 
     assert "data/caf\\xe9.csv (a name that is not valid UTF-8)" in text
-    assert "data/dangling.csv (a link to a file that does not exist)" in text
+    assert "data/dangling.csv (a link whose target does not exist)" in text
     assert "surrogates" not in text
     assert bucket.objects(project.name) == {"good.csv": b"good\n"}
 

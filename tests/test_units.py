@@ -580,3 +580,20 @@ def test_what_an_endpoint_supports_is_remembered_per_endpoint(tmp_path):
     assert protection(layout, other, hooks=False)["mode"] == "checked after upload only"
     (tmp_path / ".datakit-data" / "conditions.json").write_text("{not json")
     assert Memory(layout).supported(one)  # damaged: learned again
+
+
+def test_what_the_scan_could_not_look_at_is_left_alone_with_everything_under_it():
+    from datakit_data.plan import left_alone
+
+    record = {p: {"size": 1, "mtime_ns": 1, "etag": "e1"} for p in ("raw", "raw/x", "rawer", "dir/y", "l/z")}
+    remote = {p: Remote(1, "e1") for p in record}
+    alone = left_alone({"raw": "a link whose target does not exist", "dir/": "a folder that cannot be read"},
+                       unfollowed=["l/"])
+    plan = make_plan("push", {}, remote, record, delete=True, unreadable=alone)
+    assert plan.delete == ["rawer"]
+    assert plan.kept == {
+        "raw": "a link whose target does not exist; left as it is",
+        "raw/x": "under data/raw/, a link whose target does not exist; left as it is",
+        "dir/y": "cannot be read here (see the skipped files); left as it is",
+        "l/z": "under a link that is not followed (no-follow-symlinks); left as it is",
+    }

@@ -1,0 +1,147 @@
+"""The second adversarial pass: links, partial copies, leftovers and servers that lie.
+
+Each test drives the real `datakit` against SeaweedFS (directly, or through the
+stand-in proxy) and asserts what a user would see: bytes on disk and on S3, the
+exit code, the message.
+"""
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import VERSIONED, assert_clean_error, ok
+
+MiB = 1024 * 1024
+
+
+# a staged copy is whole or not there ----------------------------------------
+
+@pytest.fixture
+def small_state_disk(project):
+    """The project's state folder on a 2 MiB tmpfs: data/ is on another disk (no hard
+    links), and a staged copy of a bigger file runs out of space part-way."""
+    state = project.root / ".datakit-data"
+    state.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(state)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs root and tmpfs to make a small disk: {mounted.stderr.strip()}")
+    try:
+        yield state
+    finally:
+        subprocess.run(["umount", "-l", str(state)], capture_output=True)
+
+
+def test_a_staged_copy_that_fails_part_way_is_never_uploaded(project, bucket, small_state_disk):
+    project.configure()
+    project.write("big.bin", b"v1" * MiB)  # 2 MiB: fits nowhere beside the record
+    project.write("small.csv", "s\n")
+
+    result = project.run("data", "push")
+
+    text = assert_clean_error(result, code=2)
+    assert "data/big.bin (no space left on device)" in text
+    assert bucket.objects(project.name) == {"small.csv": b"s\n"}  # nothing of big.bin
+    assert not [p for p in small_state_disk.rglob("*") if p.name.endswith(".part")]
+
+
+# links ----------------------------------------------------------------------
+
+def test_a_folder_link_to_a_missing_drive_deletes_nothing_on_either_side(pair, bucket, tmp_path):
+    a, b = pair
+    drive = tmp_path / "drive"
+    (drive / "raw").mkdir(parents=True)
+    (drive / "raw" / "x.csv").write_text("x\n")
+    (a.data / "raw").symlink_to(drive / "raw")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    shutil.rmtree(drive)  # unplugged
+
+    pushed = a.run("data", "push", "delete")
+
+    assert "data/raw (a link whose target does not exist)" in assert_clean_error(pushed, code=2)
+    assert bucket.objects(a.name) == {"shared.csv": b"v1,aaaa\n", "raw/x.csv": b"x\n"}
+    ok(b.run("data", "pull", "delete"))
+    assert b.files() == {"shared.csv": b"v1,aaaa\n", "raw/x.csv": b"x\n"}
+
+
+def test_push_delete_without_following_links_deletes_nothing_pushed_through_them(pair, bucket, tmp_path):
+    a, _ = pair
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.csv").write_text("x\n")
+    (a.data / "raw").symlink_to(outside)
+    (a.data / "one.csv").symlink_to(outside / "x.csv")
+    ok(a.run("data", "push"))
+
+    result = ok(a.run("data", "push", "delete", "no-follow-symlinks"))
+
+    assert bucket.objects(a.name) == {"shared.csv": b"v1,aaaa\n", "raw/x.csv": b"x\n", "one.csv": b"x\n"}
+    assert "kept: data/raw/x.csv (under a link that is not followed (no-follow-symlinks)" in result.stderr
+    assert "0 deleted" in result.stdout
+
+
+def test_a_folder_link_inside_data_is_an_alias_that_is_never_synced_through(project, bucket):
+    project.configure()
+    project.write("2024-12/x.csv", "x\n")
+    project.write("2024-12/y.csv", "y\n")
+    (project.data / "latest").symlink_to("2024-12")
+
+    pushed = project.run("data", "push")
+
+    text = assert_clean_error(pushed, code=2)
+    assert ("data/latest/ (a link to data/2024-12/, which syncs under its own name; add the link to "
+            "\"exclude\" or remove it)") in text
+    assert bucket.objects(project.name) == {"2024-12/x.csv": b"x\n", "2024-12/y.csv": b"y\n"}
+    # A colleague whose latest/ is a real folder pushed other bytes under that name.
+    bucket.put(f"{project.name}/latest/y.csv", b"their y\n")
+    pulled = ok(project.run("data", "pull", "delete"))
+    assert ("kept: data/latest/y.csv (under data/latest/, a link to data/2024-12/, which syncs under its own "
+            "name; add the link to \"exclude\" or remove it; left as it is)") in pulled.stderr
+    assert (project.data / "2024-12" / "y.csv").read_bytes() == b"y\n"
+    assert (project.data / "2024-12" / "x.csv").read_bytes() == b"x\n"
+    assert os.path.islink(project.data / "latest")
+
+
+# our own temporary files ---------------------------------------------------------
+
+def test_a_temporary_copy_a_killed_run_left_is_never_synced_and_removed(project, bucket):
+    project.configure()
+    project.write("a.csv", "a\n")
+    leftover = project.write("sub/.datakit-data-k1lled.part", "half a downloa")
+    bucket.put(f"{project.name}/.datakit-data-other.part", b"someone else's leftover")
+
+    ok(project.run("data", "push"))
+    ok(project.run("data", "pull"))
+
+    assert not leftover.exists()
+    assert project.files() == {"a.csv": b"a\n"}
+    assert set(bucket.objects(project.name)) == {"a.csv", ".datakit-data-other.part"}
+
+
+# a server that lies about versions -------------------------------------------
+
+def test_as_of_refuses_bytes_that_are_not_the_version_asked_for(tmp_path, home, versioned, standin):
+    from conftest import Project
+
+    project = Project(tmp_path / f"asof-{uuid.uuid4().hex[:8]}", home)
+    project.configure(s3_bucket=VERSIONED, s3_endpoint_url=standin.endpoint_url)
+    project.write("story.csv", "the first version\n")
+    ok(project.run("data", "push"))
+    project.write("story.csv", "the second, current version\n")
+    ok(project.run("data", "push"))
+    history = json.loads(ok(project.run("data", "history", "--json", "data/story.csv")).stdout)["versions"]
+    first = history[-1]["version_id"]
+    record = (project.root / ".datakit-data" / "record.json").read_bytes()
+    standin.ignore_version_ids()
+
+    result = project.run("data", "pull", "data/story.csv", "--as-of", first)
+
+    text = assert_clean_error(result)
+    assert f"S3 sent other bytes than version {first} of data/story.csv" in text
+    assert project.files() == {"story.csv": b"the second, current version\n"}
+    assert json.loads((project.root / ".datakit-data" / "record.json").read_bytes())["files"] == (
+        json.loads(record)["files"])  # still the current version's ETag
