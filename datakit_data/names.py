@@ -23,6 +23,10 @@ from .exceptions import DatakitDataError
 
 #: The longest file name (one path segment) most file systems take, in bytes.
 NAME_MAX = 255
+#: The characters the AWS CLI appends to a file's name while it downloads it.
+DOWNLOAD_SUFFIX = 9
+#: S3's longest key, in bytes.
+KEY_MAX = 1024
 
 
 class UnsafePath(DatakitDataError):
@@ -90,6 +94,12 @@ def key_problem(path: str, name_max: int = NAME_MAX) -> str | None:
             return f'a "{segment}" folder name'
         if len(segment.encode("utf-8")) > name_max:
             return f"a name longer than {name_max} bytes"
+    # The AWS CLI downloads into the name's first (name_max - 9) characters, not bytes,
+    # plus "." and 8 hex digits: a long name of many-byte characters cannot be written.
+    name = path.rpartition("/")[2]
+    if len(name[:name_max - DOWNLOAD_SUFFIX].encode("utf-8")) + DOWNLOAD_SUFFIX > name_max:
+        return (f"a name the AWS CLI cannot download: with the {DOWNLOAD_SUFFIX} characters it adds while "
+                f"downloading, longer than {name_max} bytes")
     return None
 
 

@@ -94,6 +94,12 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
     unfollowed: list[str] = []
     local, skipped = (scan_local(data_dir, options.follow_symlinks, selection, left, unfollowed)
                       if present else ({}, {}))
+    prefix = len(f"{settings.path}/".encode("utf-8")) if settings.path else 0
+    # (A path of fewer than a quarter as many characters fits whatever they are.)
+    for path in [p for p in local if prefix + 4 * len(p) > names.KEY_MAX
+                 and prefix + len(p.encode("utf-8")) > names.KEY_MAX]:
+        del local[path]
+        skipped[path] = f"its S3 key would be longer than S3's {names.KEY_MAX} bytes; shorten its path"
     listed = s3.list_remote(settings, options.unsigned, under=selection.root)
     folded = names.is_case_insensitive(data_dir) if present else False
     unsafe = names.refused_keys(listed, folded, path_max=_path_max(layout))

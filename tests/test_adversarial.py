@@ -145,3 +145,34 @@ def test_as_of_refuses_bytes_that_are_not_the_version_asked_for(tmp_path, home, 
     assert project.files() == {"story.csv": b"the second, current version\n"}
     assert json.loads((project.root / ".datakit-data" / "record.json").read_bytes())["files"] == (
         json.loads(record)["files"])  # still the current version's ETag
+
+
+# names the AWS CLI or S3 cannot take ----------------------------------------------
+
+def test_a_long_name_of_many_byte_characters_is_skipped_by_name_both_ways(project, bucket):
+    project.configure()
+    long_name = "é" * 124 + ".csv"  # 252 bytes: fits 255, but not with the CLI's 9 more characters
+    project.write(long_name, "x\n")
+    project.write("ok.csv", "ok\n")
+
+    pushed = project.run("data", "push")
+
+    assert f"data/{long_name} (a name the AWS CLI cannot download" in assert_clean_error(pushed, code=2)
+    assert bucket.objects(project.name) == {"ok.csv": b"ok\n"}
+    (project.data / long_name).unlink()
+    bucket.put(f"{project.name}/{long_name}", b"from someone else\n")
+    pulled = project.run("data", "pull")
+    assert "(a name the AWS CLI cannot download" in assert_clean_error(pulled, code=2)
+    assert project.files() == {"ok.csv": b"ok\n"}
+
+
+def test_a_path_whose_key_is_longer_than_s3_allows_is_skipped_by_name(project, bucket):
+    project.configure()
+    deep = "/".join(["d" * 200] * 5) + "/x.csv"  # 1,000+ bytes below s3_path/
+    project.write(deep, "x\n")
+    project.write("ok.csv", "ok\n")
+
+    text = assert_clean_error(project.run("data", "push"), code=2)
+
+    assert "its S3 key would be longer than S3's 1024 bytes; shorten its path" in text
+    assert bucket.objects(project.name) == {"ok.csv": b"ok\n"}
