@@ -21,6 +21,9 @@ from .selection import Selection
 #: (``multipart_threshold`` / ``multipart_chunksize`` under ``s3 =`` in ~/.aws/config).
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MULTIPART_CHUNK = 8 * 1024 * 1024
+#: Folders deeper than this are not entered (the walk would exhaust Python's stack
+#: long before a file system's path limit).
+MAX_DEPTH = 200
 #: S3's limits on parts: at most 10,000 of them, each 5 MiB to 5 GiB.
 MAX_PARTS = 10_000
 MIN_PART, MAX_PART = 5 * 1024 * 1024, 5 * 1024 * 1024 * 1024
@@ -108,6 +111,9 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
                 continue
             if not follow_symlinks and os.path.islink(full):
                 unfollowed.append(rel + "/")
+                continue
+            if rel.count("/") >= MAX_DEPTH:
+                skipped[rel + "/"] = f"a folder more than {MAX_DEPTH} levels deep"
                 continue
             why = key_problem(rel) or (
                 _link_problem(full, data_dir, root, linked) if follow_symlinks else None)

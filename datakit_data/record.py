@@ -8,6 +8,7 @@ import datetime
 import json
 import logging
 import os
+import stat
 
 from .layout import Layout
 from .masking import mask_secrets
@@ -56,12 +57,23 @@ class SyncRecord:
         path = layout.record
         target = location(settings)
         try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            # Never waiting on a FIFO (it would hold the lock forever).
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return cls(path, target)
+        except OSError as err:
+            return cls._damaged(path, target, f"it cannot be read: {err.strerror}")
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    return cls._damaged(path, target, "not a regular file")
+                data = json.loads(fh.read().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
             return cls._damaged(path, target, f"not valid JSON: {err}")
+        except RecursionError:
+            return cls._damaged(path, target, "nested too deeply to be a sync record")
+        except OSError as err:
+            return cls._damaged(path, target, f"it cannot be read: {err.strerror}")
         if not isinstance(data, dict) or data.get("version") != VERSION:
             return cls._damaged(path, target, "not a sync record of this version")
         if data.get("target") != target:

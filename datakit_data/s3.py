@@ -310,7 +310,8 @@ def list_versions(settings: Settings, under: str = "", unsigned: bool = False) -
 def object_metadata(settings: Settings, path: str, version_id: str | None = None) -> dict:
     """The user metadata of an object (of one version), {} when it cannot be read."""
     _, _, exceptions, _ = _botocore()
-    extra = {"VersionId": version_id} if version_id and version_id != "null" else {}
+    # "null" names the version an object had before versioning was turned on.
+    extra = {"VersionId": version_id} if version_id else {}
     try:
         answer = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path, **extra)
     except (exceptions.BotoCoreError, exceptions.ClientError):

@@ -176,3 +176,57 @@ def test_a_path_whose_key_is_longer_than_s3_allows_is_skipped_by_name(project, b
 
     assert "its S3 key would be longer than S3's 1024 bytes; shorten its path" in text
     assert bucket.objects(project.name) == {"ok.csv": b"ok\n"}
+
+
+# state and trees that would hang or crash ------------------------------------------
+
+def test_a_fifo_where_the_record_belongs_is_named_and_hangs_nothing(pair):
+    a, _ = pair
+    record = a.root / ".datakit-data" / "record.json"
+    record.unlink()
+    os.mkfifo(record)
+
+    status = a.run("data", "status", timeout=60)
+    pushed = a.run("data", "push", timeout=60)
+
+    assert status.returncode == 0 and f"{record} is damaged (not a regular file)" in status.stderr
+    ok(pushed)  # identical on both sides: the baseline, and a new record
+    assert record.is_file() and json.loads(record.read_text())["files"].keys() == {"shared.csv"}
+
+
+def test_a_tree_deeper_than_200_levels_is_skipped_by_name(project, bucket):
+    project.configure()
+    project.write("/".join(["d"] * 250) + "/x.csv", "deep\n")
+    project.write("ok.csv", "ok\n")
+
+    text = assert_clean_error(project.run("data", "push"), code=2)
+
+    assert "(a folder more than 200 levels deep)" in text
+    assert bucket.objects(project.name) == {"ok.csv": b"ok\n"}
+
+
+def test_history_names_who_pushed_the_version_from_before_versioning(project, s3):
+    from conftest import Bucket, _client
+
+    name = f"later-versioned-{uuid.uuid4().hex[:8]}"
+    client = _client(s3.endpoint_url)
+    client.create_bucket(Bucket=name)
+    project.configure(s3_bucket=name)
+    subprocess.run(["git", "init", "-q", str(project.root)], check=True)
+
+    def as_user(who):
+        subprocess.run(["git", "-C", str(project.root), "config", "user.name", who], check=True)
+
+    as_user("Before Versioning")
+    project.write("story.csv", "one\n")
+    ok(project.run("data", "push"))
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    as_user("After Versioning")
+    project.write("story.csv", "two, longer\n")
+    ok(project.run("data", "push"))
+
+    versions = json.loads(ok(project.run("data", "history", "--json", "data/story.csv")).stdout)["versions"]
+
+    assert [(v["size"], v["pushed_by"]) for v in versions] == [(12, "After Versioning"), (4, "Before Versioning")]
+    assert versions[-1]["version_id"] == "null"
+    assert Bucket(client, name).objects(project.name) == {"story.csv": b"two, longer\n"}

@@ -308,6 +308,7 @@ def test_pull_delete_with_an_empty_s3_path_is_refused(project, bucket):
     '{"version": 1, "target": "TARGET", "files": {}, "last": []}',
     '{"version": 1, "files": {',
     "[]",
+    "[" * 100_000 + "]" * 100_000,  # nested past Python's recursion limit
 ])
 def test_a_damaged_record_is_named_once_and_treated_as_none(pair, bucket, damage):
     a, b = pair
