@@ -201,6 +201,19 @@ try:
     os.chdir(setup["cwd"])
     os.environ.update(setup["env"])
     driver = awscli.clidriver.create_clidriver()
+    if setup.get("concurrency"):  # [value, whether it overrides the user's AWS config]
+        def concurrency(session, value=setup["concurrency"][0], force=setup["concurrency"][1], **_):
+            try:  # the config as read, once the profile is known; the file is never touched
+                profiles = session.full_config["profiles"]
+                name = session.get_config_variable("profile") or "default"
+                if name not in profiles and name != "default":
+                    return  # a missing profile: the command says so itself
+                s3 = profiles.setdefault(name, {}).setdefault("s3", {})
+            except Exception:
+                return  # a config it cannot read: the command says so itself
+            if isinstance(s3, dict) and (force or "max_concurrent_requests" not in s3):
+                s3["max_concurrent_requests"] = str(value)
+        driver.session.register("session-initialized", concurrency)
     try:  # about 0.05 s per client the command makes
         driver.session.get_service_model("s3")
         driver.session.get_component("data_loader").load_service_model("s3", "endpoint-rule-set-1")
@@ -271,11 +284,12 @@ class Cli:
                 **_dies_with_datakit(),
             )
 
-    def prepare(self, cwd: str, env: Mapping[str, str]) -> None:
-        """The folder the AWS CLI runs in, and the variables added to its environment."""
+    def prepare(self, cwd: str, env: Mapping[str, str], concurrency: tuple[int, bool] | None = None) -> None:
+        """The folder the AWS CLI runs in, the variables added to its environment, and
+        the S3 concurrency it uses (awsconfig.concurrency; the bundled one only)."""
         self.cwd = cwd
         self.env = {**self.env, **env}
-        self._send({"cwd": cwd, "env": dict(env)})
+        self._send({"cwd": cwd, "env": dict(env), "concurrency": concurrency})
 
     def _send(self, message: object) -> None:
         """One line to the launcher; if it has died, its stderr and exit code say why later."""

@@ -1,21 +1,24 @@
 """The user's AWS config file: what its S3 transfer settings mean for us.
 
-The AWS CLI reads S3 transfer settings only from its config file (nested under
-``s3 =`` in the profile's section). For ``max_concurrent_requests`` we give one
-run a temporary copy of the user's config file with that one value set for the
-profile in use, by the AWS CLI's own config writer; every other line of the
-user's file is kept as it is, and the copy is removed when the run ends. ``multipart_threshold`` and
+The AWS CLI reads S3 transfer settings only from its config (nested under ``s3 =``
+in the profile's section). For ``max_concurrent_requests``, the bundled AWS CLI
+gets the value in its own process, in the config it has read (see
+aws_cli._LAUNCHER): the user's file is never copied nor edited. Another AWS CLI
+(DATAKIT_DATA_AWS) gets a copy of the user's file with that one value set by the
+AWS CLI's own config writer, used only if it reads as the original but for that
+value. ``multipart_threshold`` and
 ``multipart_chunksize`` shape the ETags S3 gives uploaded files, so comparing a
 local file with an object must read them as the AWS CLI does.
 """
 import contextlib
+import logging
 import os
-import shutil
-import tempfile
 from typing import Iterator, Mapping
 
 from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 KEY = "max_concurrent_requests"
 #: max_concurrent_requests when neither the project (or global) config nor the
@@ -46,34 +49,77 @@ def user_config_path(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
 
 
+def concurrency(settings: Settings) -> tuple[int, bool] | None:
+    """The S3 concurrency one AWS CLI run should use, and whether it overrides the
+    user's AWS config: the project (or global) config's value always does; else
+    DEFAULT_CONCURRENCY, only where the user's AWS config sets none."""
+    if settings.max_concurrent_requests:
+        return settings.max_concurrent_requests, True
+    if _users_own_value(settings) is not False:
+        return None  # the user's AWS config sets it (or cannot be read: the AWS CLI says why)
+    return DEFAULT_CONCURRENCY, False
+
+
 @contextlib.contextmanager
-def concurrency(settings: Settings, environ: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
-    """Environment overrides that set S3 concurrency for one AWS CLI run: the config's
-    value, else the user's AWS config's own, else DEFAULT_CONCURRENCY."""
+def config_copy(settings: Settings, folder: str, environ: Mapping[str, str] | None = None
+                ) -> Iterator[dict[str, str]]:
+    """For another AWS CLI (DATAKIT_DATA_AWS), which only reads its config file:
+    environment overrides pointing it at a copy of the user's config with the
+    concurrency set, in ``folder`` (our staging folder, which the next run removes
+    if this one is killed). The copy is used only if it reads exactly as the user's
+    file does but for that one value; else nothing is overridden (noted in the log)."""
     environ = os.environ if environ is None else environ
-    value = settings.max_concurrent_requests
-    if not value:
-        if _users_own_value(settings) is not False:
-            yield {}  # the user's AWS config sets it (or cannot be read: the AWS CLI says why)
-            return
-        value = DEFAULT_CONCURRENCY
+    wanted = concurrency(settings)
+    if wanted is None:
+        yield {}
+        return
+    original = os.path.expanduser(user_config_path(environ))
+    path = os.path.join(folder, "aws-config")
     try:
-        with open(os.path.expanduser(user_config_path(environ)), encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        text = ""
-    profile = settings.profile or environ.get("AWS_PROFILE")
-    folder = tempfile.mkdtemp(prefix="datakit-data-")
-    try:
-        path = os.path.join(folder, "config")
+        try:
+            with open(original, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            text = ""
+        profile = settings.profile or environ.get("AWS_PROFILE")
         # The copy may hold credentials, like the original: readable by the user only.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        set_s3_value(path, section_name(profile), KEY, str(value))
+        set_s3_value(path, section_name(profile), KEY, str(wanted[0]))
+        if not _reads_the_same(original if text else None, path, section_name(profile), wanted[0]):
+            raise ValueError("the copy does not read as the original does")
+    except Exception as err:  # noqa: BLE001  whatever the writer makes of a file, the user's file wins
+        log.info("Leaving S3 concurrency to the AWS CLI's config (%s): %s", KEY, err)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        yield {}
+        return
+    try:
         yield {"AWS_CONFIG_FILE": path}
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _reads_the_same(original: str | None, copy: str, section: str, value: int) -> bool:
+    """Does the copy parse, as botocore parses config files, to the original but for
+    our one value under ``s3 =`` in ``section``?"""
+    import awscli  # noqa: F401  (serves its own botocore as `botocore`)
+    from botocore.configloader import raw_config_parse
+
+    before = raw_config_parse(original) if original else {}
+    after = raw_config_parse(copy)
+    s3 = after.get(section, {}).get("s3")
+    if not isinstance(s3, dict) or s3.get(KEY) != str(value):
+        return False
+    expected = {name: dict(values) for name, values in before.items()}
+    ours = expected.setdefault(section, {})
+    nested = ours.get("s3", {})
+    if not isinstance(nested, dict):
+        return False
+    ours["s3"] = {**nested, KEY: str(value)}
+    return after == expected
 
 
 def _users_own_value(settings: Settings) -> bool | None:

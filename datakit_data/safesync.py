@@ -215,6 +215,7 @@ class Sync:
         self.staging = None  # set while a transfer is prepared
         self.cli = None
         self.cli_env: Mapping[str, str] = {}  # the AWS CLI's environment for this run
+        self.cli_concurrency: tuple[int, bool] | None = None  # what the bundled AWS CLI is told
         self.memory = conditions.Memory(layout)
         self.answers: conditions.Answers | None = None  # what became of the conditional uploads
         self._staged: list[str] = []  # the paths in the staging folder
@@ -251,9 +252,12 @@ class Sync:
             self.staging = self.layout.staging(self.direction)
             os.makedirs(os.path.join(self.staging, "data"))
             try:
-                with awsconfig.concurrency(self.settings) as env:
+                bundled = cli is None or cli.carries_conditions
+                copy = contextlib.nullcontext({}) if bundled else awsconfig.config_copy(self.settings, self.staging)
+                with copy as env:
+                    self.cli_concurrency = awsconfig.concurrency(self.settings) if bundled and cli else None
                     if cli is not None:
-                        cli.prepare(self.staging, env)
+                        cli.prepare(self.staging, env, self.cli_concurrency)
                     self.cli, self.cli_env = cli, env
                     yield
             finally:
@@ -400,7 +404,7 @@ class Sync:
             with contextlib.suppress(OSError, names.UnsafePath):
                 os.unlink(names.inside(stage, path))
         with aws_cli.Cli() as cli:
-            cli.prepare(self.staging, self.cli_env)
+            cli.prepare(self.staging, self.cli_env, self.cli_concurrency)
             cli.run(args, self.settings, "push")
 
     def _delete(self, outcome: Outcome) -> None:

@@ -4,6 +4,9 @@ import re
 import signal
 import stat
 import sys
+import tempfile
+
+import pytest
 
 from conftest import BUCKET, assert_clean_error, ok, output, wait_until
 
@@ -386,3 +389,45 @@ def test_a_folder_of_more_than_1000_objects_is_listed_whole(project, bucket):
     assert "raw/esc\\x1b.csv (a control or invisible character in the name)" in result.stderr
     assert project.files() == expected
     assert "Pull: 1053 file(s) received" in result.stdout
+
+
+ODD_AWS_CONFIGS = {
+    "comment in the s3 block": "[default]\nregion = us-east-1\ns3 =\n    # tuned for the office line\n"
+                               "    multipart_chunksize = 16MB\n",
+    "s3 block without a final newline": "[default]\nregion = us-east-1\ns3 =\n    multipart_chunksize = 16MB",
+    "indented header": "  [default]\nregion = us-east-1\n",
+}
+
+
+@pytest.mark.parametrize("aws", ["bundled", "another"])
+@pytest.mark.parametrize("config", sorted(ODD_AWS_CONFIGS))
+def test_an_aws_config_the_aws_cli_reads_never_breaks_a_push(project, tmp_path, bucket, config, aws):
+    text = ODD_AWS_CONFIGS[config]
+    project.home.aws_config.parent.mkdir(parents=True, exist_ok=True)
+    project.home.aws_config.write_text(text)
+    seen = tmp_path / "seen"
+    wrapper = tmp_path / "aws-spy"
+    wrapper.write_text(f"#!/bin/sh\ncat \"$AWS_CONFIG_FILE\" > {seen}\nexec {sys.executable} -m awscli \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    env = {"DATAKIT_DATA_AWS": str(wrapper)} if aws == "another" else {}
+    project.configure()
+    project.write("a.txt", "a")
+    temporary_before = set(os.listdir(tempfile.gettempdir()))
+
+    result = project.run("data", "push", env=env)
+
+    assert result.returncode == 0, output(result)
+    assert "Traceback" not in output(result)
+    assert bucket.objects(project.name) == {"a.txt": b"a"}
+    assert project.home.aws_config.read_text() == text
+    left = {n for n in set(os.listdir(tempfile.gettempdir())) - temporary_before if n.startswith("datakit-data-")}
+    assert not left
+    assert not [p for p in (project.root / ".datakit-data").iterdir() if p.name.startswith("push-")]
+    if aws == "another":  # the copy it got reads as the user's file, or it got the user's file
+        import awscli  # noqa: F401
+        from botocore.configloader import raw_config_parse
+
+        got = raw_config_parse(str(seen))
+        assert got["default"]["region"] == "us-east-1"
+        assert {k: v for k, v in got["default"].get("s3", {}).items() if k != "max_concurrent_requests"} == (
+            raw_config_parse(str(project.home.aws_config))["default"].get("s3", {}))
