@@ -4,23 +4,20 @@ Three things narrow a push, pull or status, on both sides alike:
 
 - Junk that operating systems and editors leave in folders (JUNK_DESCRIPTION)
   is never pushed, pulled, deleted or counted as a change.
-- ``exclude`` patterns (project and global config) follow .gitignore's rules,
-  matched against paths inside data/ (by pathspec, the library that implements
-  them). Excluded paths are as invisible as junk; objects already on S3 stay.
+- ``exclude`` patterns (project and global config) follow .gitignore's rules as
+  git applies them (tested against git itself), matched against paths inside
+  data/. Excluded paths are as invisible as junk; objects already on S3 stay.
 - A path word (``datakit data pull data/raw/2024``) limits the run to that file
   or folder. The rest of data/ and of the sync record is left as it is.
 """
 import functools
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .exceptions import FlagError
 from .names import key_problem, printable
-
-if TYPE_CHECKING:
-    import pathspec
 
 #: Shown in the docs and by `datakit data status`.
 JUNK_DESCRIPTION = (
@@ -45,35 +42,114 @@ def is_junk(path: str) -> bool:
     return _JUNK.search(path) is not None
 
 
-@functools.lru_cache(maxsize=8)
-def exclude_spec(patterns: tuple[str, ...]) -> "pathspec.GitIgnoreSpec | None":
-    """The compiled exclude patterns (None when there are none)."""
-    if not patterns:
-        return None
-    # Imported here: about 20 ms that a project without patterns never needs.
-    import pathspec
+@dataclass(frozen=True)
+class _Rule:
+    """One .gitignore line: matches a whole path (never "everything below it")."""
 
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
+    negated: bool
+    folders_only: bool  # the line ended with /
+    regex: "re.Pattern[str]"
+
+
+def _glob_regex(glob: str) -> str:
+    """A .gitignore glob (without its leading or trailing /) as a regular expression."""
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i) and (i == 0 or glob[i - 1] == "/"):
+            out.append("(?:[^/]*/)*")  # any folders, none included
+            i += 3
+        elif glob.startswith("/**", i) and i + 3 == len(glob):
+            out.append("/.*")  # everything inside
+            i += 3
+        elif c == "*":
+            out.append("[^/]*")
+            i += 2 if glob.startswith("**", i) else 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "\\" and i + 1 < len(glob):
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+        elif c == "[":
+            end = glob.find("]", i + 2 if glob.startswith(("[!", "[^", "[]"), i) else i + 1)
+            if end < 0:
+                out.append(re.escape(c))
+                i += 1
+                continue
+            body = glob[i + 1:end]
+            if body[:1] in ("!", "^"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
+
+
+def _rule(line: str) -> "_Rule | None":
+    """A .gitignore line as a rule; None for a blank line or a comment."""
+    line = unicodedata.normalize("NFC", line)
+    # Trailing spaces are dropped unless escaped with a backslash.
+    stripped = line.rstrip(" ")
+    if stripped.endswith("\\") and len(stripped) < len(line):
+        stripped += " "
+    line = stripped
+    if not line or line.startswith("#"):
+        return None
+    if (len(line) - len(line.rstrip("\\"))) % 2:
+        raise ValueError("it ends with a lone backslash, which escapes nothing")
+    negated = line.startswith("!")
+    if negated:
+        line = line[1:]
+    folders_only = line.endswith("/")
+    line = line.rstrip("/")
+    if not line:
+        return None
+    anchored = "/" in line  # a slash at the start or in the middle: relative to data/
+    line = line.lstrip("/")
+    regex = _glob_regex(line)
+    if not anchored:
+        regex = "(?:.*/)?" + regex  # a bare name matches at any depth
+    return _Rule(negated, folders_only, re.compile(regex + r"\Z", re.DOTALL))
+
+
+@functools.lru_cache(maxsize=8)
+def exclude_rules(patterns: tuple[str, ...]) -> tuple[_Rule, ...]:
+    """The compiled exclude patterns, last first (the last that matches decides)."""
+    return tuple(reversed([rule for rule in map(_rule, patterns) if rule is not None]))
+
+
+def _ignored(rules: tuple[_Rule, ...], path: str, folder: bool) -> bool:
+    """Does the last rule matching this path (a folder's without its /) exclude it?"""
+    for rule in rules:
+        if rule.folders_only and not folder:
+            continue
+        if rule.regex.match(path):
+            return not rule.negated
+    return False
 
 
 def pattern_problem(pattern: str) -> str | None:
     """Why this exclude pattern cannot be used, or None."""
-    import pathspec  # only configs that hold patterns pay for it (about 20 ms)
-
     try:
-        pathspec.GitIgnoreSpec.from_lines([pattern]).match_file("x")
-    except (ValueError, TypeError, re.error) as err:  # pathspec's own errors are ValueErrors
-        return str(err) or "not a .gitignore pattern"
+        _rule(pattern)
+    except ValueError as err:
+        return str(err)
+    except re.error as err:
+        return f"a character class git cannot read ({err})"
     return None
 
 
 @functools.lru_cache(maxsize=65536)
 def _folder_excluded(patterns: tuple[str, ...], folder: str) -> bool:
-    """Is this folder ("a/b/") excluded, itself or through a folder above it?"""
+    """Is this folder ("a/b/") excluded, itself or through a folder above it? As in git,
+    nothing inside an excluded folder can be brought back by a later "!" pattern."""
     parent = folder[:-1].rpartition("/")[0]
     if parent and _folder_excluded(patterns, parent + "/"):
         return True
-    return exclude_spec(patterns).match_file(folder)
+    return _ignored(exclude_rules(patterns), folder[:-1], folder=True)
 
 
 def split_words(words: list[str]) -> tuple[list[str], list[str]]:
@@ -152,9 +228,11 @@ class Selection:
             return True
         if not self.patterns:
             return False
+        # Patterns typed in NFC match the NFD names macOS writes, as macOS's git does.
+        path = unicodedata.normalize("NFC", path)
         if path.endswith("/"):
             return _folder_excluded(self.patterns, path)
         parent = path.rpartition("/")[0]
         if parent and _folder_excluded(self.patterns, parent + "/"):
             return True
-        return exclude_spec(self.patterns).match_file(path)
+        return _ignored(exclude_rules(self.patterns), path, folder=False)

@@ -1,5 +1,7 @@
 """Choosing what syncs: junk never travels, `exclude` patterns, one path at a time."""
 import json
+import shutil
+import subprocess
 
 import pytest
 
@@ -197,3 +199,50 @@ def test_a_path_through_a_link_follows_the_same_rules_as_a_whole_push(project, b
     assert bucket.keys(project.name) == []  # neither the linked folder nor the loop went up
     ok(project.run("data", "push", "./data/x.csv"))  # as some shells complete it
     assert bucket.objects(project.name) == {"x.csv": b"x"}
+
+
+# exclude follows git's own rules -----------------------------------------------------
+
+GIT_CASES = [
+    (["tmp/**", "!tmp/keep"], ["tmp/keep", "tmp/a.txt", "tmp/sub/b.txt", "tmp/sub/keep", "x.txt"]),
+    (["*", "!*/", "!*.csv"], ["a.csv", "a.txt", "d/b.csv", "d/b.txt", "d/e/c.csv"]),
+    (["*/", "!keep/"], ["top.txt", "keep/a.txt", "drop/a.txt", "keep/sub/b.txt", "drop/keep/c.txt"]),
+    (["*.tmp", "!important.tmp"], ["a.tmp", "important.tmp", "d/important.tmp", "d/x.tmp"]),
+    (["/root.txt", "logs/", "!logs/keep.log"], ["root.txt", "d/root.txt", "logs/a.log", "logs/keep.log", "d/logs/x"]),
+    (["doc/*.txt"], ["doc/a.txt", "doc/sub/b.txt", "x/doc/c.txt"]),
+    (["**/build", "!build/keep"], ["build/a", "build/keep", "src/build/b", "x"]),
+    (["a/**/b"], ["a/b", "a/x/b", "a/x/y/b", "b"]),
+    (["\\!bang", "\\#hash", "trail\\ "], ["!bang", "#hash", "trail ", "trail"]),
+    (["[a-c]*.txt", "![b]*"], ["a1.txt", "b1.txt", "d1.txt", "x/c.txt"]),
+    (["?.csv", "d?/"], ["a.csv", "ab.csv", "d1/x", "d12/x"]),
+    (["/*", "!/keep/", "/keep/*", "!/keep/this"], ["top", "keep/this", "keep/that", "other/x"]),
+    (["**"], ["a", "b/c"]),
+    (["a/**", "!a/b/"], ["a/x", "a/b/y"]),
+    (["# comment", "", "x.txt"], ["x.txt", "# comment", "y"]),
+]
+
+
+@pytest.mark.skipif(not shutil.which("git"), reason="git is not installed")
+@pytest.mark.parametrize("patterns, files", GIT_CASES, ids=[" ".join(p) for p, _ in GIT_CASES])
+def test_exclude_leaves_out_exactly_what_git_ignores(tmp_path, patterns, files):
+    from datakit_data.selection import Selection
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".gitignore").write_text("\n".join(patterns) + "\n")
+    listed = subprocess.run(["git", "-C", str(tmp_path), "-c", "core.quotepath=off", "ls-files", "--others",
+                             "--ignored", "--exclude-standard", "-z"], capture_output=True, text=True, check=True)
+    ignored_by_git = {name for name in listed.stdout.split("\0") if name} - {".gitignore"}
+
+    selection = Selection(patterns=tuple(patterns))
+    assert {name for name in files if selection.left_out(name)} == ignored_by_git
+
+
+def test_a_pattern_typed_in_nfc_leaves_out_the_nfd_name_macos_writes():
+    from datakit_data.selection import Selection
+
+    selection = Selection(patterns=("caf\u00e9/", "r\u00e9sum\u00e9.txt"))
+    assert selection.left_out("cafe\u0301/menu.txt") and selection.left_out("caf\u00e9/menu.txt")
+    assert selection.left_out("notes/re\u0301sume\u0301.txt") and not selection.left_out("cafe/menu.txt")
