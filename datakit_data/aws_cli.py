@@ -171,6 +171,35 @@ def pull_scope(wanted: Collection[str], present: Iterable[str], refused: Iterabl
     return PullScope(options, [], clashes)
 
 
+def plain_root(root: str) -> str:
+    """The folder (of root, or above it) that an `aws s3 sync` may run from: the AWS CLI
+    joins its filter patterns onto that folder unescaped, so a folder name holding
+    * ? or [ would turn every pattern into a wildcard ("raw[1]/" matches "raw1/")."""
+    plain = []
+    for part in root.split("/")[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        plain.append(part + "/")
+    return "".join(plain)
+
+
+def under_folder(options: Sequence[str], inner: str) -> list[str]:
+    """Filter options written for the folder ``inner`` (below the one the AWS CLI runs
+    from), for that folder: each pattern is prefixed with it, escaped, and nothing
+    outside it is downloaded."""
+    if not inner:
+        return list(options)
+    prefix = _pattern(inner)
+    moved = []
+    for i in range(0, len(options), 2):
+        flag, pattern = options[i], options[i + 1]
+        if (flag, pattern) == ("--exclude", "*"):
+            continue
+        moved += [flag, prefix + pattern.removeprefix("[/]").lstrip("/")]
+    return ["--exclude", "*", "--include", prefix + "*", *moved] if "--include" not in moved \
+        else ["--exclude", "*", *moved]
+
+
 def describe(args: Sequence[str]) -> str:
     """The command line as a user could type it, with no secret and no control character."""
     shown = list(args)

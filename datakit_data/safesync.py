@@ -549,7 +549,10 @@ class Sync:
         for path in scope.placeholders:
             _placeholder(names.inside(stage, root + path), sizes[root + path])
         os.makedirs(os.path.join(stage, root), exist_ok=True)
-        args = aws_cli.download_args(self.settings, self.options.cli + scope.options, root=root)
+        # From a folder whose name the AWS CLI's filters cannot misread, kept to root.
+        runs_from = aws_cli.plain_root(root)
+        options = aws_cli.under_folder(scope.options, root[len(runs_from):])
+        args = aws_cli.download_args(self.settings, self.options.cli + options, root=runs_from)
         log.info("Running: %s", aws_cli.describe(args))
         finished = False
         try:

@@ -230,3 +230,21 @@ def test_history_names_who_pushed_the_version_from_before_versioning(project, s3
     assert [(v["size"], v["pushed_by"]) for v in versions] == [(12, "After Versioning"), (4, "Before Versioning")]
     assert versions[-1]["version_id"] == "null"
     assert Bucket(client, name).objects(project.name) == {"story.csv": b"two, longer\n"}
+
+
+def test_pulling_a_folder_whose_name_holds_brackets_downloads_only_the_change(pair):
+    a, b = pair
+    for i in range(12):
+        a.write(f"raw[1]/{i:02}.csv", f"v1 {i}\n")
+    a.write("raw1/00.csv", "a neighbour the brackets would match\n")
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
+    a.write("raw[1]/05.csv", "v2 5\n")
+    a.write("raw1/00.csv", "changed, but not in the folder asked for\n")
+    ok(a.run("data", "push"))
+
+    result = ok(b.run("data", "pull", "data/raw[1]/"))
+
+    assert result.stdout.count("download:") == 1, result.stdout
+    assert b.files()["raw[1]/05.csv"] == b"v2 5\n"
+    assert b.files()["raw1/00.csv"] == b"a neighbour the brackets would match\n"

@@ -610,3 +610,18 @@ def test_names_the_aws_cli_cannot_download_are_refused(name, refused):
     from datakit_data.names import key_problem
 
     assert (key_problem(name) is not None) == refused
+
+
+def test_pull_scope_of_a_folder_whose_name_holds_brackets_is_kept_to_that_folder():
+    # `pull data/raw[1]/`: the AWS CLI joins patterns onto its folder unescaped.
+    assert aws_cli.plain_root("raw[1]/2024/") == "" and aws_cli.plain_root("a/b*/c/") == "a/"
+    assert aws_cli.plain_root("a/b/") == "a/b/"
+    present = ["raw[1]/a.csv", "raw[1]/b.csv", "raw[1]/c/d.csv", "raw1/a.csv", "rawx/a.csv", "other.csv"]
+    for wanted in ({"raw[1]/a.csv"}, {"raw[1]/a.csv", "raw[1]/b.csv", "raw[1]/c/d.csv"}):
+        inner = [p[len("raw[1]/"):] for p in present if p.startswith("raw[1]/")]
+        scope = aws_cli.pull_scope({p[len("raw[1]/"):] for p in wanted}, inner, {})
+        moved = aws_cli.PullScope(aws_cli.under_folder(scope.options, "raw[1]/"), [])
+        assert _downloaded_by(moved, present) == wanted
+    # Placeholders mode: refused keys stay out, nothing outside the folder comes in.
+    moved = aws_cli.PullScope(aws_cli.under_folder(["--exclude", "x/../y"], "raw[1]/"), [])
+    assert _downloaded_by(moved, [*present, "raw[1]/x/../y"]) == {p for p in present if p.startswith("raw[1]/")}
