@@ -40,9 +40,8 @@ _HIDING = {0x200B, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2060, 0x2065
 
 # The same characters as one pattern: keys are checked three times per file per run
 # (scan, listing, record), so on 100,000 files a per-character loop costs seconds.
-_CONTROL = re.compile("[" + "".join(
-    re.escape(chr(c)) for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *sorted(_HIDING))
-) + "]")
+CONTROL_CHARACTERS = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *_HIDING))
+_CONTROL = re.compile("[" + "".join(re.escape(c) for c in sorted(CONTROL_CHARACTERS)) + "]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -446,7 +446,7 @@ def test_pull_scope_of_a_large_scattered_plan_uses_placeholders():
     wanted = {f"raw/{i}.csv" for i in range(0, 100, 2)}  # 50 patterns would be needed
     scope = aws_cli.pull_scope(wanted, present, {"x/../y": "a '..' folder name"})
     assert sorted(scope.placeholders) == sorted(set(present) - wanted)
-    assert scope.options == ["--exclude", "x/../y"]
+    assert scope.options == ["--exclude", "*/../*"]  # its family, whatever the number of such keys
 
 
 def test_pull_scope_where_patterns_ignore_case_leaves_out_what_it_cannot_tell_apart(monkeypatch):
@@ -625,3 +625,24 @@ def test_pull_scope_of_a_folder_whose_name_holds_brackets_is_kept_to_that_folder
     # Placeholders mode: refused keys stay out, nothing outside the folder comes in.
     moved = aws_cli.PullScope(aws_cli.under_folder(["--exclude", "x/../y"], "raw[1]/"), [])
     assert _downloaded_by(moved, [*present, "raw[1]/x/../y"]) == {p for p in present if p.startswith("raw[1]/")}
+
+
+def test_refused_keys_are_left_out_by_family_and_no_wanted_key_matches_a_family():
+    import fnmatch
+
+    from datakit_data.names import key_problem
+
+    hostile = [f"raw/{i}\\x.csv" for i in range(300)] + [f"raw/{i}\x1b[2J.csv" for i in range(300)]
+    hostile += [f"raw/{i}/../x" for i in range(300)] + [f"raw//{i}" for i in range(100)] + ["odd\u202etxt.exe"]
+    assert all(key_problem(key) for key in hostile)
+    wanted = {f"raw/{i}.csv" for i in range(0, 100, 2)}  # scattered: placeholders mode
+    present = [f"raw/{i}.csv" for i in range(100)]
+    scope = aws_cli.pull_scope(wanted, present, {key: "refused" for key in hostile})
+
+    assert scope.options.count("--exclude") <= len(aws_cli.REFUSED_FAMILIES)
+    assert _downloaded_by(scope, [*present, *hostile]) == set(present)
+    # Any key a family matches is one names.key_problem refuses: no wanted key is lost.
+    samples = ["a.csv", "dir/x.y", ".hidden", "a..b", "x/.y/z", "a b", "é", "[1]", "a*b?", "..a", "a.", "x/y."]
+    for family in aws_cli.REFUSED_FAMILIES:
+        for key in samples:
+            assert not fnmatch.fnmatchcase(key, family) or key_problem(key), (family, key)
