@@ -218,7 +218,8 @@ class Sync:
         self.cli_concurrency: tuple[int, bool] | None = None  # what the bundled AWS CLI is told
         self.memory = conditions.Memory(layout)
         self.answers: conditions.Answers | None = None  # what became of the conditional uploads
-        self._staged: list[str] = []  # the paths in the staging folder
+        self._staged: dict[str, None] = {}  # the paths in the staging folder
+        self._all_sent = False  # an AWS CLI without conditions uploaded every staged path
 
     def run(self) -> Outcome:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
@@ -337,7 +338,7 @@ class Sync:
         unreadable since the scan is named as skipped.
         """
         stage = os.path.join(self.staging, "data")
-        staged = self._staged = []
+        staged = self._staged = {}  # (a dict: ordered, and asked for each path)
         for path in outcome.plan.transfer:
             source = os.path.join(self.layout.data, path)
             target = names.inside(stage, path)
@@ -355,7 +356,7 @@ class Sync:
             except OSError as err:
                 outcome.skipped[path] = _why(err)
                 continue
-            staged.append(path)
+            staged[path] = None
         if not staged:
             return
         who = versions.metadata_options(self.pushed_by.result() if self.pushed_by else "")
@@ -371,6 +372,9 @@ class Sync:
             if guard is not None:
                 self.answers = guard.read()
         if guard is None:
+            # The AWS CLI ended well: it uploaded every staged file (each is newer than,
+            # or differs in size from, what its listing saw).
+            self._all_sent = True
             # It cannot be sure that no push landed between its plan and its upload: say so.
             left = conditions.protection(self.layout, self.settings, self.cli.carries_conditions)
             self.warn(f"This push is {left['mode']}: {left['why']}.")
@@ -458,7 +462,7 @@ class Sync:
             self._refused(outcome, path)  # (S3 holding our bytes: a retried write that had landed)
             return
         if new is None:
-            if path in guarded.sent:
+            if path in guarded.sent or (self._all_sent and path in self._staged):
                 self._conflict(outcome, path, GONE_AFTER_UPLOAD.format(path=names.printable(path)))
             return  # else not uploaded: nothing to record
         local = outcome.local[path]

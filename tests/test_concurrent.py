@@ -226,3 +226,35 @@ def test_two_conditional_writes_racing_are_tried_again_then_a_conflict(clones, s
         text = assert_clean_error(result)
         assert "conflict: data/a.csv (S3 holds another version" in text
         assert bucket.objects(prefix) == {} and len(tries) == 4
+
+
+@pytest.mark.parametrize("aws", ["bundled", "another"])
+def test_an_upload_deleted_right_after_it_landed_is_a_conflict(clones, standin, bucket, tmp_path, aws):
+    import stat
+    import sys
+
+    project = clones[0]
+    prefix = project.config()["s3_path"]
+    env = {}
+    if aws == "another":  # no conditions: what the AWS CLI ended well on is what it sent
+        wrapper = tmp_path / "aws"
+        wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m awscli \"$@\"\n")
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+        env = {"DATAKIT_DATA_AWS": str(wrapper)}
+    project.write("x.csv", "mine\n")
+
+    def check_after(request):  # the HEAD of the check after upload
+        return request.method == "HEAD" and request.key == f"{prefix}/x.csv"
+
+    standin.hold(check_after)
+    with project.start("data", "push", env=env) as pushing:
+        wait_until(lambda: standin.held, "held check")
+        bucket.delete(f"{prefix}/x.csv")  # a colleague's push delete lands now
+        standin.release()
+        result = pushing.finish(timeout=120)
+
+    text = assert_clean_error(result)
+    assert ("conflict: data/x.csv (S3 no longer holds it: someone deleted data/x.csv right after this push "
+            "sent it.") in text
+    assert project.files() == {"x.csv": b"mine\n"}
+    assert json.loads(ok(project.run("data", "status", "--json")).stdout)["push"]["new"] == ["x.csv"]
