@@ -660,7 +660,10 @@ def _same_object(new: Remote, old: Remote | None) -> bool:
     if old is None or (new.etag, new.size) != (old.etag, old.size):
         return False
     then, now = s3.seconds(old.last_modified), s3.seconds(new.last_modified)
-    return then == now if then is not None and now is not None else old.last_modified == new.last_modified
+    if then is None or now is None:
+        return old.last_modified == new.last_modified
+    # In whole seconds: listings of MinIO and Ceph carry milliseconds, a HEAD's HTTP date none.
+    return int(then) == int(now)
 
 
 def _settle(plan: Plan, local: dict, remote: dict, record: SyncRecord) -> None:

@@ -158,6 +158,7 @@ def parse_as_of(text: str, one_file: bool) -> AsOf:
         moment = None
     if moment is not None:
         if moment.tzinfo is None:
+            _check_local_time(moment, text)
             moment = moment.astimezone()  # local time
         return AsOf(text, moment=moment.timestamp())
     if one_file and when and when.isprintable() and " " not in when:
@@ -166,6 +167,19 @@ def parse_as_of(text: str, one_file: bool) -> AsOf:
         f'--as-of "{printable(text)}" is not a date (2026-11-14), a date and time (2026-11-14T15:30, '
         "local time unless a zone is given) or, with one file, a version id from `datakit data history`."
     )
+
+
+def _check_local_time(moment: datetime.datetime, text: str) -> None:
+    """Refuse a local time that a daylight-saving change makes happen twice, or never."""
+    times = {moment.replace(fold=fold).timestamp() for fold in (0, 1)}
+    if len(times) == 1:
+        return
+    real = [t for t in sorted(times) if datetime.datetime.fromtimestamp(t).replace(tzinfo=None) == moment]
+    offsets = sorted({datetime.datetime.fromtimestamp(t).astimezone().strftime("%z") for t in times})
+    zones = " or ".join(f"{printable(text.strip())}{o[:3]}:{o[3:]}" for o in offsets)
+    how = ("happens twice here (the clocks went back)" if len(real) == 2
+           else "never happens here (the clocks went forward)")
+    raise FlagError(f'--as-of "{printable(text)}" {how}: add the zone you mean, e.g. {zones}.')
 
 
 def choose_at(listed: list[dict], moment: float) -> dict[str, dict]:

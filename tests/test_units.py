@@ -646,3 +646,40 @@ def test_refused_keys_are_left_out_by_family_and_no_wanted_key_matches_a_family(
     for family in aws_cli.REFUSED_FAMILIES:
         for key in samples:
             assert not fnmatch.fnmatchcase(key, family) or key_problem(key), (family, key)
+
+
+@pytest.mark.parametrize("text, how", [
+    ("2026-11-01T01:30", "happens twice here (the clocks went back)"),
+    ("2026-03-08T02:30", "never happens here (the clocks went forward)"),
+    ("2026-11-01T03:30", None),
+])
+def test_as_of_a_local_time_that_a_dst_change_makes_ambiguous_is_refused(monkeypatch, text, how):
+    import time
+
+    from datakit_data.exceptions import FlagError
+    from datakit_data.versions import parse_as_of
+
+    monkeypatch.setenv("TZ", "EST5EDT,M3.2.0,M11.1.0")  # US Eastern, without needing tzdata
+    time.tzset()
+    try:
+        if how is None:
+            after = datetime.datetime(2026, 11, 1, 8, 30, tzinfo=datetime.timezone.utc)  # 03:30 EST
+            assert parse_as_of(text, False).moment == after.timestamp()
+            return
+        with pytest.raises(FlagError) as refused:
+            parse_as_of(text, False)
+        message = str(refused.value)
+        assert how in message and f"{text}-04:00" in message and f"{text}-05:00" in message
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_same_object_is_known_by_its_second_whether_listed_with_milliseconds_or_not():
+    from datakit_data.safesync import _same_object
+
+    listed = Remote(5, "e1", "2026-11-14T15:30:07.412Z")  # MinIO, Ceph
+    assert _same_object(Remote(5, "e1", "Sat, 14 Nov 2026 15:30:07 GMT"), listed)  # a HEAD
+    assert _same_object(Remote(5, "e1", "2026-11-14T15:30:07.412Z"), listed)
+    assert not _same_object(Remote(5, "e1", "Sat, 14 Nov 2026 15:30:08 GMT"), listed)
+    assert not _same_object(Remote(5, "e2", "Sat, 14 Nov 2026 15:30:07 GMT"), listed)
