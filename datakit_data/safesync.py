@@ -13,7 +13,6 @@ whose ETag on S3 is the local file's, downloads that arrived whole.
 A push or pull is one `Sync` object, built once from the project's folders, the
 settings, the options of the flag words and the two output callbacks.
 """
-import concurrent.futures
 import contextlib
 import errno
 import functools
@@ -611,16 +610,13 @@ class Sync:
             s3.download_version(self.settings, path, self.version_ids[path], target, stop, self.options.unsigned,
                                 etag=outcome.remote[path].etag)
 
-        pool = concurrent.futures.ThreadPoolExecutor(s3.workers(self.settings))
         finished = False
         try:
-            for _ in pool.map(fetch, outcome.plan.transfer):
-                pass
+            _in_daemon_threads(fetch, outcome.plan.transfer, s3.workers(self.settings), stop)
             finished = True
         finally:
             # After Ctrl-C or a failure, the other downloads stop at their next chunk.
             stop.set()
-            pool.shutdown(wait=finished, cancel_futures=True)
             self._receive(outcome, outcome.plan.transfer, received, finished)
 
     def _conflict(self, outcome: Outcome, path: str, why: str) -> None:
@@ -647,6 +643,40 @@ class _Aside:
         """The answer, or None when it failed or takes longer than ``wait`` seconds more."""
         self.thread.join(wait)
         return self.answer
+
+
+def _in_daemon_threads(work: Callable[[str], None], paths: list[str], count: int, stop: threading.Event) -> None:
+    """work(path) for every path, ``count`` at a time, raising the first failure.
+
+    Daemon threads, so that Ctrl-C or SIGTERM ends the process at once: a request
+    waiting on a server that hangs would otherwise hold its exit for the whole read
+    timeout, attempt after attempt (about 45 s).
+    """
+    pending = iter(paths)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                path = next(pending, None)
+            if path is None:
+                return
+            try:
+                work(path)
+            except BaseException as err:  # noqa: BLE001  handed to the main thread
+                failures.append(err)
+                stop.set()
+                return
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(count, len(paths))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # in slices: Ctrl-C reaches the main thread between them
+    if failures:
+        raise failures[0]
 
 
 def _overwrote(outcome: Outcome) -> bool:

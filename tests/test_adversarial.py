@@ -248,3 +248,29 @@ def test_pulling_a_folder_whose_name_holds_brackets_downloads_only_the_change(pa
     assert result.stdout.count("download:") == 1, result.stdout
     assert b.files()["raw[1]/05.csv"] == b"v2 5\n"
     assert b.files()["raw1/00.csv"] == b"a neighbour the brackets would match\n"
+
+
+def test_ctrl_c_during_an_as_of_pull_ends_it_at_once(tmp_path, home, versioned, standin):
+    import signal
+    import time
+
+    from conftest import Project, wait_until
+
+    project = Project(tmp_path / f"asof-{uuid.uuid4().hex[:8]}", home)
+    project.configure(s3_bucket=VERSIONED, s3_endpoint_url=standin.endpoint_url)
+    for text in ("one\n", "two, longer\n"):
+        project.write("story.csv", text)
+        ok(project.run("data", "push"))
+    first = json.loads(ok(project.run("data", "history", "--json", "data/story.csv")).stdout)["versions"][-1]
+
+    standin.hold(lambda r: r.method == "GET" and "versionId" in r.query)  # a server that hangs
+    with project.start("data", "pull", "data/story.csv", "--as-of", first["version_id"]) as pulling:
+        wait_until(lambda: standin.held, "held download")
+        pulling.signal(signal.SIGINT)
+        began = time.monotonic()
+        result = pulling.finish(timeout=30)
+        took = time.monotonic() - began
+
+    assert result.returncode == 130 and "Pull interrupted" in result.stdout + result.stderr
+    assert took < 10, f"{took:.1f} s after Ctrl-C"  # the read timeout is 15 s, 3 attempts
+    assert project.files() == {"story.csv": b"two, longer\n"}
