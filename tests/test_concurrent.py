@@ -47,10 +47,14 @@ def _while_held(standin, match, clone, words, meanwhile):
         return held.finish(timeout=120), other
 
 
-@pytest.mark.parametrize("bucket_name", [BUCKET, VERSIONED], ids=["plain", "versioned"])
-@pytest.mark.parametrize("size", [40, 9 * MiB], ids=["single-part", "multipart"])
-@pytest.mark.parametrize("kind", ["new", "changed"])
-@pytest.mark.parametrize("held", ["pusher", "puller"])
+RACES = [(held, kind, size, BUCKET) for held in ("pusher", "puller") for kind in ("new", "changed")
+         for size in (40, 9 * MiB)]
+RACES += [("pusher", "changed", size, VERSIONED) for size in (40, 9 * MiB)]  # a bucket that keeps versions
+
+
+@pytest.mark.parametrize("held, kind, size, bucket_name", RACES, ids=[
+    f"{held}-{kind}-{'multipart' if size > MiB else 'single-part'}-{'versioned' if name == VERSIONED else 'plain'}"
+    for held, kind, size, name in RACES])
 def test_of_two_pushes_planned_together_exactly_one_lands(clones, standin, versioned, bucket, kind, size, held,
                                                           bucket_name):
     for clone in clones:
