@@ -420,13 +420,13 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str,
     pump = threading.Thread(target=_pass_on, args=(proc.stdout.fileno(), sys.stdout), daemon=True)
     pump.start()
     lines = []
-    held = []  # (line, S3 error code) of failed uploads under the guard: are they its refusals?
+    held = []  # (line, (path, S3 error code)) of failed uploads under the guard: are they its refusals?
     try:
         for line in proc.stderr:
             line = printable(mask_secrets(line.rstrip("\n")))
-            code = conditions.refusal_line(line) if guard is not None else None
-            if code is not None:
-                held.append((line, code))
+            failed_upload = conditions.refusal_line(line) if guard is not None else None
+            if failed_upload is not None:
+                held.append((line, failed_upload))
                 continue
             lines.append(line)
             if not withheld(line):
@@ -446,14 +446,14 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str,
     if held:
         # Refused under the conditions: named as conflicts (or sent again without the
         # conditions, on a store without them) by the caller. Other failures are shown.
-        ours = guard.read().codes()
-        others = [line for line, code in held if code not in ours]
+        answers = guard.read()
+        others = [line for line, (path, code) in held if not answers.explains(path, code)]
         for line in others:
             sys.stderr.write(line + "\n")
         lines += others
     if returncode == 0:
         return
-    failed = [line for line in lines if line.startswith(("upload failed:", "fatal error:"))]
+    failed = [line for line in lines if line.startswith(("upload failed:", "fatal error:", "warning: Skipping"))]
     if held and returncode == 1 and not failed:
         return
     raise explain_failure(returncode, lines, settings, direction)

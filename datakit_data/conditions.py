@@ -36,8 +36,13 @@ SENT, REFUSED, UNSUPPORTED = "sent", "refused", "unsupported"
 #: Attempts of a write that S3 answers 409 ConditionalRequestConflict (another
 #: conditional write to the key was in flight), before it counts as refused.
 CONFLICT_ATTEMPTS = 4
-_HEADER_WORDS = re.compile(r"if-match|if-none-match|ifmatch|ifnonematch|condition|precondition|etag", re.IGNORECASE)
-_FAILED_UPLOAD = re.compile(r"^upload failed: .* An error occurred \((?P<code>[^)]+)\)")
+#: A 400 that names the conditional headers themselves (not "the ETag of a part").
+_HEADER_WORDS = re.compile(r"if-match|if-none-match|ifmatch|ifnonematch|conditional (?:write|request|header)s?",
+                           re.IGNORECASE)
+# The first error of the line is the AWS CLI's own; the server's message comes after it.
+_FAILED_UPLOAD = re.compile(
+    r"^upload failed: data/(?P<path>.+?) to s3://.*? An error occurred \((?P<code>[^)]+)\) when calling the "
+    r"(?:PutObject|CompleteMultipartUpload|UploadPart|CreateMultipartUpload) operation")
 
 
 def verdict(status: int, code: str, message: str, matching: bool) -> str | None:
@@ -64,10 +69,10 @@ def verdict(status: int, code: str, message: str, matching: bool) -> str | None:
     return None
 
 
-def refusal_line(line: str) -> str | None:
-    """The S3 error code of an `upload failed:` line of the AWS CLI, else None."""
+def refusal_line(line: str) -> tuple[str, str] | None:
+    """(path in data/, S3 error code) of an `upload failed:` line of the AWS CLI, else None."""
     match = _FAILED_UPLOAD.match(line)
-    return match.group("code") if match else None
+    return (match.group("path"), match.group("code")) if match else None
 
 
 # in the AWS CLI's process --------------------------------------------------------
@@ -131,9 +136,9 @@ class Answers:
     refused: dict = field(default_factory=dict)
     unsupported: dict = field(default_factory=dict)
 
-    def codes(self) -> set[str]:
-        """The S3 error codes of the refused and unsupported uploads."""
-        return {*self.refused.values(), *self.unsupported.values()}
+    def explains(self, path: str, code: str) -> bool:
+        """Is this failed upload (its path and S3 error code) one the launcher reported?"""
+        return self.refused.get(path) == code or self.unsupported.get(path) == code
 
 
 class Guard:
@@ -177,8 +182,10 @@ class Guard:
 
 
 def endpoint_of(settings: Settings) -> str:
-    """The store a memory entry is about: its endpoint (no credentials), or AWS S3."""
-    return mask_secrets(settings.endpoint_url) if settings.endpoint_url else "AWS S3"
+    """The store a memory entry is about: its endpoint (no credentials; the config's,
+    else AWS_ENDPOINT_URL's, else AWS S3) and the bucket."""
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+    return f"{mask_secrets(endpoint)} bucket {settings.bucket}"
 
 
 class Memory:
@@ -194,7 +201,7 @@ class Memory:
         self.path = layout.conditions
         try:
             data = json.loads(read_state_file(self.path, self.LIMIT) or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             data = {}  # damaged: learned again at the next push
         self.entries = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
@@ -261,7 +268,8 @@ def protection(layout: Layout, settings: Settings, hooks: bool) -> dict:
         return {"mode": "compare-and-swap", "why": "the server enforces conditional writes"}
     if state == "accepted":
         return {"mode": "compare-and-swap",
-                "why": "pushes send conditional writes, which the server accepts "
-                       "(one that ignored them would still be caught by the check after upload)"}
+                "why": "pushes send conditional writes, which the server accepts; it has not yet been seen "
+                       "refusing one (a server that ignored them would not be caught in the window between "
+                       "plan and upload)"}
     return {"mode": "compare-and-swap",
             "why": "pushes send conditional writes (not yet tried on this server)"}

@@ -70,7 +70,8 @@ class Plan:
 
 def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection = Selection(),
                left: list[str] | None = None,
-               unfollowed: list[str] | None = None) -> tuple[dict[str, Local], dict[str, str]]:
+               unfollowed: list[str] | None = None, *, tidy: bool = False
+               ) -> tuple[dict[str, Local], dict[str, str]]:
     """Regular files under data/ that the selection covers: ({path: Local}, {path: why skipped}).
 
     Names that cannot be object keys (see names.key_problem) are skipped. With
@@ -80,7 +81,8 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
     inside data/ (an alias: the same files under two names). Junk and excluded
     paths are appended to ``left`` (a folder once, ending with /); with links not
     followed, the links left out are appended to ``unfollowed``. Our own temporary
-    files that a killed run left in data/ are removed.
+    files are never listed; with ``tidy`` (under the lock), those a killed run left
+    are removed.
     """
     files, skipped = {}, {}
     unfollowed = [] if unfollowed is None else unfollowed
@@ -128,7 +130,8 @@ def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection
             if not selection.covers(rel):
                 continue
             if is_our_temporary(name):
-                _remove_temporary(full)
+                if tidy:
+                    _remove_temporary(full)
                 continue
             if selection.left_out(rel):
                 left.append(rel)

@@ -173,20 +173,21 @@ DELETE_ATTEMPTS = 4
 
 
 def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool = False,
-                  conditional: bool = True) -> list[str]:
+                  conditional: bool = True, check_first: bool = True) -> list[str]:
     """Delete objects under s3_path, each only while it is still the version the plan saw
     (``expect``: {path: ETag}), up to 1000 per request; the paths refused, because S3
     holds another version now, are returned.
 
     ``conditional`` sends each ETag with its key (S3's conditional delete); raises
-    ConditionsUnsupported if the store rejects that. Without it, each object's ETag is
-    read just before (HEAD) and only those still the same are deleted: a push landing
-    between that check and the delete is not seen.
+    ConditionsUnsupported if the store rejects that. ``check_first`` (always so without
+    conditions) reads each object's ETag just before (HEAD) and deletes only those
+    still the same: on a store that ignores the conditions, a push landing between
+    that check and the delete is not seen.
     """
     _, _, exceptions, _ = _botocore()
     s3 = client(settings, unsigned)
     prefix = _prefix(settings)
-    if not conditional:
+    if check_first or not conditional:
         now = head_remote(settings, list(expect), unsigned)
         refused = [p for p, etag in expect.items() if p in now and now[p].etag != etag]
         expect = {p: etag for p, etag in expect.items() if p in now and p not in refused}

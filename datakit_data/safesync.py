@@ -47,6 +47,8 @@ DELETED_MEANWHILE = ("S3 no longer holds the version this push planned over: som
                      "after this push planned it. Pull, then push again.")
 GONE_AFTER_UPLOAD = ("S3 no longer holds it: someone deleted data/{path} right after this push sent it. "
                      "`datakit data push force` sends it again.")
+BOGUS_REFUSAL = ("S3 refused its conditional upload yet still holds the version this push planned over: the "
+                 "store, or a proxy in front of it, answers conditional writes wrongly; push again")
 DELETE_RACED = ("S3 holds another version: someone pushed data/{path} after this push planned to delete it. "
                 "Pull, then push again.")
 CHANGED_MEANWHILE = "changed locally while the pull ran; left as it is"
@@ -84,14 +86,15 @@ class Scan:
 
 
 def gather(layout: Layout, settings: Settings, options: Options = Options(),
-           selection: Selection = Selection()) -> Scan:
+           selection: Selection = Selection(), *, tidy: bool = False) -> Scan:
     """Scan data/ and list S3 (the selection's part of each), leaving out junk and
-    excluded paths, and setting aside keys that must never become local paths."""
+    excluded paths, and setting aside keys that must never become local paths.
+    ``tidy`` (a run holding the lock) removes our temporary files a killed run left."""
     data_dir = layout.data
     present = os.path.isdir(data_dir)
     left: list[str] = []
     unfollowed: list[str] = []
-    local, skipped = (scan_local(data_dir, options.follow_symlinks, selection, left, unfollowed)
+    local, skipped = (scan_local(data_dir, options.follow_symlinks, selection, left, unfollowed, tidy=tidy)
                       if present else ({}, {}))
     prefix = len(f"{settings.path}/".encode("utf-8")) if settings.path else 0
     # (A path of fewer than a quarter as many characters fits whatever they are.)
@@ -268,7 +271,7 @@ class Sync:
 
     def _begin(self) -> tuple[Outcome, SyncRecord]:
         """Plan, name conflicts and kept files, and with `dryrun` show the plan."""
-        scan = gather(self.layout, self.settings, self.options, self.selection)
+        scan = gather(self.layout, self.settings, self.options, self.selection, tidy=True)
         if self.as_of is not None:
             self._as_of(scan)
         _check_path_found(scan, self.selection, self.settings)
@@ -400,14 +403,16 @@ class Sync:
         return expect
 
     def _upload_again(self, args: list[str], paths: set[str]) -> None:
-        """Upload these paths once more without conditions, on a store that rejected them:
-        the rest of the staging folder (sent, or refused) is removed first."""
+        """Upload these paths once more without conditions, on a store that rejected them,
+        from a staging folder of their own: nothing sent or refused is in it."""
         stage = os.path.join(self.staging, "data")
-        for path in set(self._staged) - paths:
-            with contextlib.suppress(OSError, names.UnsafePath):
-                os.unlink(names.inside(stage, path))
+        again = os.path.join(self.staging, "again")
+        for path in sorted(paths):
+            target = names.inside(os.path.join(again, "data"), path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _link_or_copy(names.inside(stage, path), target)
         with aws_cli.Cli() as cli:
-            cli.prepare(self.staging, self.cli_env, self.cli_concurrency)
+            cli.prepare(again, self.cli_env, self.cli_concurrency)
             cli.run(args, self.settings, "push")
 
     def _delete(self, outcome: Outcome) -> None:
@@ -415,8 +420,12 @@ class Sync:
         version the plan saw: a delete that lost to a concurrent push is a conflict."""
         expect = {path: outcome.remote[path].etag for path in outcome.plan.delete}
         conditional = self.memory.supported(self.settings, "deletes")
+        # Until the store has been seen refusing a conditional delete, each object is also
+        # checked just before: a store that ignores the conditions would delete any version.
+        check_first = self.memory.get(self.settings, "deletes") != "enforced"
         try:
-            refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=conditional)
+            refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=conditional,
+                                       check_first=check_first)
         except s3.ConditionsUnsupported as err:
             if self.memory.learn(self.settings, "deletes", "unsupported", err.code):
                 self.warn(conditions.unsupported_notice(self.settings, err.code, "deletes"))
@@ -458,7 +467,17 @@ class Sync:
             return  # not uploaded: nothing to record
         guarded = self.answers or conditions.Answers()
         if path in guarded.refused and not (new is not None and new.etag == outcome.content(path)):
-            self._refused(outcome, path)  # (S3 holding our bytes: a retried write that had landed)
+            # (S3 holding our bytes: a retried write that had landed, recorded below.)
+            planned = outcome.remote.get(path)
+            unchanged = (new is None and planned is None) or (
+                new is not None and planned is not None and new.etag == planned.etag)
+            if unchanged and guarded.refused[path] in ("PreconditionFailed", "412"):
+                # Refused, yet S3 still holds what the plan saw: the refusal was wrong.
+                outcome.skipped[path] = BOGUS_REFUSAL
+                if self.memory.learn(self.settings, "writes", "unsupported", "412 on an unchanged object"):
+                    self.warn(conditions.unsupported_notice(self.settings, "412 on an unchanged object", "writes"))
+                return
+            self._refused(outcome, path)
             return
         if new is None:
             if path in guarded.sent or (self._all_sent and path in self._staged):
@@ -825,7 +844,8 @@ def _copy_into(source, target, mtime_ns: int | None = None) -> None:
             os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, target)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 

@@ -262,3 +262,38 @@ def test_an_upload_deleted_right_after_it_landed_is_a_conflict(clones, standin, 
             "sent it.") in text
     assert project.files() == {"x.csv": b"mine\n"}
     assert json.loads(ok(project.run("data", "status", "--json")).stdout)["push"]["new"] == ["x.csv"]
+
+
+def test_a_store_that_refuses_every_conditional_write_wrongly_is_named_and_then_pushed_to_plainly(
+        clones, standin, bucket):
+    project = clones[0]
+    prefix = project.config()["s3_path"]
+    standin.answer(_conditional_write, 412, "PreconditionFailed")  # a proxy that answers 412 to all
+    project.write("a.csv", "a\n")
+
+    first = project.run("data", "push")
+
+    text = assert_clean_error(first, code=2)
+    assert "data/a.csv (S3 refused its conditional upload yet still holds the version this push planned" in text
+    assert bucket.objects(prefix) == {}
+    second = ok(project.run("data", "push"))  # remembered: no conditions there any more
+    assert "This push is checked after upload only" in second.stderr
+    assert bucket.objects(prefix) == {"a.csv": b"a\n"}
+
+
+def test_another_failure_beside_a_refused_upload_still_fails_the_push(clones, standin, bucket):
+    project = clones[0]
+    prefix = project.config()["s3_path"]
+    standin.answer(lambda r: r.method == "PUT" and r.key.endswith("/refused.csv"), 412, "PreconditionFailed")
+    standin.answer(lambda r: r.method == "PUT" and r.key.endswith("/denied.csv"), 400, "InvalidRequest")
+    project.write("refused.csv", "r\n")
+    project.write("denied.csv", "d\n")
+    project.write("fine.csv", "f\n")
+
+    result = project.run("data", "push")
+
+    text = assert_clean_error(result)
+    assert "upload failed: data/denied.csv" in text and "InvalidRequest" in text
+    assert bucket.objects(prefix) == {"fine.csv": b"f\n"}
+    report = json.loads(ok(project.run("data", "status", "--json")).stdout)
+    assert set(report["push"]["new"]) == {"refused.csv", "denied.csv"}  # neither recorded

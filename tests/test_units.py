@@ -520,6 +520,8 @@ def test_as_of_times_are_local_unless_a_zone_is_given(text, local):
     (400, "NotImplemented", "", True, "unsupported"),
     (400, "InvalidArgument", "Unsupported header 'If-None-Match' received", False, "unsupported"),
     (400, "InvalidArgument", "Invalid storage class", False, None),
+    (400, "InvalidPart", "One or more of the specified parts could not be found; the specified ETag may not "
+     "match", True, None),
     (403, "AccessDenied", "", True, None),
     (500, "InternalError", "", True, None),
 ])
@@ -534,9 +536,13 @@ def test_refused_uploads_are_told_apart_from_other_lines_of_the_aws_cli():
 
     line = ("upload failed: data/a b.csv to s3://bkt/p/a b.csv An error occurred (PreconditionFailed) when "
             "calling the PutObject operation: At least one of the pre-conditions you specified did not hold")
-    assert refusal_line(line) == "PreconditionFailed"
-    assert refusal_line("upload failed: data/x to s3://b/x An error occurred (412) when calling the "
-                        "CompleteMultipartUpload operation: Precondition Failed") == "412"
+    assert refusal_line(line) == ("a b.csv", "PreconditionFailed")
+    assert refusal_line("upload failed: data/d/x to s3://b/d/x An error occurred (412) when calling the "
+                        "CompleteMultipartUpload operation: Precondition Failed") == ("d/x", "412")
+    # The server's own message cannot pass a failure off as a refusal.
+    spoof = ("upload failed: data/x to s3://b/x An error occurred (AccessDenied) when calling the PutObject "
+             "operation: An error occurred (PreconditionFailed) when calling the PutObject operation")
+    assert refusal_line(spoof) == ("x", "AccessDenied")
     assert refusal_line("warning: Skipping file /x. File does not exist.") is None
     assert refusal_line("fatal error: An error occurred (NoSuchBucket) when calling the ListObjectsV2") is None
 
@@ -559,7 +565,8 @@ def test_the_guard_reads_back_what_the_launcher_reported_and_nothing_else(tmp_pa
     found = guard.read()
     assert found.sent == {"a.csv"}
     assert found.refused == {"b.csv": "PreconditionFailed"}
-    assert found.unsupported == {} and found.codes() == {"PreconditionFailed"}
+    assert found.unsupported == {} and found.explains("b.csv", "PreconditionFailed")
+    assert not found.explains("a.csv", "PreconditionFailed") and not found.explains("b.csv", "AccessDenied")
 
 
 def test_what_an_endpoint_supports_is_remembered_per_endpoint(tmp_path):
