@@ -260,11 +260,11 @@ def check_bucket(settings: Settings) -> tuple[bool, str]:
     return True, ""
 
 
-def etag_is_md5(settings: Settings, path: str, obj: Remote) -> bool:
+def etag_is_md5(settings: Settings, path: str, obj: Remote, unsigned: bool = False) -> bool:
     """Is this object's ETag the MD5 of its content (not so with SSE-KMS or SSE-C)?"""
     _, _, exceptions, _ = _botocore()
     try:
-        head = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
+        head = client(settings, unsigned).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
     except (exceptions.BotoCoreError, exceptions.ClientError):
         return True  # cannot tell: assume the common case, and call a mismatch a conflict
     encryption = head.get("ServerSideEncryption") or ""

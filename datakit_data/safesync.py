@@ -234,7 +234,8 @@ class Sync:
         self.say(report.summary(outcome))
         # Asked only now, and only when it matters: beside the transfer it would be one
         # more connection than max_concurrent_requests allows.
-        if not outcome.dryrun and _overwrote(outcome) and s3.versioning(self.settings) in ("", "Suspended"):
+        if not outcome.dryrun and _overwrote(outcome) and (
+                s3.versioning(self.settings, self.options.unsigned) in ("", "Suspended")):
             what = "pushed over or deleted on S3" if self.direction == "push" else "replaced or deleted in data/"
             self.warn(f"Bucket {self.settings.bucket} keeps no versions: what this {self.direction} {what} "
                       f"cannot be undone. {versions.unversioned_hint(self.settings)}")
@@ -484,7 +485,7 @@ class Sync:
                 self._conflict(outcome, path, GONE_AFTER_UPLOAD.format(path=names.printable(path)))
             return  # else not uploaded: nothing to record
         local = outcome.local[path]
-        if new.etag == outcome.content(path) or not s3.etag_is_md5(self.settings, path, new):
+        if new.etag == outcome.content(path) or not s3.etag_is_md5(self.settings, path, new, self.options.unsigned):
             record.set(path, local, new.etag)
             outcome.sent += 1
             outcome.sent_bytes += new.size

@@ -208,8 +208,14 @@ def test_no_sign_request_sends_no_credentials(project, colleague, auth_s3, bucke
     # A bucket open to anyone (the session's server) is read without credentials.
     bucket.put(f"{colleague.name}-open/public.csv", b"open data")
     colleague.configure(s3_path=f"{colleague.name}-open")
-    ok(colleague.run("data", "pull", "no-sign-request", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}))
+    nobody = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    ok(colleague.run("data", "pull", "no-sign-request", env=nobody))
     assert colleague.files() == {"public.csv": b"open data"}
+    # Replacing a file asks whether the bucket keeps versions: unsigned too.
+    bucket.put(f"{colleague.name}-open/public.csv", b"open data, revised")
+    replaced = ok(colleague.run("data", "pull", "no-sign-request", env=nobody))
+    assert "Pull: 1 file(s) received" in replaced.stdout and "credentials" not in replaced.stderr
+    assert colleague.files() == {"public.csv": b"open data, revised"}
 
 
 def test_links_are_followed_by_default_and_skipped_with_no_follow_symlinks(project, colleague, tmp_path, bucket):
