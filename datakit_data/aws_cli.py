@@ -33,6 +33,12 @@ LOCAL_DATA = "data/"
 BUNDLED_AWS = [sys.executable, "-m", "awscli"]
 
 
+def carries_conditions(aws: Sequence[str]) -> bool:
+    """Can this AWS CLI send a push's conditional writes? Only the bundled one runs in
+    our launcher, where botocore's events can add them (see conditions.py)."""
+    return list(aws) == BUNDLED_AWS
+
+
 def aws_command(environ: Mapping[str, str] | None = None) -> list[str]:
     """The command that starts the AWS CLI."""
     environ = os.environ if environ is None else environ
@@ -360,9 +366,7 @@ class Cli:
 
     @property
     def carries_conditions(self) -> bool:
-        """Can this AWS CLI send a push's conditional writes? Only the bundled one runs in
-        our launcher, where botocore's events can add them (see conditions.py)."""
-        return self.aws == BUNDLED_AWS
+        return carries_conditions(self.aws)
 
     def run(self, args: Sequence[str], settings: Settings, direction: str,
             guard: "conditions.Guard | None" = None) -> None:

@@ -33,9 +33,14 @@ from .settings import Settings
 
 #: What became of a guarded request, as the launcher reports it.
 SENT, REFUSED, UNSUPPORTED = "sent", "refused", "unsupported"
-#: Attempts of a write that S3 answers 409 ConditionalRequestConflict (another
-#: conditional write to the key was in flight), before it counts as refused.
+#: Attempts of a write or delete that S3 answers 409 ConditionalRequestConflict
+#: (another conditional write to the key was in flight), before it counts as refused.
 CONFLICT_ATTEMPTS = 4
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before trying a 409 again: doubling, with jitter."""
+    return random.uniform(0.05, 0.2) * 2 ** attempt
 #: A 400 that names the conditional headers themselves (not "the ETag of a part").
 _HEADER_WORDS = re.compile(r"if-match|if-none-match|ifmatch|ifnonematch|conditional (?:write|request|header)s?",
                            re.IGNORECASE)
@@ -117,7 +122,7 @@ def install(session: Any, guard: Mapping[str, Any]) -> None:
         http_response, parsed = response
         code = (parsed.get("Error") or {}).get("Code")
         if http_response.status_code == 409 and code == "ConditionalRequestConflict" and attempts < CONFLICT_ATTEMPTS:
-            return random.uniform(0.05, 0.2) * 2 ** attempts
+            return backoff(attempts)
         return None
 
     for operation in ("PutObject", "CompleteMultipartUpload"):
@@ -250,9 +255,8 @@ def unsupported_notice(settings: Settings, code: str, what: str) -> str:
     )
 
 
-def protection(layout: Layout, settings: Settings, hooks: bool) -> dict:
+def protection(memory: Memory, settings: Settings, hooks: bool) -> dict:
     """Which protection pushes get against a concurrent push, for status."""
-    memory = Memory(layout)
     if not hooks:
         return {"mode": "checked after upload only",
                 "why": "DATAKIT_DATA_AWS runs another AWS CLI, which cannot carry conditional writes; "

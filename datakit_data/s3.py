@@ -13,12 +13,12 @@ import functools
 import hashlib
 import logging
 import os
-import random
 import re
 import threading
 import time
 from typing import Any, Iterable, Mapping
 
+from . import conditions
 from .failures import explain_failure
 from .exceptions import DatakitDataError, SyncError
 from .masking import mask_secrets, without_credentials
@@ -60,11 +60,7 @@ def client(settings: Settings, unsigned: bool = False) -> Any:
 
 def _explain(err, settings, what: str = "list"):
     """An in-process botocore error as one line: its S3 error code, or its message."""
-    code = None
-    response = getattr(err, "response", None)
-    if isinstance(response, dict):
-        code = (response.get("Error") or {}).get("Code")
-    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what, code=code, cli=False)
+    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what, code=_code(err) or None, cli=False)
 
 
 def _prefix(settings) -> str:
@@ -136,7 +132,7 @@ def head_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False
         try:
             answer = s3.head_object(Bucket=settings.bucket, Key=prefix + path)
         except exceptions.ClientError as err:
-            if (err.response.get("Error") or {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _code(err) in ("404", "NoSuchKey", "NotFound"):
                 return path, None
             raise
         return path, Remote(int(answer["ContentLength"]), answer.get("ETag", "").strip('"'),
@@ -168,10 +164,6 @@ class ConditionsUnsupported(Exception):
         self.code = code
 
 
-#: Attempts of a delete that S3 answers 409 ConditionalRequestConflict (a write in flight).
-DELETE_ATTEMPTS = 4
-
-
 def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool = False,
                   conditional: bool = True, check_first: bool = True) -> list[str]:
     """Delete objects under s3_path, each only while it is still the version the plan saw
@@ -194,7 +186,7 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool 
     else:
         refused = []
     pending = list(expect)
-    for attempt in range(DELETE_ATTEMPTS):
+    for attempt in range(conditions.CONFLICT_ATTEMPTS):
         racing = []
         for start in range(0, len(pending), 1000):
             entries = []
@@ -219,7 +211,7 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool 
                 code = error.get("Code")
                 if code == "PreconditionFailed":
                     refused.append(path)
-                elif code == "ConditionalRequestConflict" and attempt + 1 < DELETE_ATTEMPTS:
+                elif code == "ConditionalRequestConflict" and attempt + 1 < conditions.CONFLICT_ATTEMPTS:
                     racing.append(path)
                 elif code == "ConditionalRequestConflict":
                     refused.append(path)
@@ -239,12 +231,14 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool 
         if not racing:
             break
         pending = racing
-        time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)
+        time.sleep(conditions.backoff(attempt))
     return refused
 
 
 def _code(err) -> str:
-    return str((err.response.get("Error") or {}).get("Code") or "")
+    """The S3 error code of a botocore error ("" when it has none: no answer came)."""
+    response = getattr(err, "response", None)
+    return str((response.get("Error") or {}).get("Code") or "") if isinstance(response, dict) else ""
 
 
 def _status(err) -> int:

@@ -379,7 +379,7 @@ class Sync:
             # or differs in size from, what its listing saw).
             self._all_sent = True
             # It cannot be sure that no push landed between its plan and its upload: say so.
-            left = conditions.protection(self.layout, self.settings, self.cli.carries_conditions)
+            left = conditions.protection(self.memory, self.settings, self.cli.carries_conditions)
             self.warn(f"This push is {left['mode']}: {left['why']}.")
             return
         found = self.answers
@@ -396,11 +396,13 @@ class Sync:
     def _expected(self, outcome: Outcome) -> dict[str, str | None]:
         """The conditions of the uploads: the ETag of each object the plan saw, None
         where it saw none. (An object listed without an ETag cannot be named.)"""
-        expect = {}
+        expect: dict[str, str | None] = {}
         for path in outcome.plan.transfer:
             seen = outcome.remote.get(path)
-            if seen is None or seen.etag:
-                expect[path] = seen.etag if seen is not None else None
+            if seen is None:
+                expect[path] = None
+            elif seen.etag:
+                expect[path] = seen.etag
         return expect
 
     def _upload_again(self, args: list[str], paths: set[str]) -> None:
@@ -475,8 +477,9 @@ class Sync:
             if unchanged and guarded.refused[path] in ("PreconditionFailed", "412"):
                 # Refused, yet S3 still holds what the plan saw: the refusal was wrong.
                 outcome.skipped[path] = BOGUS_REFUSAL
-                if self.memory.learn(self.settings, "writes", "unsupported", "412 on an unchanged object"):
-                    self.warn(conditions.unsupported_notice(self.settings, "412 on an unchanged object", "writes"))
+                wrongly = "412 on an unchanged object"
+                if self.memory.learn(self.settings, "writes", "unsupported", wrongly):
+                    self.warn(conditions.unsupported_notice(self.settings, wrongly, "writes"))
                 return
             self._refused(outcome, path)
             return
@@ -895,7 +898,8 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "versioning": {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(s3.versioning(settings),
                                                                                     "unknown"),
         "path": f"data/{selection.path}" if selection.path else "data/",
-        "protection": conditions.protection(layout, settings, aws_cli.aws_command() == aws_cli.BUNDLED_AWS),
+        "protection": conditions.protection(conditions.Memory(layout), settings,
+                                            aws_cli.carries_conditions(aws_cli.aws_command())),
     }
 
 

@@ -577,14 +577,14 @@ def test_what_an_endpoint_supports_is_remembered_per_endpoint(tmp_path):
     layout = Layout(str(tmp_path))
     one = Settings(bucket="bkt", path="p", profile=None, endpoint_url="http://127.0.0.1:1")
     other = Settings(bucket="bkt", path="p", profile=None, endpoint_url="http://127.0.0.1:2")
-    assert protection(layout, one, hooks=True)["why"].endswith("(not yet tried on this server)")
+    assert protection(Memory(layout), one, hooks=True)["why"].endswith("(not yet tried on this server)")
     assert Memory(layout).learn(one, "writes", "unsupported", "NotImplemented") is True
     assert Memory(layout).learn(one, "writes", "unsupported", "NotImplemented") is False  # said once
     assert Memory(layout).learn(other, "writes", "enforced") is False
     assert not Memory(layout).supported(one) and Memory(layout).supported(other)
-    assert protection(layout, one, hooks=True)["mode"] == "checked after upload only"
-    assert protection(layout, other, hooks=True)["why"] == "the server enforces conditional writes"
-    assert protection(layout, other, hooks=False)["mode"] == "checked after upload only"
+    assert protection(Memory(layout), one, hooks=True)["mode"] == "checked after upload only"
+    assert protection(Memory(layout), other, hooks=True)["why"] == "the server enforces conditional writes"
+    assert protection(Memory(layout), other, hooks=False)["mode"] == "checked after upload only"
     (tmp_path / ".datakit-data" / "conditions.json").write_text("{not json")
     assert Memory(layout).supported(one)  # damaged: learned again
 
