@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import VERSIONED, assert_clean_error, ok
+from helpers import VERSIONED, assert_clean_error, ok
 
 MiB = 1024 * 1024
 
@@ -125,7 +125,7 @@ def test_a_temporary_copy_a_killed_run_left_is_never_synced_and_removed(project,
 # a server that lies about versions -------------------------------------------
 
 def test_as_of_refuses_bytes_that_are_not_the_version_asked_for(tmp_path, home, versioned, standin):
-    from conftest import Project
+    from helpers import Project
 
     project = Project(tmp_path / f"asof-{uuid.uuid4().hex[:8]}", home)
     project.configure(s3_bucket=VERSIONED, s3_endpoint_url=standin.endpoint_url)
@@ -206,7 +206,7 @@ def test_a_tree_deeper_than_200_levels_is_skipped_by_name(project, bucket):
 
 
 def test_history_names_who_pushed_the_version_from_before_versioning(project, s3):
-    from conftest import Bucket, _client
+    from helpers import Bucket, _client
 
     name = f"later-versioned-{uuid.uuid4().hex[:8]}"
     client = _client(s3.endpoint_url)
@@ -254,7 +254,7 @@ def test_ctrl_c_during_an_as_of_pull_ends_it_at_once(tmp_path, home, versioned, 
     import signal
     import time
 
-    from conftest import Project, wait_until
+    from helpers import Project, wait_until
 
     project = Project(tmp_path / f"asof-{uuid.uuid4().hex[:8]}", home)
     project.configure(s3_bucket=VERSIONED, s3_endpoint_url=standin.endpoint_url)

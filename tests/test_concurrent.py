@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from conftest import BUCKET, VERSIONED, Project, StandIn, assert_clean_error, ok, wait_until
+from helpers import BUCKET, VERSIONED, Project, assert_clean_error, ok, wait_until
+from s3standin import StandIn
 
 MiB = 1024 * 1024
 

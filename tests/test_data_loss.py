@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import BUCKET, Bucket, _client, assert_clean_error, ok, output, wait_until
+from helpers import BUCKET, Bucket, _client, assert_clean_error, ok, output, wait_until
 
 MiB = 1024 * 1024
 

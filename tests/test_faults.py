@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import BUCKET, assert_clean_error, children_of, output, running, wait_until
+from helpers import BUCKET, assert_clean_error, children_of, output, running, wait_until
 from s3proxy import FaultProxy
 from s3server import S3Server, free_ports
 
@@ -200,7 +200,7 @@ def own_s3(tmp_path):
 
 
 def test_server_dying_mid_push_fails_and_a_rerun_converges(project, own_s3):
-    from conftest import Bucket, _client
+    from helpers import Bucket, _client
 
     own_bucket = Bucket(_client(own_s3.endpoint_url), BUCKET)
     with FaultProxy(own_s3.ports["s3.port"]) as proxy:

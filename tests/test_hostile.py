@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import assert_clean_error, output
+from helpers import assert_clean_error, output
 
 VICTIM = b"precious, not the project's to touch\n"
 

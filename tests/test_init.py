@@ -2,7 +2,7 @@
 import datetime
 import json
 
-from conftest import BUCKET, assert_clean_error, output
+from helpers import BUCKET, assert_clean_error, output
 
 
 def test_init_without_global_config_writes_defaults_and_says_how_to_set_a_bucket(project, home):
@@ -129,7 +129,7 @@ def test_gitignore_entry_is_appended_to_existing_file_and_equivalents_are_respec
     other = project.root / "sub"
     other.mkdir()
     (other / ".gitignore").write_text("/data/\n.datakit-data\n")
-    from conftest import Project
+    from helpers import Project
 
     assert Project(other, project.home).run("data", "init").returncode == 0
     assert (other / ".gitignore").read_text() == "/data/\n.datakit-data\n"

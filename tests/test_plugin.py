@@ -1,13 +1,39 @@
 """The plugin as datakit sees it: help, entry points and `datakit config`."""
-from conftest import BUCKET, output
+import configparser
+from pathlib import Path
+
+import pytest
+
+from helpers import BUCKET, output
+
+
+def plugin_commands() -> list[str]:
+    """The commands setup.cfg declares ("data init", ...), so a new one is tested unasked."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(Path(__file__).parents[1] / "setup.cfg", encoding="utf-8")
+    entries = cfg["options.entry_points"]["datakit.plugins"]
+    return [line.split("=", 1)[0].strip() for line in entries.splitlines() if line.strip()]
+
+
+COMMANDS = plugin_commands()
 
 
 def test_datakit_help_lists_the_data_commands(project):
     result = project.run("--help")
 
     assert result.returncode == 0
-    for name in ("data init", "data push", "data pull"):
+    assert "data init" in COMMANDS and "data push" in COMMANDS and "data pull" in COMMANDS
+    for name in COMMANDS:
         assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_its_help(project, name):
+    result = project.run(*name.split(), "--help")
+
+    assert result.returncode == 0, output(result)
+    assert result.stdout.startswith(f"usage: datakit {name} "), result.stdout
+    assert result.stdout.rstrip().endswith("This command is provided by the datakit-data plugin."), result.stdout
 
 
 def test_push_and_pull_help_explain_flag_words(project):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import AWS_V2, BUCKET, assert_clean_error, ok, output, wait_until
+from helpers import AWS_V2, BUCKET, assert_clean_error, ok, output, wait_until
 
 
 def test_local_edit_survives_a_pull(pair, bucket):

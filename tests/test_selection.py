@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import assert_clean_error, ok, output
+from helpers import assert_clean_error, ok, output
 
 JUNK = {
     ".DS_Store": "mac", "raw/.DS_Store": "mac", "raw/._a.csv": "apple double",

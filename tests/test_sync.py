@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from conftest import BUCKET, assert_clean_error, ok, output, wait_until
+from helpers import BUCKET, assert_clean_error, ok, output, wait_until
 
 
 def test_push_then_a_colleague_pulls_the_same_bytes(project, colleague, bucket):

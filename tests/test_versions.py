@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import VERSIONED, assert_clean_error, ok
+from helpers import VERSIONED, assert_clean_error, ok
 
 
 
