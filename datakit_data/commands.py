@@ -16,7 +16,7 @@ from . import project, s3, safesync, versions
 from .aws_cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
-from .flags import accepted_list, parse_flags
+from .flags import Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
 from .lock import project_lock
 from .masking import mask_logging, mask_secrets, remember
@@ -27,6 +27,9 @@ from .selection import Selection, check_path, split_words
 from .settings import BUCKET_SET_HINT, SETTINGS, Settings, check_bucket_name, merge, settings_from
 
 log = logging.getLogger(__name__)
+
+#: The one flag word of the commands that only read: every request unsigned.
+UNSIGNED_WORDS = ("no-sign-request",)
 
 
 def _file_problem(err: OSError) -> DatakitDataError:
@@ -46,6 +49,22 @@ class _Command(ConfigMixin, Command):
         # cliff finds a plugin's name by scanning every installed distribution
         # (importlib.metadata.packages_distributions: 0.15-0.2 s on every run); we know it.
         return f"This command is provided by the {PLUGIN_SLUG} plugin."
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.project_root)
+
+    def selection(self, path_words: list[str], settings: Settings, resolve: bool = True) -> Selection:
+        """The part of data/ a run looks at: one path word at most, and the exclude
+        patterns; ``resolve``: a word without a trailing / names a folder when data/ or
+        S3 has one there (push and pull ask under the lock)."""
+        if len(path_words) > 1:
+            raise FlagError(
+                f"One path at a time: {' and '.join(printable(w) for w in path_words[:2])} were given. "
+                "Run the command once for each."
+            )
+        chosen = Selection(check_path(path_words[0]) if path_words else "", settings.exclude)
+        return safesync.resolve(self.layout, settings, chosen) if resolve else chosen
 
     def out(self, message: str) -> None:
         """Tell the user something on stdout, as cliff commands do."""
@@ -180,47 +199,36 @@ class _Sync(_Command):
     def take_action(self, parsed_args: argparse.Namespace) -> None:
         flag_words, path_words = split_words(parsed_args.flags)
         flags = parse_flags(flag_words, self.direction)
-        settings = self.settings()
-        selection = _selection(path_words, settings)
+        settings = self.settings(flags)
         if flags.delete and not settings.path:
             raise ConfigError(
                 f'Refusing `delete` with an empty "s3_path" in {PROJECT_CONFIG}: it would act on '
                 f"the whole bucket {settings.bucket}. Set s3_path to this project's folder."
             )
-
+        chosen = self.selection(path_words, settings, resolve=False)
         try:
-            layout = Layout(self.project_root)
-            with signals_stop_the_run(), project_lock(layout, self.direction):
-                self.prepare_data_folder(layout)
-                selection = safesync.resolve(layout, settings, selection, flags.unsigned)
+            with signals_stop_the_run(), project_lock(self.layout, self.direction):
+                self.prepare_data_folder(self.layout)
+                selection = safesync.resolve(self.layout, settings, chosen)
                 as_of = None
                 if getattr(parsed_args, "as_of", None) is not None:
                     as_of = versions.parse_as_of(parsed_args.as_of, selection.file is not None)
-                Sync(self.direction, layout, settings, flags, self.out, log.warning, selection, as_of).run()
+                Sync(self.direction, self.layout, settings, flags, self.out, log.warning, selection, as_of).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
             raise Interrupted(self.direction, signum) from None
 
 
-def _selection(path_words: list[str], settings: Settings) -> Selection:
-    """The part of data/ a run looks at: one path word at most, and the exclude patterns."""
-    if len(path_words) > 1:
-        raise FlagError(
-            f"One path at a time: {' and '.join(printable(w) for w in path_words[:2])} were given. "
-            "Run the command once for each."
-        )
-    return Selection(check_path(path_words[0]) if path_words else "", settings.exclude)
-
-
-def _path_only(words: list[str], command: str, options: str, example: str) -> list[str]:
-    """The path words of a command that takes no flag words."""
+def _path_only(words: list[str], command: str, options: str, example: str) -> tuple[list[str], Flags]:
+    """The path words of a command that takes no flag words but `no-sign-request`."""
     flag_words, path_words = split_words(words)
-    if flag_words:
-        raise FlagError(
-            f'"{printable(flag_words[0])}" is not a path inside data/. `datakit data {command}` takes '
-            f"{options} and one file or folder inside data/, e.g. {example}."
-        )
-    return path_words
+    for word in flag_words:
+        if word.strip().lower() not in UNSIGNED_WORDS:
+            raise FlagError(
+                f'"{printable(word)}" is not a path inside data/. `datakit data {command}` takes '
+                f"{options}, the flag word no-sign-request and one file or folder inside data/, e.g. {example}."
+            )
+    return path_words, Flags(UNSIGNED_WORDS if flag_words else ())
 
 
 class Push(_Sync):
@@ -261,18 +269,19 @@ class History(_Command):
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument("path", nargs="*", metavar="PATH",
-                            help="a file or folder inside data/ (e.g. data/raw/x.csv); default: all of data/")
+                            help="a file or folder inside data/ (e.g. data/raw/x.csv); default: all of data/; "
+                                 "no-sign-request: for a public bucket, without credentials")
         parser.add_argument("--json", action="store_true", help="print the versions as JSON, for scripts")
         parser.add_argument("--limit", type=int, default=versions.DEFAULT_LIMIT, metavar="N",
                             help=f"show the newest N versions (default {versions.DEFAULT_LIMIT})")
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        path_words = _path_only(parsed_args.path, "history", "--json, --limit N", "data/raw/x.csv")
+        path_words, flags = _path_only(parsed_args.path, "history", "--json, --limit N", "data/raw/x.csv")
         if parsed_args.limit < 1:
             raise FlagError(f"--limit must be 1 or more, not {parsed_args.limit}.")
-        settings = self.settings()
-        selection = safesync.resolve(Layout(self.project_root), settings, _selection(path_words, settings))
+        settings = self.settings(flags)
+        selection = self.selection(path_words, settings)
         found, total = versions.history(settings, selection.root, selection.file, parsed_args.limit)
         if parsed_args.json:
             self.out(versions.history_json(found, total))
@@ -288,15 +297,14 @@ class Status(_Command):
         parser = super().get_parser(prog_name)
         parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
         parser.add_argument("path", nargs="*", metavar="PATH",
-                            help="a file or folder inside data/ to look at (e.g. data/raw/); default: all of data/")
+                            help="a file or folder inside data/ to look at (e.g. data/raw/); default: all of data/; "
+                                 "no-sign-request: for a public bucket, without credentials")
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        path_words = _path_only(parsed_args.path, "status", "--json", "data/raw/")
-        settings = self.settings()
-        layout = Layout(self.project_root)
-        selection = safesync.resolve(layout, settings, _selection(path_words, settings))
-        report = safesync.status(layout, settings, selection)
+        path_words, flags = _path_only(parsed_args.path, "status", "--json", "data/raw/")
+        settings = self.settings(flags)
+        report = safesync.status(self.layout, settings, self.selection(path_words, settings))
         if parsed_args.json:
             self.out(json.dumps(report, indent=2, sort_keys=True))
         else:

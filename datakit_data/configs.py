@@ -5,6 +5,7 @@ every command the global config, the project config and the merged Settings.
 It also declares ``config_spec`` so that `datakit config list|set|verify` know
 this plugin's settings.
 """
+import dataclasses
 import logging
 import os
 
@@ -13,6 +14,7 @@ from datakit.config import PluginConfig
 
 from . import s3
 from .exceptions import ConfigError
+from .flags import Flags
 from .layout import PROJECT_CONFIG
 from .masking import mask_secrets, remember
 from .settings import (
@@ -95,6 +97,8 @@ class ConfigMixin(CommandHelpers):
             )
         return config
 
-    def settings(self) -> Settings:
-        """Settings for push and pull: global runtime defaults < project config."""
-        return settings_from(merge(self.global_config() or {}, self.project_config()), PROJECT_CONFIG)
+    def settings(self, flags: Flags = Flags()) -> Settings:
+        """Settings for a run: global runtime defaults < project config, and what the
+        flag words say of every request (`no-sign-request`)."""
+        merged = settings_from(merge(self.global_config() or {}, self.project_config()), PROJECT_CONFIG)
+        return dataclasses.replace(merged, unsigned=flags.unsigned)

@@ -51,7 +51,7 @@ OWN_WORDS = ("delete", "dryrun", "force", "size-only", "exact-timestamps")
 
 
 @dataclass(frozen=True)
-class Options:
+class Flags:
     """What the flag words of one push or pull ask for."""
 
     words: tuple[str, ...] = ()
@@ -78,7 +78,7 @@ class Options:
 
     @property
     def cli(self) -> list[str]:
-        """The words for the AWS CLI, as its options."""
+        """The words for the AWS CLI, as its options (--no-progress, ...)."""
         return [f"--{word}" for word in self.words if word not in OWN_WORDS]
 
 
@@ -87,8 +87,8 @@ def accepted_list() -> str:
     return ", ".join(ACCEPTED)
 
 
-def parse_flags(words: Iterable[str], command: str) -> Options:
-    """Turn flag words into Options, refusing any that are not accepted."""
+def parse_flags(words: Iterable[str], command: str) -> Flags:
+    """Turn flag words into Flags, refusing any that are not accepted."""
     chosen: list[str] = []
     for word in words:
         flag = word.strip().lower()
@@ -118,5 +118,5 @@ def parse_flags(words: Iterable[str], command: str) -> Options:
                 f'"{first}" and "{second}" contradict each other: pass one of them to '
                 f"datakit data {command}, not both."
             )
-    return Options(tuple(chosen))
+    return Flags(tuple(chosen))
 

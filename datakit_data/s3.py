@@ -39,8 +39,9 @@ def _botocore():
 
 
 @functools.lru_cache(maxsize=4)
-def client(settings: Settings, unsigned: bool = False) -> Any:
-    """An S3 client for these settings: profile, endpoint, bounded retries (made once)."""
+def client(settings: Settings) -> Any:
+    """An S3 client for these settings: profile, endpoint, bounded retries, and no
+    signature with `no-sign-request` (made once per settings)."""
     unsigned_marker, config, exceptions, session = _botocore()
     try:
         sess = session.Session(profile=settings.profile)
@@ -50,7 +51,7 @@ def client(settings: Settings, unsigned: bool = False) -> Any:
         if not any(key in os.environ for key in RETRY_ENV):
             # total_max_attempts counts the first attempt; botocore's max_attempts does not.
             options["retries"] = {"mode": "standard", "total_max_attempts": ATTEMPTS}
-        if unsigned:
+        if settings.unsigned:
             options["signature_version"] = unsigned_marker
         return sess.create_client(
             "s3", endpoint_url=without_credentials(settings.endpoint_url), config=config.Config(**options))
@@ -67,7 +68,7 @@ def _prefix(settings) -> str:
     return f"{settings.path}/" if settings.path else ""
 
 
-def list_remote(settings: Settings, unsigned: bool = False, under: str = "") -> dict[str, Remote]:
+def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
     """{path under s3_path: Remote} for every object in the project's S3 folder
     (only those in its folder ``under``, e.g. "raw/2024/", when given).
 
@@ -76,7 +77,7 @@ def list_remote(settings: Settings, unsigned: bool = False, under: str = "") -> 
     its top-level names, then each top-level folder in parallel.
     """
     _, _, exceptions, _ = _botocore()
-    s3 = client(settings, unsigned)
+    s3 = client(settings)
     base = _prefix(settings)
     prefix = base + under
     try:
@@ -121,11 +122,11 @@ def workers(settings: Settings) -> int:
     return min(HEAD_WORKERS, settings.max_concurrent_requests or HEAD_WORKERS)
 
 
-def head_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False) -> dict[str, Remote]:
+def head_remote(settings: Settings, paths: Iterable[str]) -> dict[str, Remote]:
     """{path: Remote} for those of these paths that exist under s3_path, one HEAD each,
     in parallel: cheaper than a listing when a few objects of a large folder matter."""
     _, _, exceptions, _ = _botocore()
-    s3 = client(settings, unsigned)
+    s3 = client(settings)
     prefix = _prefix(settings)
 
     def head(path: str) -> tuple[str, Remote | None]:
@@ -145,10 +146,10 @@ def head_remote(settings: Settings, paths: Iterable[str], unsigned: bool = False
         raise _explain(err, settings)
 
 
-def has_objects(settings: Settings, under: str = "", unsigned: bool = False) -> bool:
+def has_objects(settings: Settings, under: str = "") -> bool:
     """Does anything live under s3_path (or its folder ``under``) yet?"""
     _, _, exceptions, _ = _botocore()
-    s3 = client(settings, unsigned)
+    s3 = client(settings)
     try:
         answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=_prefix(settings) + under, MaxKeys=1)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
@@ -164,7 +165,7 @@ class ConditionsUnsupported(Exception):
         self.code = code
 
 
-def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool = False,
+def delete_remote(settings: Settings, expect: Mapping[str, str], *,
                   conditional: bool = True, check_first: bool = True) -> list[str]:
     """Delete objects under s3_path, each only while it is still the version the plan saw
     (``expect``: {path: ETag}), up to 1000 per request; the paths refused, because S3
@@ -177,10 +178,10 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], unsigned: bool 
     that check and the delete is not seen.
     """
     _, _, exceptions, _ = _botocore()
-    s3 = client(settings, unsigned)
+    s3 = client(settings)
     prefix = _prefix(settings)
     if check_first or not conditional:
-        now = head_remote(settings, list(expect), unsigned)
+        now = head_remote(settings, list(expect))
         refused = [p for p, etag in expect.items() if p in now and now[p].etag != etag]
         expect = {p: etag for p, etag in expect.items() if p in now and p not in refused}
     else:
@@ -254,23 +255,23 @@ def check_bucket(settings: Settings) -> tuple[bool, str]:
     return True, ""
 
 
-def etag_is_md5(settings: Settings, path: str, obj: Remote, unsigned: bool = False) -> bool:
+def etag_is_md5(settings: Settings, path: str) -> bool:
     """Is this object's ETag the MD5 of its content (not so with SSE-KMS or SSE-C)?"""
     _, _, exceptions, _ = _botocore()
     try:
-        head = client(settings, unsigned).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
+        head = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
     except (exceptions.BotoCoreError, exceptions.ClientError):
         return True  # cannot tell: assume the common case, and call a mismatch a conflict
     encryption = head.get("ServerSideEncryption") or ""
     return not encryption.startswith("aws:kms") and not head.get("SSECustomerAlgorithm")
 
 
-def versioning(settings: Settings, unsigned: bool = False) -> str | None:
+def versioning(settings: Settings) -> str | None:
     """The bucket's versioning: "Enabled", "Suspended", "" (never turned on), or None
     when the server does not say (no permission, or no such feature)."""
     _, _, exceptions, _ = _botocore()
     try:
-        answer = client(settings, unsigned).get_bucket_versioning(Bucket=settings.bucket)
+        answer = client(settings).get_bucket_versioning(Bucket=settings.bucket)
     except exceptions.ClientError:
         return None
     except exceptions.BotoCoreError as err:
@@ -278,11 +279,11 @@ def versioning(settings: Settings, unsigned: bool = False) -> str | None:
     return answer.get("Status", "")
 
 
-def list_versions(settings: Settings, under: str = "", unsigned: bool = False) -> list[dict]:
+def list_versions(settings: Settings, under: str = "") -> list[dict]:
     """Every version and deletion marker under s3_path/under, as dicts: path, version_id,
     time (as S3 sent it), size, deleted, latest, etag. Folder markers are left out."""
     _, _, exceptions, _ = _botocore()
-    s3 = client(settings, unsigned)
+    s3 = client(settings)
     base = _prefix(settings)
     found = []
     try:
@@ -326,8 +327,8 @@ def seconds(stamp: str) -> float | None:
         return None
 
 
-def download_version(settings: Settings, path: str, version_id: str, target: str, stop: threading.Event,
-                     unsigned: bool = False, *, etag: str = "") -> None:
+def download_version(settings: Settings, path: str, version_id: str, target: str, *,
+                     stop: threading.Event, etag: str = "") -> None:
     """Write one version of an object to target, a new file; stop between chunks when
     ``stop`` is set (the partial file is never moved into data/).
 
@@ -338,7 +339,7 @@ def download_version(settings: Settings, path: str, version_id: str, target: str
     """
     _, _, exceptions, _ = _botocore()
     try:
-        answer = client(settings, unsigned).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
+        answer = client(settings).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
                                                        VersionId=version_id)
         sent_etag = str(answer.get("ETag") or "").strip('"')
         if answer.get("VersionId") not in (None, version_id) or (etag and sent_etag and sent_etag != etag):

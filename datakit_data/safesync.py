@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 from . import aws_cli, awsconfig, conditions, names, report, s3, versions
 from .masking import mask_secrets
 from .exceptions import DatakitDataError, FlagError, Interrupted
-from .flags import Options
+from .flags import Flags
 from .layout import Layout
 from .plan import TEMPORARY_PREFIX, TEMPORARY_SUFFIX, Local, Plan, Remote, left_alone, local_etag, make_plan, scan_local
 from .record import SyncRecord
@@ -85,7 +85,7 @@ class Scan:
         return lambda path: self.content(path) is not None and self.content(path) == record.files[path]["etag"]
 
 
-def gather(layout: Layout, settings: Settings, options: Options = Options(),
+def gather(layout: Layout, settings: Settings, flags: Flags = Flags(),
            selection: Selection = Selection(), *, tidy: bool = False) -> Scan:
     """Scan data/ and list S3 (the selection's part of each), leaving out junk and
     excluded paths, and setting aside keys that must never become local paths.
@@ -94,7 +94,7 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
     present = os.path.isdir(data_dir)
     left: list[str] = []
     unfollowed: list[str] = []
-    local, skipped = (scan_local(data_dir, options.follow_symlinks, selection, left, unfollowed, tidy=tidy)
+    local, skipped = (scan_local(data_dir, flags.follow_symlinks, selection, left, unfollowed, tidy=tidy)
                       if present else ({}, {}))
     prefix = len(f"{settings.path}/".encode("utf-8")) if settings.path else 0
     # (A path of fewer than a quarter as many characters fits whatever they are.)
@@ -102,7 +102,7 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
                  and prefix + len(p.encode("utf-8")) > names.KEY_MAX]:
         del local[path]
         skipped[path] = f"its S3 key would be longer than S3's {names.KEY_MAX} bytes; shorten its path"
-    listed = s3.list_remote(settings, options.unsigned, under=selection.root)
+    listed = s3.list_remote(settings, under=selection.root)
     folded = names.is_case_insensitive(data_dir) if present else False
     unsafe = names.refused_keys(listed, folded, path_max=_path_max(layout))
     ours = {path for path in listed if selection.covers(path)}
@@ -138,7 +138,7 @@ def gather(layout: Layout, settings: Settings, options: Options = Options(),
     return scan
 
 
-def resolve(layout: Layout, settings: Settings, selection: Selection, unsigned: bool = False) -> Selection:
+def resolve(layout: Layout, settings: Settings, selection: Selection) -> Selection:
     """A path word without a trailing / names a folder when data/ or S3 has one there."""
     path = selection.path
     if not path:
@@ -148,7 +148,7 @@ def resolve(layout: Layout, settings: Settings, selection: Selection, unsigned: 
         if os.path.isfile(local):
             raise FlagError(f"data/{names.printable(path)} is a file, not a folder: write it without the trailing /.")
         return selection
-    if os.path.isdir(local) or (not os.path.lexists(local) and s3.has_objects(settings, path + "/", unsigned)):
+    if os.path.isdir(local) or (not os.path.lexists(local) and s3.has_objects(settings, path + "/")):
         return selection.as_folder()
     return selection
 
@@ -202,7 +202,7 @@ class Outcome:
 class Sync:
     """One push or pull of a project: plan, transfer, verify, record, report."""
 
-    def __init__(self, direction: str, layout: Layout, settings: Settings, options: Options,
+    def __init__(self, direction: str, layout: Layout, settings: Settings, options: Flags,
                  say: Callable[[str], None], warn: Callable[[str], None], selection: Selection = Selection(),
                  as_of: versions.AsOf | None = None):
         self.direction = direction
@@ -235,7 +235,7 @@ class Sync:
         # Asked only now, and only when it matters: beside the transfer it would be one
         # more connection than max_concurrent_requests allows.
         if not outcome.dryrun and _overwrote(outcome) and (
-                s3.versioning(self.settings, self.options.unsigned) in ("", "Suspended")):
+                s3.versioning(self.settings) in ("", "Suspended")):
             what = "pushed over or deleted on S3" if self.direction == "push" else "replaced or deleted in data/"
             self.warn(f"Bucket {self.settings.bucket} keeps no versions: what this {self.direction} {what} "
                       f"cannot be undone. {versions.unversioned_hint(self.settings)}")
@@ -427,13 +427,13 @@ class Sync:
         # checked just before: a store that ignores the conditions would delete any version.
         check_first = self.memory.get(self.settings, "deletes") != "enforced"
         try:
-            refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=conditional,
+            refused = s3.delete_remote(self.settings, expect, conditional=conditional,
                                        check_first=check_first)
         except s3.ConditionsUnsupported as err:
             if self.memory.learn(self.settings, "deletes", "unsupported", err.code):
                 self.warn(conditions.unsupported_notice(self.settings, err.code, "deletes"))
             conditional = False
-            refused = s3.delete_remote(self.settings, expect, self.options.unsigned, conditional=False)
+            refused = s3.delete_remote(self.settings, expect, conditional=False)
         if conditional:
             self.memory.learn(self.settings, "deletes", "enforced" if refused else "accepted")
         for path in refused:
@@ -448,9 +448,9 @@ class Sync:
         pages = len(outcome.remote) // 1000 + 1
         try:
             if len(checked) <= s3.HEAD_WORKERS * pages:
-                after = s3.head_remote(self.settings, checked, self.options.unsigned)
+                after = s3.head_remote(self.settings, checked)
             else:
-                after = s3.list_remote(self.settings, self.options.unsigned, under=self.selection.root)
+                after = s3.list_remote(self.settings, under=self.selection.root)
         except DatakitDataError:
             for path in (self.answers.refused if self.answers else ()):
                 self._refused(outcome, path)
@@ -488,7 +488,7 @@ class Sync:
                 self._conflict(outcome, path, GONE_AFTER_UPLOAD.format(path=names.printable(path)))
             return  # else not uploaded: nothing to record
         local = outcome.local[path]
-        if new.etag == outcome.content(path) or not s3.etag_is_md5(self.settings, path, new, self.options.unsigned):
+        if new.etag == outcome.content(path) or not s3.etag_is_md5(self.settings, path):
             record.set(path, local, new.etag)
             outcome.sent += 1
             outcome.sent_bytes += new.size
@@ -611,7 +611,7 @@ class Sync:
     def _as_of(self, scan: Scan) -> None:
         """Make the scan's S3 side the state at --as-of (versions kept by the bucket)."""
         selection = self.selection
-        state = versions.state_at(self.settings, selection.root, self.as_of, selection.file, self.options.unsigned)
+        state = versions.state_at(self.settings, selection.root, self.as_of, selection.file)
         folded = names.is_case_insensitive(self.layout.data)
         unsafe = names.refused_keys(state, folded, path_max=_path_max(self.layout))
         then = {path: obj for path, (obj, _) in state.items()
@@ -630,7 +630,7 @@ class Sync:
         def fetch(path: str) -> None:
             target = names.inside(stage, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            s3.download_version(self.settings, path, self.version_ids[path], target, stop, self.options.unsigned,
+            s3.download_version(self.settings, path, self.version_ids[path], target, stop=stop,
                                 etag=outcome.remote[path].etag)
 
         finished = False

@@ -98,6 +98,8 @@ class Settings:
     endpoint_url: str | None = None
     max_concurrent_requests: int | None = None
     exclude: tuple[str, ...] = ()
+    #: `no-sign-request`: every request goes unsigned (a public bucket, no credentials).
+    unsigned: bool = False
 
     @property
     def s3_url(self) -> str:

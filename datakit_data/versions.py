@@ -91,9 +91,9 @@ def history(settings: Settings, under: str = "", exact: str | None = None,
     return [Version(**v, pushed_by=names.get((v["path"], v["version_id"]), "")) for v in shown], len(found)
 
 
-def _require_versions(settings: Settings, why: str, unsigned: bool = False) -> None:
+def _require_versions(settings: Settings, why: str) -> None:
     """Refuse when the bucket keeps no versions, or will not say whether it does."""
-    state = s3.versioning(settings, unsigned)
+    state = s3.versioning(settings)
     if state == "":
         raise SyncError(f"Bucket {settings.bucket} keeps no versions, so {why}. {unversioned_hint(settings)}")
     if state is None:
@@ -199,12 +199,11 @@ def choose_at(listed: list[dict], moment: float) -> dict[str, dict]:
     return chosen
 
 
-def state_at(settings: Settings, under: str, as_of: AsOf, exact: str | None = None,
-             unsigned: bool = False) -> dict[str, tuple[Remote, str]]:
+def state_at(settings: Settings, under: str, as_of: AsOf, exact: str | None = None) -> dict[str, tuple[Remote, str]]:
     """{path: (the object as it was, its version id)} under s3_path/under at that moment
     (or that one version); paths deleted or not yet there then are left out."""
-    _require_versions(settings, "there is no earlier state to pull", unsigned)
-    listed = s3.list_versions(settings, exact or under, unsigned)
+    _require_versions(settings, "there is no earlier state to pull")
+    listed = s3.list_versions(settings, exact or under)
     if as_of.version_id is not None:
         match = [v for v in listed if v["version_id"] == as_of.version_id and v["path"] == exact]
         if not match:

@@ -262,6 +262,10 @@ class S3Server(_Server):
                 "name": "admin",
                 "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }, {
+                # A public-read bucket: anyone may list and read, only the keys write.
+                "name": "anonymous",
+                "actions": ["Read", "List"],
             }]}))
             args.append(f"-s3.config={config}")
         return args
