@@ -50,12 +50,11 @@ def aws_command(environ: Mapping[str, str] | None = None) -> list[str]:
     return shlex.split(custom, posix=os.name == "posix")
 
 
-def child_env(environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The AWS CLI's environment: the user's, plus a bounded retry policy."""
     environ = dict(os.environ if environ is None else environ)
     if not any(key in environ for key in RETRY_ENV):
         environ.update(RETRY_ENV)
-    environ.update(overrides or {})
     return environ
 
 
@@ -69,18 +68,16 @@ def connection_options(settings: Settings) -> list[str]:
     return options
 
 
-def upload_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None,
-                root: str = "") -> list[str]:
-    """`aws s3 sync data/ s3://bucket/path/`: upload a staged data/ folder (or its folder root)."""
-    aws = aws_command() if aws is None else aws
-    return [*aws, "s3", "sync", LOCAL_DATA + root, settings.s3_url + root, *options, *connection_options(settings)]
+def upload_args(settings: Settings, options: Sequence[str], root: str = "") -> list[str]:
+    """The AWS CLI's arguments for `aws s3 sync data/ s3://bucket/path/`: upload a staged
+    data/ folder (or its folder root)."""
+    return ["s3", "sync", LOCAL_DATA + root, settings.s3_url + root, *options, *connection_options(settings)]
 
 
-def download_args(settings: Settings, options: Sequence[str], aws: Sequence[str] | None = None,
-                  root: str = "") -> list[str]:
-    """`aws s3 sync s3://bucket/path/ data/`: download into a staged data/ folder (or its folder root)."""
-    aws = aws_command() if aws is None else aws
-    return [*aws, "s3", "sync", settings.s3_url + root, LOCAL_DATA + root, *options, *connection_options(settings)]
+def download_args(settings: Settings, options: Sequence[str], root: str = "") -> list[str]:
+    """The AWS CLI's arguments for `aws s3 sync s3://bucket/path/ data/`: download into a
+    staged data/ folder (or its folder root)."""
+    return ["s3", "sync", settings.s3_url + root, LOCAL_DATA + root, *options, *connection_options(settings)]
 
 
 #: Bytes of ``--exclude`` patterns one command line can carry (Linux allows 2 MiB
@@ -235,11 +232,9 @@ def under_folder(options: Sequence[str], inner: str) -> list[str]:
 
 
 def describe(args: Sequence[str]) -> str:
-    """The command line as a user could type it, with no secret and no control character."""
-    shown = list(args)
-    if shown[:len(BUNDLED_AWS)] == BUNDLED_AWS:
-        shown[:len(BUNDLED_AWS)] = ["aws"]
-    return printable(mask_secrets(shlex.join(shown)))
+    """The AWS CLI command line of these arguments as a user could type it, with no
+    secret and no control character."""
+    return printable(mask_secrets(shlex.join(["aws", *args])))
 
 
 #: Started first, this imports awscli while datakit reads its settings; then it
@@ -370,13 +365,13 @@ class Cli:
 
     def run(self, args: Sequence[str], settings: Settings, direction: str,
             guard: "conditions.Guard | None" = None) -> None:
-        """Run these arguments (as built by upload_args / download_args), the uploads
-        under ``guard``'s conditions when given (the bundled AWS CLI only).
+        """Run the AWS CLI with these arguments (as upload_args / download_args build
+        them), the uploads under ``guard``'s conditions when given (the bundled AWS CLI only).
 
         Uploads that S3 refused under those conditions are not a failure of the run:
         the caller reads them from ``guard`` and names them.
         """
-        rest = list(args[len(self.aws):])
+        rest = list(args)
         proc = self.proc
         if proc is not None:
             # Its stdin stays open while it runs: see _LAUNCHER.

@@ -13,12 +13,40 @@ local file with an object must read them as the AWS CLI does.
 import contextlib
 import logging
 import os
+from types import ModuleType
 from typing import Iterator, Mapping
 
-from .plan import MULTIPART_CHUNK, MULTIPART_THRESHOLD
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def botocore() -> ModuleType:
+    """The botocore that the bundled awscli carries, with the submodules we use.
+
+    awscli 1.44+ carries its own botocore and, once imported, serves it as the
+    top-level `botocore` (its modules use that name, so their classes do too).
+    Imported when first needed: loading awscli costs about 80 ms that most runs
+    never need.
+    """
+    import awscli  # noqa: F401
+    import botocore as served
+    import botocore.config  # noqa: F401
+    import botocore.configloader  # noqa: F401
+    import botocore.exceptions  # noqa: F401
+    import botocore.session  # noqa: F401
+
+    # The CLI is quiet about where it found credentials; so are we.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    return served
+
+#: The AWS CLI's defaults for when an upload goes in parts, and how big each part is
+#: (``multipart_threshold`` / ``multipart_chunksize`` under ``s3 =`` in ~/.aws/config).
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+MULTIPART_CHUNK = 8 * 1024 * 1024
+#: S3's limits on parts: at most 10,000 of them, each 5 MiB to 5 GiB.
+MAX_PARTS = 10_000
+MIN_PART, MAX_PART = 5 * 1024 * 1024, 5 * 1024 * 1024 * 1024
 
 KEY = "max_concurrent_requests"
 #: max_concurrent_requests when neither the project (or global) config nor the
@@ -37,8 +65,7 @@ def section_name(profile: str | None) -> str:
 def set_s3_value(path: str, section: str, key: str, value: str) -> None:
     """Set ``s3 = / key = value`` in one section of a config file, every other line kept,
     with the writer `aws configure set` uses."""
-    # Imported here: loading awscli costs about 80 ms that most runs never need.
-    import awscli  # noqa: F401
+    botocore()
     from awscli.customizations.configure.writer import ConfigFileWriter
 
     ConfigFileWriter().update_config({"__section__": section, "s3": {key: value}}, path)
@@ -105,11 +132,9 @@ def config_copy(settings: Settings, folder: str, environ: Mapping[str, str] | No
 def _reads_the_same(original: str | None, copy: str, section: str, value: int) -> bool:
     """Does the copy parse, as botocore parses config files, to the original but for
     our one value under ``s3 =`` in ``section``?"""
-    import awscli  # noqa: F401  (serves its own botocore as `botocore`)
-    from botocore.configloader import raw_config_parse
-
-    before = raw_config_parse(original) if original else {}
-    after = raw_config_parse(copy)
+    parse = botocore().configloader.raw_config_parse
+    before = parse(original) if original else {}
+    after = parse(copy)
     s3 = after.get(section, {}).get("s3")
     if not isinstance(s3, dict) or s3.get(KEY) != str(value):
         return False
@@ -125,29 +150,33 @@ def _reads_the_same(original: str | None, copy: str, section: str, value: int) -
 def _users_own_value(settings: Settings) -> bool | None:
     """Does the user's AWS config set max_concurrent_requests for this profile?
     (None: the file or profile cannot be read.)"""
-    # Imported here: loading awscli costs about 80 ms that most runs never need.
-    import awscli  # noqa: F401  (serves its own botocore as `botocore`)
-    from botocore import exceptions, session
-
+    served = botocore()
     try:
-        s3 = session.Session(profile=settings.profile).get_scoped_config().get("s3")
-    except exceptions.BotoCoreError:
+        s3 = served.session.Session(profile=settings.profile).get_scoped_config().get("s3")
+    except served.exceptions.BotoCoreError:
         return None
     return isinstance(s3, dict) and KEY in s3
 
 
 def multipart_sizes(settings: Settings) -> tuple[int, int]:
     """(multipart_threshold, multipart_chunksize) in bytes, as the AWS CLI reads them."""
-    # Imported here: loading awscli costs about 80 ms that most runs never need.
-    import awscli  # noqa: F401  (serves its own botocore as `botocore`)
+    served = botocore()
     from awscli.customizations.s3.transferconfig import InvalidConfigError, RuntimeConfig
-    from botocore import exceptions, session
 
     try:
-        s3 = session.Session(profile=settings.profile).get_scoped_config().get("s3") or {}
+        s3 = served.session.Session(profile=settings.profile).get_scoped_config().get("s3") or {}
         wanted = {k: v for k, v in s3.items() if k in ("multipart_threshold", "multipart_chunksize")}
         sizes = RuntimeConfig().build_config(**wanted)
-    except (exceptions.BotoCoreError, InvalidConfigError, ValueError, AttributeError):
+    except (served.exceptions.BotoCoreError, InvalidConfigError, ValueError, AttributeError):
         # The AWS CLI refuses such a config itself; until then, its defaults.
         return MULTIPART_THRESHOLD, MULTIPART_CHUNK
     return sizes["multipart_threshold"], sizes["multipart_chunksize"]
+
+
+def part_size(file_size: int, chunk: int = MULTIPART_CHUNK) -> int:
+    """The part size the AWS CLI really uses for a file: the chunk size, doubled until
+    the file fits in S3's 10,000 parts, kept between 5 MiB and 5 GiB."""
+    size = chunk
+    while -(-file_size // size) > MAX_PARTS:
+        size *= 2
+    return min(max(size, MIN_PART), MAX_PART)

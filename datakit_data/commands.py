@@ -12,19 +12,18 @@ import signal
 
 from cliff.command import Command
 
-from . import project, s3, safesync, versions
+from . import project, pull, push, safesync, scan, versions
 from .aws_cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
 from .flags import Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
 from .lock import project_lock
-from .masking import mask_logging, mask_secrets, remember
+from .masking import mask_logging
 from .names import printable
-from .report import status_lines
-from .safesync import Sync
+from .report import history_json, history_lines, status_lines
 from .selection import Selection, check_path, split_words
-from .settings import BUCKET_SET_HINT, SETTINGS, Settings, check_bucket_name, merge, settings_from
+from .settings import SETTINGS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,6 @@ class _Command(ConfigMixin, Command):
         # (importlib.metadata.packages_distributions: 0.15-0.2 s on every run); we know it.
         return f"This command is provided by the {PLUGIN_SLUG} plugin."
 
-    @property
-    def layout(self) -> Layout:
-        return Layout(self.project_root)
-
     def selection(self, path_words: list[str], settings: Settings, resolve: bool = True) -> Selection:
         """The part of data/ a run looks at: one path word at most, and the exclude
         patterns; ``resolve``: a word without a trailing / names a folder when data/ or
@@ -64,7 +59,7 @@ class _Command(ConfigMixin, Command):
                 "Run the command once for each."
             )
         chosen = Selection(check_path(path_words[0]) if path_words else "", settings.exclude)
-        return safesync.resolve(self.layout, settings, chosen) if resolve else chosen
+        return scan.resolve(self.layout, settings, chosen) if resolve else chosen
 
     def out(self, message: str) -> None:
         """Tell the user something on stdout, as cliff commands do."""
@@ -81,9 +76,13 @@ class _Command(ConfigMixin, Command):
             except OSError as err:
                 raise _file_problem(err) from err
             finally:
-                # The process ends after the command: its last garbage collection, through
-                # botocore's models, would cost about 0.1 s and free nothing that matters.
-                gc.freeze()
+                # A one-shot `datakit data ...` ends after the command: moving what it
+                # loaded (botocore's models) out of the collector's sight spares the last
+                # collection (about 0.1 s) and frees nothing that matters. In cliff's
+                # interactive mode (`datakit` with no arguments) more commands follow, and
+                # their garbage must stay collectable: nothing is frozen there.
+                if not getattr(self.app, "interactive_mode", False):
+                    gc.freeze()
         except DatakitDataError as err:
             if err.exit_code == 1:
                 raise
@@ -118,68 +117,20 @@ class Init(_Command):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        remember(parsed_args.s3_endpoint_url)
-        root = self.project_root
-        config_path = self.project_config_path
         global_config = self.global_config()
         if global_config is None:
             # datakit-core's convention: a plugin writes its global defaults on first use.
             self.write_configs(self.default_configs)
             global_config = {}
-        if parsed_args.s3_bucket:
-            check_bucket_name(parsed_args.s3_bucket, "--bucket")
-
-        if os.path.exists(config_path):
-            given = [s.option for s in SETTINGS if s.option and getattr(parsed_args, s.name)]
-            self.out(f"{PROJECT_CONFIG} already exists; left unchanged. Edit it to change settings.")
-            if given:
-                self.out(f"Not applied: {', '.join(given)}.")
-            config = None
-        else:
-            name = os.path.basename(os.path.abspath(root))
-            config = project.project_config(
-                name, global_config, vars(parsed_args), project.placeholders(name)
-            )
-            if config["s3_bucket"]:
-                check_bucket_name(config["s3_bucket"], self.plugin_config_path)
-                if not parsed_args.existing:
-                    self.check_path_is_free(config, global_config)
-        os.makedirs(Layout(root).data, exist_ok=True)
-        if config is not None:
-            os.makedirs(os.path.dirname(config_path), exist_ok=True)
-            project.write_json_atomic(config_path, config)
-            self.out(f"Created data/ and {PROJECT_CONFIG}:")
-
-            for key, value in config.items():
-                self.out(f"  {key}: {mask_secrets(value)}")
-        added = project.ensure_gitignore(root)
-        if added:
-            self.out(f"Added {' and '.join(added)} to .gitignore.")
-        if config is not None and not config["s3_bucket"]:
-            self.out(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
-
-    def check_path_is_free(self, config: dict, global_config: dict) -> None:
-        """Refuse an s3_path that already holds objects, unless the user joins it."""
-
-        settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
-        try:
-            in_use = s3.has_objects(settings)
-        except DatakitDataError as err:
-            reason = err.reason or str(err)
-            self.out(f"Could not check whether {mask_secrets(settings.s3_url)} is already in use: "
-                     f"{reason.rstrip('.')}. Check it before your first push.")
-            return
-        if in_use:
-            raise ConfigError(
-                f"{settings.s3_url} already holds data, perhaps another project with the same name. "
-                "Choose another folder with `--path`, or run `datakit data init --existing` to join it."
-            )
+        project.initialise(self.layout, global_config, vars(parsed_args), global_path=self.plugin_config_path,
+                           say=self.out)
 
 
 class _Sync(_Command):
     """Shared by push and pull: flag words in, one safe-sync run (see safesync.py) out."""
 
     direction = ""
+    run_class: type[safesync.Run] = safesync.Run
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
@@ -209,11 +160,11 @@ class _Sync(_Command):
         try:
             with signals_stop_the_run(), project_lock(self.layout, self.direction):
                 self.prepare_data_folder(self.layout)
-                selection = safesync.resolve(self.layout, settings, chosen)
-                as_of = None
+                selection = scan.resolve(self.layout, settings, chosen)
+                extra = {}
                 if getattr(parsed_args, "as_of", None) is not None:
-                    as_of = versions.parse_as_of(parsed_args.as_of, selection.file is not None)
-                Sync(self.direction, self.layout, settings, flags, self.out, log.warning, selection, as_of).run()
+                    extra["as_of"] = versions.parse_as_of(parsed_args.as_of, selection.file is not None)
+                self.run_class(self.layout, settings, flags=flags, selection=selection, say=self.out, **extra).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
             raise Interrupted(self.direction, signum) from None
@@ -235,6 +186,7 @@ class Push(_Sync):
     """Push data/ to S3 (aws s3 sync data/ s3://s3_bucket/s3_path/)."""
 
     direction = "push"
+    run_class = push.Push
 
     def prepare_data_folder(self, layout: Layout) -> None:
         if not os.path.isdir(layout.data):
@@ -248,6 +200,7 @@ class Pull(_Sync):
     """Pull s3://s3_bucket/s3_path/ into data/ (aws s3 sync, the reverse of push)."""
 
     direction = "pull"
+    run_class = pull.Pull
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
@@ -284,9 +237,9 @@ class History(_Command):
         selection = self.selection(path_words, settings)
         found, total = versions.history(settings, selection.root, selection.file, parsed_args.limit)
         if parsed_args.json:
-            self.out(versions.history_json(found, total))
+            self.out(history_json(found, total))
         else:
-            for line in versions.history_lines(found, total, settings):
+            for line in history_lines(found, total, settings.s3_url):
                 self.out(line)
 
 

@@ -25,10 +25,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .files import write_json
 from .layout import Layout, read_state_file
 from .masking import mask_secrets
 from .names import printable
-from .project import write_json_atomic
 from .settings import Settings
 
 #: What became of a guarded request, as the launcher reports it.
@@ -229,7 +229,7 @@ class Memory:
             entry["since"] = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            write_json_atomic(self.path, self.entries)
+            write_json(self.path, self.entries)
         except OSError:
             pass  # learned again at the next push
         return found == "unsupported"

@@ -15,7 +15,7 @@ from datakit.config import PluginConfig
 from . import s3
 from .exceptions import ConfigError
 from .flags import Flags
-from .layout import PROJECT_CONFIG
+from .layout import PROJECT_CONFIG, Layout
 from .masking import mask_secrets, remember
 from .settings import (
     GLOBAL_DEFAULTS, GLOBAL_KEYS, PROJECT_KEYS, SETTINGS, Setting, Settings, merge, read_config, settings_from,
@@ -76,8 +76,8 @@ class ConfigMixin(CommandHelpers):
         return os.getcwd()
 
     @property
-    def project_config_path(self) -> str:
-        return os.path.join(self.project_root, PROJECT_CONFIG)
+    def layout(self) -> Layout:
+        return Layout(self.project_root)
 
     def global_config(self) -> dict | None:
         """The global config, or None when the file does not exist.
@@ -89,7 +89,7 @@ class ConfigMixin(CommandHelpers):
 
     def project_config(self) -> dict:
         """The project config; an error pointing at `datakit data init` when missing."""
-        config = read_config(PROJECT_CONFIG, PROJECT_KEYS, log.warning)
+        config = read_config(self.layout.config, PROJECT_KEYS, log.warning, shown=PROJECT_CONFIG)
         if config is None:
             raise ConfigError(
                 f"No {PROJECT_CONFIG} in {self.project_root}. Run `datakit data init` "

@@ -1,13 +1,16 @@
 """Why a request failed, in one line that says what to do.
 
-The AWS CLI's stderr (or an in-process botocore error, with its S3 error code)
-becomes one error: "<step> failed: <reason>", the reason kept as a fact on the
-error for callers that show it in their own words.
+The AWS CLI's stderr (read as text: its one output without types) and an
+in-process botocore error (classified by its type and S3 error code) each become
+one kind of failure, and one table of sentences says it: "<step> failed:
+<reason>", the reason kept as a fact on the error for callers that show it in
+their own words.
 """
 import os
 import re
 import signal
 
+from .awsconfig import botocore
 from .exceptions import ConfigError, DatakitDataError, Interrupted, SkippedFiles, SyncError
 from .layout import PROJECT_CONFIG
 from .masking import mask_secrets
@@ -27,93 +30,128 @@ def _where(settings: Settings) -> str:
     return mask_secrets(settings.endpoint_url) if settings.endpoint_url else "AWS S3"
 
 
-def explain_failure(returncode: int, lines: list[str], settings: Settings, direction: str, code: str | None = None,
-                    cli: bool = True) -> DatakitDataError:
-    """One line saying why a request failed and what to do.
-
-    ``lines`` is what the AWS CLI printed (or an in-process error's text, with
-    ``cli`` False); ``code`` is the S3 error code when the caller has it, else it is
-    read from the text. The error's ``reason`` is the part after "failed: ".
-    """
-    text = "\n".join(lines)
+def _verb(step: str, settings: Settings) -> str:
     url = mask_secrets(settings.s3_url)
-    verb = {
+    return {
         "push": f"Upload to {url}",
         "pull": f"Download from {url}",
         "list": f"Listing {url}",
         "delete": f"Deleting from {url}",
-    }.get(direction, f"Checking bucket {settings.bucket}")
+    }.get(step, f"Checking bucket {settings.bucket}")
+
+
+def explain_failure(returncode: int, lines: list[str], settings: Settings, step: str) -> DatakitDataError:
+    """One line saying why an AWS CLI run failed and what to do, from what it printed
+    (``lines``, its stderr: the one input without types). ``step`` is "push" or "pull".
+    The error's ``reason`` is the part after "failed: "."""
     if returncode == 130 or returncode < 0:
         # A negative code: the AWS CLI was ended by that signal (e.g. SIGKILL when short of memory).
-        return Interrupted(direction, -returncode if returncode < 0 else signal.SIGINT)
+        return Interrupted(step, -returncode if returncode < 0 else signal.SIGINT)
     if returncode == 2:
         skipped = [m for m in map(_SKIPPED.match, lines) if m]
         if skipped:
             # The lines were made printable as they were read.
-            return SkippedFiles(direction, [f"{_relative(m.group('path'))} ({m.group('why').lower()})" for m in skipped])
-    kind, reason = _diagnose(code or _error_code(text), text, settings)
-    if reason is None:
+            return SkippedFiles(step, [f"{_relative(m.group('path'))} ({m.group('why').lower()})" for m in skipped])
+    text = "\n".join(lines)
+    kind, facts = _kind_in_text(text)
+    if kind is None:
         detail = _last_message(lines)
-        if cli:
-            reason = (f"the AWS CLI exited with code {returncode}{': ' + detail if detail else ''}. "
-                      "Run again with the `debug` flag word for details.")
-        else:
-            reason = f"{detail or 'no reason given'}. Run `datakit --debug ...` for details."
-    return kind(f"{verb} failed: {reason}", reason=reason)
+        reason = (f"the AWS CLI exited with code {returncode}{': ' + detail if detail else ''}. "
+                  "Run again with the `debug` flag word for details.")
+        return SyncError(f"{_verb(step, settings)} failed: {reason}", reason=reason)
+    return _explained(kind, facts, settings, step)
 
 
-def _diagnose(code: str | None, text: str, settings: Settings) -> tuple[type, str | None]:
-    """(error class, reason) for the failures we can explain, else (SyncError, None)."""
+def explain_error(err: Exception, settings: Settings, step: str) -> DatakitDataError:
+    """One line saying why an in-process request failed, from the botocore exception's
+    type (and S3 error code). ``step``: "list", "delete", "pull" or "check"."""
+    errors = botocore().exceptions
+    kind, facts = None, {}
+    if isinstance(err, errors.ClientError):
+        code = str((err.response.get("Error") or {}).get("Code") or "")
+        kind, facts = CODES.get(code), {"code": code}
+    elif isinstance(err, errors.ProfileNotFound):
+        kind, facts = "profile missing", {"name": str(err.kwargs.get("profile", ""))}
+    elif isinstance(err, errors.NoCredentialsError):
+        kind = "no credentials"
+    elif isinstance(err, errors.ProxyConnectionError):
+        kind = "proxy"
+    elif isinstance(err, errors.ReadTimeoutError):
+        kind = "unanswered"
+    elif isinstance(err, (errors.ConnectTimeoutError, errors.EndpointConnectionError)):
+        kind = "unreachable"
+    if kind is None:
+        detail = _last_message(mask_secrets(str(err)).splitlines()) or "no reason given"
+        reason = f"{detail}. Run `datakit --debug ...` for details."
+        return SyncError(f"{_verb(step, settings)} failed: {reason}", reason=reason)
+    return _explained(kind, facts, settings, step)
+
+
+#: S3 error codes we can explain, by kind of failure.
+CODES = {
+    "NoSuchBucket": "no bucket",
+    "InvalidAccessKeyId": "refused credentials", "SignatureDoesNotMatch": "refused credentials",
+    "AccessDenied": "access denied", "AllAccessDisabled": "access denied", "Forbidden": "access denied",
+    "403": "access denied",
+}
+
+
+def _kind_in_text(text: str) -> tuple[str | None, dict]:
+    """The kind of failure the AWS CLI's words describe, and its facts."""
     missing = _PROFILE_MISSING.search(text)
     if missing:
-        return ConfigError, (
-            f'AWS profile "{missing.group("name")}" was not found. Add it to '
-            f"~/.aws/credentials or ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / "
-            f'AWS_CONFIG_FILE), or change "aws_user_profile" in {PROJECT_CONFIG}.'
-        )
-    where = _where(settings)
-    if code == "NoSuchBucket":
-        return SyncError, (
-            f'bucket "{settings.bucket}" does not exist on {where}. '
-            f'Check "s3_bucket" in {PROJECT_CONFIG}, or create the bucket.'
-        )
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
-        return SyncError, (
-            f'the server refused the credentials of AWS profile "{settings.profile_name}" '
-            f"({code}). Check that profile's keys, or set \"aws_user_profile\" in {PROJECT_CONFIG}."
-        )
-    if code in ("AccessDenied", "AllAccessDisabled", "Forbidden", "403"):
-        return SyncError, (
-            f'access denied to bucket "{settings.bucket}" for AWS profile '
-            f'"{settings.profile_name}". Ask the bucket owner for access, or use another profile.'
-        )
+        return "profile missing", {"name": missing.group("name")}
+    match = re.search(r"An error occurred \((?P<code>[^)]+)\)", text)
+    code = match.group("code") if match else ""
+    if code in CODES:
+        return CODES[code], {"code": code}
     if "Unable to locate credentials" in text:
-        return SyncError, (
-            "no AWS credentials found. Run `aws configure`, set AWS_ACCESS_KEY_ID and "
-            f'AWS_SECRET_ACCESS_KEY, or name a profile in "aws_user_profile" in {PROJECT_CONFIG}.'
-        )
+        return "no credentials", {}
     if "Failed to connect to proxy URL" in text:
-        return SyncError, (
-            f"could not reach {where} through the proxy set in HTTPS_PROXY / HTTP_PROXY. "
-            "Check the proxy, or add the S3 host to NO_PROXY."
-        )
+        return "proxy", {}
     # Both can appear (a server that hung, then went away): the later one says how things are now.
     unanswered = text.rfind("Read timeout on endpoint URL")
     unreachable = max(text.rfind("Could not connect to the endpoint URL"), text.rfind("Connect timeout"))
     if unanswered > unreachable:
-        return SyncError, (
+        return "unanswered", {}
+    if unreachable >= 0:
+        return "unreachable", {}
+    return None, {}
+
+
+def _explained(kind: str, facts: dict, settings: Settings, step: str) -> DatakitDataError:
+    """The one table of sentences: the error for a kind of failure."""
+    where = _where(settings)
+    reasons = {
+        "profile missing": lambda: (
+            f'AWS profile "{facts.get("name")}" was not found. Add it to '
+            f"~/.aws/credentials or ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / "
+            f'AWS_CONFIG_FILE), or change "aws_user_profile" in {PROJECT_CONFIG}.'),
+        "no bucket": lambda: (
+            f'bucket "{settings.bucket}" does not exist on {where}. '
+            f'Check "s3_bucket" in {PROJECT_CONFIG}, or create the bucket.'),
+        "refused credentials": lambda: (
+            f'the server refused the credentials of AWS profile "{settings.profile_name}" '
+            f"({facts.get('code')}). Check that profile's keys, or set \"aws_user_profile\" in {PROJECT_CONFIG}."),
+        "access denied": lambda: (
+            f'access denied to bucket "{settings.bucket}" for AWS profile '
+            f'"{settings.profile_name}". Ask the bucket owner for access, or use another profile.'),
+        "no credentials": lambda: (
+            "no AWS credentials found. Run `aws configure`, set AWS_ACCESS_KEY_ID and "
+            f'AWS_SECRET_ACCESS_KEY, or name a profile in "aws_user_profile" in {PROJECT_CONFIG}.'),
+        "proxy": lambda: (
+            f"could not reach {where} through the proxy set in HTTPS_PROXY / HTTP_PROXY. "
+            "Check the proxy, or add the S3 host to NO_PROXY."),
+        "unanswered": lambda: (
             f"{where} accepted the connection but did not answer within {READ_TIMEOUT} s "
             f"({ATTEMPTS} attempts). Check that it is an S3 server and that it is working, "
-            f'or "s3_endpoint_url" in {PROJECT_CONFIG}.'
-        )
-    if unreachable >= 0:
-        return SyncError, f'could not connect to {where}. Check your network, or "s3_endpoint_url" in {PROJECT_CONFIG}.'
-    return SyncError, None
-
-
-def _error_code(text: str) -> str | None:
-    match = re.search(r"An error occurred \((?P<code>[^)]+)\)", text)
-    return match.group("code") if match else None
+            f'or "s3_endpoint_url" in {PROJECT_CONFIG}.'),
+        "unreachable": lambda: (
+            f'could not connect to {where}. Check your network, or "s3_endpoint_url" in {PROJECT_CONFIG}.'),
+    }
+    reason = reasons[kind]()
+    cls = ConfigError if kind == "profile missing" else SyncError
+    return cls(f"{_verb(step, settings)} failed: {reason}", reason=reason)
 
 
 def _last_message(lines: list[str]) -> str:

@@ -9,12 +9,12 @@ releases when a process dies. Who holds it is written to a separate file,
 import contextlib
 import os
 import re
-import tempfile
 from typing import Iterator
 
 import filelock
 
 from .exceptions import DatakitDataError
+from .files import written_beside
 from .layout import Layout, read_state_file
 
 _HOLDER = re.compile(r"`datakit data (push|pull)` \(pid \d{1,10}\)")
@@ -56,17 +56,9 @@ def _write_holder(layout: Layout, line: str) -> None:
     """Say who holds the lock, by a new file renamed over ``running`` (whatever was
     there, a link included, is replaced, never written through). Advisory: a failure
     changes nothing else."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="running-", dir=layout.state)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with contextlib.suppress(OSError), written_beside(layout.running, prefix="running-", suffix="") as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(line)
-        os.replace(tmp, layout.running)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
 
 
 def _holder(layout: Layout) -> str:

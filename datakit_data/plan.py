@@ -8,25 +8,8 @@ when it differs from the record. Only the side that changed since the record may
 overwrite the other; a path changed on both sides is a conflict unless the two
 are identical, or the user says `force`.
 """
-import hashlib
-import os
-import stat
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
-
-from .names import key_problem, printable
-from .selection import Selection
-
-#: The AWS CLI's defaults for when an upload goes in parts, and how big each part is
-#: (``multipart_threshold`` / ``multipart_chunksize`` under ``s3 =`` in ~/.aws/config).
-MULTIPART_THRESHOLD = 8 * 1024 * 1024
-MULTIPART_CHUNK = 8 * 1024 * 1024
-#: Folders deeper than this are not entered (the walk would exhaust Python's stack
-#: long before a file system's path limit).
-MAX_DEPTH = 200
-#: S3's limits on parts: at most 10,000 of them, each 5 MiB to 5 GiB.
-MAX_PARTS = 10_000
-MIN_PART, MAX_PART = 5 * 1024 * 1024, 5 * 1024 * 1024 * 1024
+from typing import Callable, Mapping
 
 
 @dataclass(frozen=True)
@@ -68,160 +51,6 @@ class Plan:
         return sum(side[path].size for path in self.transfer)
 
 
-def scan_local(data_dir: str, follow_symlinks: bool = True, selection: Selection = Selection(),
-               left: list[str] | None = None,
-               unfollowed: list[str] | None = None, *, tidy: bool = False
-               ) -> tuple[dict[str, Local], dict[str, str]]:
-    """Regular files under data/ that the selection covers: ({path: Local}, {path: why skipped}).
-
-    Names that cannot be object keys (see names.key_problem) are skipped. With
-    links followed (the AWS CLI's default), a folder link is not followed when it
-    leads back to a folder it sits in (a loop, e.g. ``data/self -> .`` or
-    ``data/root -> /``), to a folder another link already included, or to a folder
-    inside data/ (an alias: the same files under two names). Junk and excluded
-    paths are appended to ``left`` (a folder once, ending with /); with links not
-    followed, the links left out are appended to ``unfollowed``. Our own temporary
-    files are never listed; with ``tidy`` (under the lock), those a killed run left
-    are removed.
-    """
-    files, skipped = {}, {}
-    unfollowed = [] if unfollowed is None else unfollowed
-    root = os.path.realpath(data_dir)
-    linked = set()  # folders reached through links
-    left = [] if left is None else left
-
-    inner = len(os.path.join(data_dir, ""))
-
-    def relative(full: str) -> str:
-        # os.walk joins onto data_dir as given: cutting it off is os.path.relpath, 20 times sooner.
-        return full[inner:].replace(os.sep, "/")
-
-    def unreadable(err: OSError) -> None:
-        skipped[relative(err.filename) + "/"] = "a folder that cannot be read"
-
-    # From data/ even for one path: the folders above it get the same checks (links,
-    # loops, exclusions) as in a whole scan; the others are not entered.
-    for folder, dirs, names in os.walk(data_dir, followlinks=follow_symlinks, onerror=unreadable):
-        kept = []
-        for name in sorted(dirs):
-            full = os.path.join(folder, name)
-            rel = relative(full)
-            if not selection.reaches(rel + "/"):
-                continue
-            if selection.left_out(rel + "/"):
-                left.append(rel + "/")
-                continue
-            if not follow_symlinks and os.path.islink(full):
-                unfollowed.append(rel + "/")
-                continue
-            if rel.count("/") >= MAX_DEPTH:
-                skipped[rel + "/"] = f"a folder more than {MAX_DEPTH} levels deep"
-                continue
-            why = key_problem(rel) or (
-                _link_problem(full, data_dir, root, linked) if follow_symlinks else None)
-            if why:
-                skipped[rel + "/"] = why
-            else:
-                kept.append(name)
-        dirs[:] = kept
-        for name in sorted(names):
-            full = os.path.join(folder, name)
-            rel = relative(full)
-            if not selection.covers(rel):
-                continue
-            if is_our_temporary(name):
-                if tidy:
-                    _remove_temporary(full)
-                continue
-            if selection.left_out(rel):
-                left.append(rel)
-                continue
-            why = key_problem(rel)
-            if why:
-                skipped[rel] = why
-                continue
-            try:
-                st = os.stat(full) if follow_symlinks else os.lstat(full)
-            except FileNotFoundError:
-                # Maybe a folder on a drive that is not there: what lies under it is unknown too.
-                skipped[rel] = "a link whose target does not exist"
-                continue
-            except OSError as err:
-                skipped[rel] = err.strerror.lower() if err.strerror else "cannot be read"
-                continue
-            if os.path.islink(full) and not follow_symlinks:
-                unfollowed.append(rel)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                skipped[rel] = "not a regular file: a FIFO, socket or device"
-                continue
-            if not os.access(full, os.R_OK):
-                skipped[rel] = "permission denied"
-                continue
-            files[rel] = Local(st.st_size, st.st_mtime_ns, st.st_ino)
-    return files, skipped
-
-
-def _link_problem(full: str, data_dir: str, root: str, linked: set) -> str | None:
-    """Why a folder link must not be followed, or None (not a link, or fine to follow)."""
-    if not os.path.islink(full):
-        return None
-    try:
-        target = os.path.realpath(full)
-        st = os.stat(full)
-    except OSError:
-        return "a link to a folder that cannot be read"
-    # A link back to a folder it sits in (data/ itself, or anything above) is a loop.
-    above = os.path.dirname(full)
-    while True:
-        if os.path.realpath(above) == target:
-            return "a link to a folder that holds it (a loop)"
-        if os.path.normpath(above) == os.path.normpath(data_dir):
-            break
-        above = os.path.dirname(above)
-    if root == target or root.startswith(target.rstrip(os.sep) + os.sep):
-        return "a link to a folder that holds data/ itself (a loop)"
-    if target.startswith(root.rstrip(os.sep) + os.sep):
-        # Its files sync under their own names: through the link a pull would write or
-        # delete them under a second name, and a push send them twice.
-        alias = target[len(root.rstrip(os.sep)) + 1:].replace(os.sep, "/")
-        return (f"a link to data/{printable(alias)}/, which syncs under its own name; "
-                "add the link to \"exclude\" or remove it")
-    # Each folder is reached through links once at most: two links to one folder
-    # (or layers of them, which grow exponentially) are walked once.
-    if (st.st_dev, st.st_ino) in linked:
-        return "a link to a folder that another link already includes"
-    linked.add((st.st_dev, st.st_ino))
-    return None
-
-
-def part_size(file_size: int, chunk: int = MULTIPART_CHUNK) -> int:
-    """The part size the AWS CLI really uses for a file: the chunk size, doubled until
-    the file fits in S3's 10,000 parts, kept between 5 MiB and 5 GiB."""
-    size = chunk
-    while -(-file_size // size) > MAX_PARTS:
-        size *= 2
-    return min(max(size, MIN_PART), MAX_PART)
-
-
-def local_etag(path: str, threshold: int = MULTIPART_THRESHOLD, chunk: int = MULTIPART_CHUNK) -> str:
-    """The ETag S3 gives this file when the AWS CLI uploads it: the MD5 of the bytes
-    below the multipart threshold, else the MD5 of the parts' MD5s and the part count."""
-    with open(path, "rb") as fh:
-        file_size = os.fstat(fh.fileno()).st_size
-        if file_size < threshold:
-            digest = hashlib.md5(usedforsecurity=False)
-            while block := fh.read(1024 * 1024):
-                digest.update(block)
-            return digest.hexdigest()
-        size = part_size(file_size, chunk)
-        digests = []
-        while block := fh.read(size):
-            digests.append(hashlib.md5(block, usedforsecurity=False).digest())
-    combined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
-    return f"{combined}-{len(digests)}"
-
-
 def _changed(path, side, record, differs) -> bool:
     """Has this side's copy of path changed since the record (appeared, gone, or differs)?"""
     base = record.get(path)
@@ -241,7 +70,7 @@ def _remote_differs(path, now, base) -> bool:
 
 
 def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, Remote],
-              record: Mapping[str, dict], delete: bool = False, force: bool = False,
+              record: Mapping[str, dict], *, delete: bool = False, force: bool = False,
               same: Callable[[str], bool] | None = None, as_recorded: Callable[[str], bool] | None = None,
               unreadable: Mapping[str, str] | None = None) -> Plan:
     """Decide, path by path, what a push or pull does.
@@ -252,7 +81,7 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
     ``as_recorded(path)`` says whether a local file whose time or inode moved (size
     unchanged) still has the recorded content; such a file is unchanged, and its
     path is listed in ``plan.refresh``. ``unreadable`` maps the local paths the scan
-    could not look at (``x`` for a file, ``x/`` for a folder; see left_alone) to why:
+    could not look at (``x`` for a file, ``x/`` for a folder; see scan.left_alone) to why:
     what lies there is unknown, so nothing at or below them is restored, overwritten
     or deleted on either side.
     """
@@ -294,7 +123,7 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
                 plan.restored.append(path)
             continue
         if src_changed and not dst_changed:
-            _source_wins(plan, path, in_source, delete, here, there)
+            _source_wins(plan, path, in_source, delete=delete, sides=(here, there))
             continue
         if dst_changed and not src_changed:
             # `force` resolves conflicts. A push may send an unchanged copy over S3's
@@ -314,7 +143,7 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
             plan.baseline.append(path)
             plan.unchanged += 1
         elif force:
-            _source_wins(plan, path, in_source, delete, here, there)
+            _source_wins(plan, path, in_source, delete=delete, sides=(here, there))
         elif not in_source:
             plan.conflicts[path] = f"deleted {here} but changed {there}"
         elif not in_target:
@@ -322,26 +151,6 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
         else:
             plan.conflicts[path] = "changed on both sides" if record else "differs, and there is no sync record yet"
     return plan
-
-
-#: Why a path is kept, on both sides, when the scan could not look at it.
-UNREADABLE = "cannot be read here (see the skipped files); left as it is"
-UNFOLLOWED = "under a link that is not followed (no-follow-symlinks); left as it is"
-
-
-def left_alone(skipped: Mapping[str, str], unfollowed: Iterable[str] = ()) -> dict[str, str]:
-    """{path the scan could not look at: why it is kept} for make_plan. A link the scan
-    did not follow says which link and why, for what lies under it."""
-    alone = {p: UNFOLLOWED for p in unfollowed}
-    for path, why in skipped.items():
-        if not why.startswith("a link"):
-            alone[path] = UNREADABLE
-            continue
-        folder = path if path.endswith("/") else path + "/"
-        alone[folder] = f"under data/{printable(folder)}, {why}; left as it is"
-        if folder != path:
-            alone[path] = f"{why}; left as it is"
-    return alone
 
 
 def _alone(kept: Mapping[str, str]) -> Callable[[str], str | None]:
@@ -366,26 +175,10 @@ def _alone(kept: Mapping[str, str]) -> Callable[[str], str | None]:
     return why
 
 
-#: Our temporary files in data/: a copy being written (see safesync._copy_into).
-TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".datakit-data-", ".part"
-
-
-def is_our_temporary(name: str) -> bool:
-    """Is this file name one of our temporary copies (never synced, removed when found)?"""
-    return name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX)
-
-
-def _remove_temporary(path: str) -> None:
-    """Remove a temporary copy a killed run left (a regular file only, never a link)."""
-    try:
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
-def _source_wins(plan, path, in_source, delete, here, there) -> None:
-    """The source's state goes across: its copy, or (only with `delete`) its deletion."""
+def _source_wins(plan: Plan, path: str, in_source: bool, *, delete: bool, sides: tuple[str, str]) -> None:
+    """The source's state goes across: its copy, or (only with `delete`) its deletion.
+    ``sides``: where the source and the target are, as a message says them."""
+    here, there = sides
     if in_source:
         plan.transfer.append(path)
     elif delete:

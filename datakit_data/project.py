@@ -1,4 +1,4 @@
-"""Setting up a project folder: the project config, data/ and .gitignore.
+"""Setting up a project folder (`datakit data init`): the project config, data/ and .gitignore.
 
 The project config is built once, at init, from built-in defaults, the global
 config and command-line options; placeholders such as ``$YEAR`` in global values
@@ -6,13 +6,19 @@ expand here, and ``s3_path_prefix`` / ``s3_path_suffix`` shape ``s3_path``.
 """
 import datetime
 import getpass
-import json
 import os
 import string
-import tempfile
 
-from .exceptions import ConfigError
-from .settings import DEFAULT_PROFILE, join_s3_path, normalise_s3_path
+from typing import Callable
+
+from . import s3
+from .exceptions import ConfigError, DatakitDataError
+from .files import write_json
+from .layout import PROJECT_CONFIG, Layout
+from .masking import mask_secrets, remember
+from .settings import (
+    BUCKET_SET_HINT, SETTINGS, check_bucket_name, join_s3_path, merge, normalise_s3_path, settings_from,
+)
 
 #: Folders init keeps out of git: the data itself and datakit-data's own state.
 GITIGNORE_ENTRIES = ("data/", ".datakit-data/")
@@ -43,39 +49,78 @@ def expand(value: object, values: dict) -> object:
 
 
 def project_config(project_name: str, global_config: dict, options: dict, values: dict) -> dict:
-    """The project config init writes: defaults < global config < options."""
+    """The project config init writes: each setting that has an init option, from the
+    option, else the global config (placeholders expanded), else its default; s3_path
+    by default prefix/project-name/suffix. Unset settings without a default are left out."""
     glob = {k: expand(v, values) for k, v in global_config.items()}
-    if options.get("s3_path") is not None:
-        path = normalise_s3_path(options["s3_path"], "--path")
-    else:
-        path = join_s3_path(
-            glob.get("s3_path_prefix") or "", project_name, glob.get("s3_path_suffix") or ""
-        )
-    config = {
-        "aws_user_profile": options.get("aws_user_profile") or glob.get("aws_user_profile") or DEFAULT_PROFILE,
-        "s3_bucket": options.get("s3_bucket") or glob.get("s3_bucket") or "",
-        "s3_path": path,
-    }
-    endpoint = options.get("s3_endpoint_url") or glob.get("s3_endpoint_url")
-    if endpoint:
-        config["s3_endpoint_url"] = endpoint
+    config = {}
+    for setting in SETTINGS:
+        if not setting.option:
+            continue
+        if setting.name != "s3_path":
+            value = options.get(setting.name) or glob.get(setting.name) or setting.default
+        elif options.get("s3_path") is not None:
+            value = normalise_s3_path(options["s3_path"], setting.option)
+        else:
+            value = join_s3_path(glob.get("s3_path_prefix") or "", project_name, glob.get("s3_path_suffix") or "")
+        if value is not None:
+            config[setting.name] = value
     return config
 
 
-def write_json_atomic(path: str, data: object, indent: int | None = 4) -> None:
-    """Write JSON so that the file is either complete or not there at all (indented for
-    people to read; ``indent=None`` for the sync record, which Python's fast encoder
-    writes 10 times sooner)."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".datakit-data-", suffix=".tmp", dir=folder)
+def initialise(layout: Layout, global_config: dict, options: dict, *, global_path: str,
+               say: Callable[[str], None]) -> None:
+    """`datakit data init`: data/, the project config (never overwritten) and .gitignore.
+
+    ``options`` are init's, by setting name (plus ``existing``: join an s3_path that
+    already holds data); ``global_path`` names the global config in messages.
+    """
+    remember(options.get("s3_endpoint_url"))
+    if options.get("s3_bucket"):
+        check_bucket_name(options["s3_bucket"], "--bucket")
+    config_path = layout.config
+    if os.path.exists(config_path):
+        given = [s.option for s in SETTINGS if s.option and options.get(s.name)]
+        say(f"{PROJECT_CONFIG} already exists; left unchanged. Edit it to change settings.")
+        if given:
+            say(f"Not applied: {', '.join(given)}.")
+        config = None
+    else:
+        name = os.path.basename(os.path.abspath(layout.root))
+        config = project_config(name, global_config, options, placeholders(name))
+        if config["s3_bucket"]:
+            check_bucket_name(config["s3_bucket"], global_path)
+            if not options.get("existing"):
+                _check_path_is_free(config, global_config, say)
+    os.makedirs(layout.data, exist_ok=True)
+    if config is not None:
+        os.makedirs(os.path.dirname(config_path), exist_ok=True)
+        write_json(config_path, config)
+        say(f"Created data/ and {PROJECT_CONFIG}:")
+        for key, value in config.items():
+            say(f"  {key}: {mask_secrets(value)}")
+    added = ensure_gitignore(layout.root)
+    if added:
+        say(f"Added {' and '.join(added)} to .gitignore.")
+    if config is not None and not config["s3_bucket"]:
+        say(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
+
+
+def _check_path_is_free(config: dict, global_config: dict, say: Callable[[str], None]) -> None:
+    """Refuse an s3_path that already holds objects, unless the user joins it."""
+    settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(data, indent=indent))
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        in_use = s3.has_objects(settings)
+    except DatakitDataError as err:
+        reason = err.reason or str(err)
+        say(f"Could not check whether {mask_secrets(settings.s3_url)} is already in use: "
+            f"{reason.rstrip('.')}. Check it before your first push.")
+        return
+    if in_use:
+        raise ConfigError(
+            f"{settings.s3_url} already holds data, perhaps another project with the same name. "
+            "Choose another folder with `--path`, or run `datakit data init --existing` to join it."
+        )
 
 
 def ensure_gitignore(root: str, entries: tuple[str, ...] = GITIGNORE_ENTRIES) -> list[str]:

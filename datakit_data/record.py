@@ -13,11 +13,11 @@ import stat
 from .layout import Layout
 from .masking import mask_secrets
 from .names import key_problem, printable
+from .files import write_json
 from .plan import Local
+from .settings import Settings
 
 log = logging.getLogger(__name__)
-from .project import write_json_atomic
-from .settings import Settings
 
 VERSION = 1
 
@@ -108,7 +108,7 @@ class SyncRecord:
 
     def save(self) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        write_json_atomic(self.path, {
+        write_json(self.path, {
             "version": VERSION, "target": self.target, "last": self.last, "files": self.files,
         }, indent=None)
         self.exists = True

@@ -1,30 +1,66 @@
-"""What a push, pull or status run tells the user: plan lines, the summary, the exit.
+"""What a run tells the user: plan lines, conflicts, the summary, the exit, the
+status report and the history.
 
-Every name printed here came from outside (keys, file names) and goes through
-names.printable.
+Every name printed here came from outside (keys, file names, version ids, who
+pushed) and goes through names.printable. Warnings go to the log (stderr).
 """
-from typing import TYPE_CHECKING, Callable
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Iterable
 
 from .exceptions import SkippedFiles, SyncError
+from .masking import mask_secrets
 from .names import printable
-from .plan import Plan
+from .plan import Local, Plan, Remote
 
-if TYPE_CHECKING:  # safesync imports this module
-    from .safesync import Outcome
+if TYPE_CHECKING:  # only its shape: versions imports nothing of this module
+    from .versions import Version
+
+log = logging.getLogger(__name__)
 
 #: Kept and restored files named one by one before "... and N more".
 SHOWN_PER_KIND = 20
 
 
-def name_conflicts_and_kept(plan: Plan, warn: Callable[[str], None]) -> None:
+@dataclass
+class Outcome:
+    """What a push or pull did, for the summary line and the exit code."""
+
+    plan: Plan
+    local: dict[str, Local]
+    remote: dict[str, Remote]
+    skipped: dict[str, str] = field(default_factory=dict)  # {path in data/: why}
+    refused: dict[str, str] = field(default_factory=dict)  # {key under s3_path: why}
+    sent: int = 0
+    sent_bytes: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    dryrun: bool = False
+
+
+def conflict_line(path: str, why: str) -> str:
+    return f"conflict: data/{printable(path)} ({why})"
+
+
+def name_conflicts_and_kept(plan: Plan) -> None:
     """Name each conflict, and the files kept as they are (a few of each kind)."""
     restored = {path: "deleted locally since the last sync" for path in plan.restored}
     for title, entries in (("conflict", plan.conflicts), ("kept", plan.kept), ("restoring", restored)):
         for i, (path, why) in enumerate(sorted(entries.items())):
             if i == SHOWN_PER_KIND and title != "conflict":
-                warn(f"{title}: ... and {len(entries) - i} more (`datakit data status` lists them all)")
+                log.warning("%s: ... and %d more (`datakit data status` lists them all)", title, len(entries) - i)
                 break
-            warn(f"{title}: data/{printable(path)} ({why})")
+            log.warning("%s: data/%s (%s)", title, printable(path), why)
+
+
+def dryrun_lines(plan: Plan, url: str) -> list[str]:
+    """What a dryrun would transfer and delete, a line each."""
+    pushing = plan.direction == "push"
+    lines = [f"(dryrun) upload: data/{path} to {url}{path}" if pushing else f"(dryrun) download: {url}{path} to data/{path}"
+             for path in map(printable, plan.transfer)]
+    lines += [f"(dryrun) delete: {url if pushing else 'data/'}{path}" for path in map(printable, plan.delete)]
+    return lines
 
 
 def human_bytes(count: int) -> str:
@@ -37,7 +73,7 @@ def human_bytes(count: int) -> str:
     return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def summary(outcome: "Outcome") -> str:
+def summary(outcome: Outcome) -> str:
     """One line: files and bytes moved, deleted, unchanged, conflicts, kept, time."""
     plan = outcome.plan
     verb = "sent" if plan.direction == "push" else "received"
@@ -60,8 +96,9 @@ def summary(outcome: "Outcome") -> str:
     return f"{label}: {', '.join(parts)}, in {outcome.seconds:.1f} s."
 
 
-def finish(outcome: "Outcome", direction: str, url: str) -> None:
-    """Turn conflicts and skipped files into a non-zero exit."""
+def raise_if_incomplete(outcome: Outcome, url: str) -> None:
+    """Raise, for a non-zero exit, when files were skipped or conflicts are left."""
+    direction = outcome.plan.direction
     skipped = [f"data/{printable(p)} ({why})" for p, why in sorted(outcome.skipped.items())]
     skipped += [f"{url}{printable(p)} ({why})" for p, why in sorted(outcome.refused.items())]
     if skipped:
@@ -116,3 +153,25 @@ def status_lines(report: dict) -> list[str]:
     if protection:
         lines.append(f"concurrent pushes: {protection['mode']}: {protection['why']}")
     return lines
+
+
+def history_lines(versions: Iterable["Version"], total: int, url: str) -> list[str]:
+    """The history as text for a person, newest first."""
+    versions = list(versions)
+    lines = []
+    for v in versions:
+        # The time and id as S3 gives them, so that either can be pasted into --as-of.
+        what = "deleted" if v.deleted else human_bytes(v.size)
+        who = printable(v.pushed_by) or "-"
+        mark = "  (current)" if v.latest and not v.deleted else ""
+        lines.append(f"{printable(v.time)}  {what:>10}  {printable(v.version_id)}  {who}  data/{printable(v.path)}{mark}")
+    if not versions:
+        lines.append(f"No versions under {mask_secrets(url)} yet.")
+    if total > len(versions):
+        lines.append(f"... {total - len(versions)} older version(s) not shown (--limit N shows more).")
+    return lines
+
+
+def history_json(versions: Iterable["Version"], total: int) -> str:
+    """The history as JSON for scripts."""
+    return json.dumps({"versions": [asdict(v) for v in versions], "total": total}, indent=2, sort_keys=True)

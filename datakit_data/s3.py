@@ -11,7 +11,6 @@ import datetime
 import email.utils
 import functools
 import hashlib
-import logging
 import os
 import re
 import threading
@@ -19,7 +18,8 @@ import time
 from typing import Any, Iterable, Mapping
 
 from . import conditions
-from .failures import explain_failure
+from .awsconfig import botocore
+from .failures import explain_error
 from .exceptions import DatakitDataError, SyncError
 from .masking import mask_secrets, without_credentials
 from .names import printable
@@ -27,24 +27,13 @@ from .plan import Remote
 from .settings import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, Settings
 
 
-def _botocore():
-    # awscli 1.44+ carries its own botocore and, once imported, serves it as the
-    # top-level `botocore` (its modules use that name, so their classes do too).
-    import awscli  # noqa: F401
-    from botocore import UNSIGNED, config, exceptions, session
-
-    # The CLI is quiet about where it found credentials; so are we.
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    return UNSIGNED, config, exceptions, session
-
-
 @functools.lru_cache(maxsize=4)
 def client(settings: Settings) -> Any:
     """An S3 client for these settings: profile, endpoint, bounded retries, and no
     signature with `no-sign-request` (made once per settings)."""
-    unsigned_marker, config, exceptions, session = _botocore()
+    served = botocore()
     try:
-        sess = session.Session(profile=settings.profile)
+        sess = served.session.Session(profile=settings.profile)
         # Timestamps are only compared as text: parsing 10,000 of them costs a second.
         sess.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
         options = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
@@ -52,16 +41,11 @@ def client(settings: Settings) -> Any:
             # total_max_attempts counts the first attempt; botocore's max_attempts does not.
             options["retries"] = {"mode": "standard", "total_max_attempts": ATTEMPTS}
         if settings.unsigned:
-            options["signature_version"] = unsigned_marker
+            options["signature_version"] = served.UNSIGNED
         return sess.create_client(
-            "s3", endpoint_url=without_credentials(settings.endpoint_url), config=config.Config(**options))
-    except exceptions.BotoCoreError as err:
-        raise _explain(err, settings)
-
-
-def _explain(err, settings, what: str = "list"):
-    """An in-process botocore error as one line: its S3 error code, or its message."""
-    return explain_failure(1, mask_secrets(str(err)).splitlines(), settings, what, code=_code(err) or None, cli=False)
+            "s3", endpoint_url=without_credentials(settings.endpoint_url), config=served.config.Config(**options))
+    except served.exceptions.BotoCoreError as err:
+        raise explain_error(err, settings, "list")
 
 
 def _prefix(settings) -> str:
@@ -76,7 +60,7 @@ def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
     answers. A folder with more is listed again folder by folder: one request for
     its top-level names, then each top-level folder in parallel.
     """
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     s3 = client(settings)
     base = _prefix(settings)
     prefix = base + under
@@ -93,7 +77,7 @@ def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
                 found.update(part)
         return found
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise _explain(err, settings)
+        raise explain_error(err, settings, "list")
 
 
 def _list_all(s3: Any, bucket: str, folder: str, prefix: str) -> dict[str, Remote]:
@@ -125,7 +109,7 @@ def workers(settings: Settings) -> int:
 def head_remote(settings: Settings, paths: Iterable[str]) -> dict[str, Remote]:
     """{path: Remote} for those of these paths that exist under s3_path, one HEAD each,
     in parallel: cheaper than a listing when a few objects of a large folder matter."""
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     s3 = client(settings)
     prefix = _prefix(settings)
 
@@ -143,17 +127,17 @@ def head_remote(settings: Settings, paths: Iterable[str]) -> dict[str, Remote]:
         with concurrent.futures.ThreadPoolExecutor(workers(settings)) as pool:
             return {path: obj for path, obj in pool.map(head, list(paths)) if obj is not None}
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise _explain(err, settings)
+        raise explain_error(err, settings, "list")
 
 
 def has_objects(settings: Settings, under: str = "") -> bool:
     """Does anything live under s3_path (or its folder ``under``) yet?"""
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     s3 = client(settings)
     try:
         answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=_prefix(settings) + under, MaxKeys=1)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise _explain(err, settings)
+        raise explain_error(err, settings, "list")
     return bool(answer.get("Contents"))
 
 
@@ -177,7 +161,7 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], *,
     still the same: on a store that ignores the conditions, a push landing between
     that check and the delete is not seen.
     """
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     s3 = client(settings)
     prefix = _prefix(settings)
     if check_first or not conditional:
@@ -203,9 +187,9 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], *,
                 if conditional and (code in ("NotImplemented", "501", "MalformedXML")
                                     or _status(err) == 501):
                     raise ConditionsUnsupported(code)
-                raise _explain(err, settings, "delete")
+                raise explain_error(err, settings, "delete")
             except exceptions.BotoCoreError as err:
-                raise _explain(err, settings, "delete")
+                raise explain_error(err, settings, "delete")
             failed = []
             for error in answer.get("Errors") or []:
                 path = str(error.get("Key", ""))[len(prefix):]
@@ -257,7 +241,7 @@ def check_bucket(settings: Settings) -> tuple[bool, str]:
 
 def etag_is_md5(settings: Settings, path: str) -> bool:
     """Is this object's ETag the MD5 of its content (not so with SSE-KMS or SSE-C)?"""
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     try:
         head = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
     except (exceptions.BotoCoreError, exceptions.ClientError):
@@ -269,20 +253,20 @@ def etag_is_md5(settings: Settings, path: str) -> bool:
 def versioning(settings: Settings) -> str | None:
     """The bucket's versioning: "Enabled", "Suspended", "" (never turned on), or None
     when the server does not say (no permission, or no such feature)."""
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     try:
         answer = client(settings).get_bucket_versioning(Bucket=settings.bucket)
     except exceptions.ClientError:
         return None
     except exceptions.BotoCoreError as err:
-        raise _explain(err, settings)
+        raise explain_error(err, settings, "list")
     return answer.get("Status", "")
 
 
 def list_versions(settings: Settings, under: str = "") -> list[dict]:
     """Every version and deletion marker under s3_path/under, as dicts: path, version_id,
     time (as S3 sent it), size, deleted, latest, etag. Folder markers are left out."""
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     s3 = client(settings)
     base = _prefix(settings)
     found = []
@@ -299,13 +283,13 @@ def list_versions(settings: Settings, under: str = "") -> list[dict]:
                         "etag": item.get("ETag", "").strip('"'),
                     })
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise _explain(err, settings)
+        raise explain_error(err, settings, "list")
     return found
 
 
 def object_metadata(settings: Settings, path: str, version_id: str | None = None) -> dict:
     """The user metadata of an object (of one version), {} when it cannot be read."""
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     # "null" names the version an object had before versioning was turned on.
     extra = {"VersionId": version_id} if version_id else {}
     try:
@@ -337,7 +321,7 @@ def download_version(settings: Settings, path: str, version_id: str, target: str
     listed one, and where the ETag is the MD5 of the content, so must the bytes' MD5;
     otherwise target is removed and the download refused by name.
     """
-    _, _, exceptions, _ = _botocore()
+    exceptions = botocore().exceptions
     try:
         answer = client(settings).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
                                                        VersionId=version_id)
@@ -358,7 +342,7 @@ def download_version(settings: Settings, path: str, version_id: str, target: str
             os.unlink(target)
             raise _not_that_version(path, version_id)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise _explain(err, settings, "pull")
+        raise explain_error(err, settings, "pull")
 
 
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")

@@ -2,8 +2,8 @@
 
 Three things narrow a push, pull or status, on both sides alike:
 
-- Junk that operating systems and editors leave in folders (JUNK_DESCRIPTION)
-  is never pushed, pulled, deleted or counted as a change.
+- Junk that operating systems and editors leave in folders (``_JUNK``: .DS_Store,
+  Thumbs.db, Office and LibreOffice lock files, .ipynb_checkpoints/, ...) is never pushed, pulled, deleted or counted as a change.
 - ``exclude`` patterns (project and global config) follow .gitignore's rules as
   git applies them (tested against git itself), matched against paths inside
   data/. Excluded paths are as invisible as junk; objects already on S3 stay.
@@ -19,14 +19,6 @@ from dataclasses import dataclass
 from .exceptions import FlagError
 from .names import key_problem, printable
 
-#: Shown in the docs and by `datakit data status`.
-JUNK_DESCRIPTION = (
-    ".DS_Store, ._* (macOS), Thumbs.db, ehthumbs.db, desktop.ini (Windows), ~$* (Office lock files), "
-    ".~lock.*# (LibreOffice lock files), .ipynb_checkpoints/ (Jupyter), "
-    ".datakit-data-*.part (datakit-data's own copies being written)"
-)
-
-
 # One search per path: junk names (case ignored, as Windows and macOS do) as the last
 # part of the path, or a junk folder anywhere in it.
 _JUNK = re.compile(
@@ -35,11 +27,6 @@ _JUNK = re.compile(
     r"|(?:^|/)\.ipynb_checkpoints/",
     re.IGNORECASE,
 )
-
-
-def is_junk(path: str) -> bool:
-    """Is this path (inside data/; a folder ends with /) junk that never travels?"""
-    return _JUNK.search(path) is not None
 
 
 @dataclass(frozen=True)

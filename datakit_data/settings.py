@@ -30,54 +30,96 @@ ATTEMPTS = 3
 RETRY_ENV = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": str(ATTEMPTS)}
 
 
+def check_text(key: str, value: object, source: str) -> str | None:
+    """Text, or None when unset."""
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f'{source}: "{key}" must be a string, not {json.dumps(value)}. Fix the file and try again.')
+    return value
+
+
+def check_number(key: str, value: object, source: str) -> int | None:
+    """A whole number from 1 to 1000 (JSON number or digits in a string), or None when unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ConfigError(
+            f'{source}: "{key}" must be a whole number from 1 to 1000, not {json.dumps(value)}. '
+            "Fix the file and try again."
+        )
+    return value
+
+
+def check_patterns(key: str, value: object, source: str) -> tuple[str, ...]:
+    """A list of .gitignore patterns (one pattern may be given as a string); () when unset."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    example = '["*.tmp", "scratch/"]'
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(
+            f'{source}: "{key}" must be a list of patterns such as {example}, not {json.dumps(value)}. '
+            "Fix the file and try again."
+        )
+    for pattern in value:
+        why = pattern_problem(pattern)
+        if why:
+            raise ConfigError(
+                f'{source}: "{key}" holds "{printable(pattern)}", which is not a .gitignore pattern ({why}). '
+                "Fix the file and try again."
+            )
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One setting, declared once: where it may live, its type, default and init option."""
+    """One setting, declared once: where it may live, its check, its Settings field,
+    its default and init option."""
 
     name: str
     help: str
+    check: Callable[[str, object, str], object] = check_text  # (key, value, file) -> the value, when a file is read
+    field: str | None = None  # the Settings field it fills (None: it only shapes s3_path at init)
     in_project: bool = True  # may be set in the project config
     in_global: bool = True  # may be set in the global config
     at_runtime: bool = False  # the global value applies at push/pull when the project has none
-    number: bool = False  # a whole number rather than text
     patterns: bool = False  # a list of .gitignore patterns; the global and project lists both apply
-    default: str | None = None  # written to the global config on first use
-    option: str | None = None  # `datakit data init` option that sets it
+    default: str | None = None  # written to the global config on first use, and by init when unset
+    option: str | None = None  # `datakit data init` option that sets it, written to the project config
 
 
-#: Every setting of datakit-data. The readers, the checks, `datakit config`,
-#: init's options and docs/configuration.rst (checked by a test) all follow this table.
+#: Every setting of datakit-data. The readers and their checks, Settings,
+#: `datakit config`, init's options and what it writes, and docs/configuration.rst
+#: (checked by a test) all follow this table.
 SETTINGS = (
-    Setting("aws_user_profile", "AWS profile from ~/.aws/credentials or ~/.aws/config",
+    Setting("aws_user_profile", "AWS profile from ~/.aws/credentials or ~/.aws/config", field="profile",
             at_runtime=True, default="default", option="--profile"),
-    Setting("s3_bucket", "S3 bucket", default="", option="--bucket"),
-    Setting("s3_path", "folder in the bucket for data/; default: prefix/project-name/suffix",
+    Setting("s3_bucket", "S3 bucket", field="bucket", default="", option="--bucket"),
+    Setting("s3_path", "folder in the bucket for data/; default: prefix/project-name/suffix", field="path",
             in_global=False, option="--path"),
     Setting("s3_path_prefix", "folders put before the project name in s3_path, e.g. projects/$YEAR",
             in_project=False, default=""),
     Setting("s3_path_suffix", "folders put after the project name in s3_path, e.g. data",
             in_project=False, default=""),
     Setting("s3_endpoint_url", "endpoint of an S3-compatible store (MinIO, Ceph, R2, SeaweedFS)",
-            at_runtime=True, option="--endpoint-url"),
+            field="endpoint_url", at_runtime=True, option="--endpoint-url"),
     Setting("max_concurrent_requests", "parallel S3 requests for push and pull (default 32, or your AWS config's own value)",
-            at_runtime=True, number=True),
+            check=check_number, field="max_concurrent_requests", at_runtime=True),
     Setting("exclude", "paths in data/ that never sync: a list of .gitignore patterns, e.g. [\"*.tmp\", \"scratch/\"]",
-            at_runtime=True, patterns=True),
+            check=check_patterns, field="exclude", at_runtime=True, patterns=True),
 )
+#: Each setting by its name.
+BY_NAME = {s.name: s for s in SETTINGS}
 #: Keys a project config may hold.
 PROJECT_KEYS = tuple(s.name for s in SETTINGS if s.in_project)
 #: Keys the global config may hold; the prefix and suffix only shape s3_path at init.
 GLOBAL_KEYS = tuple(s.name for s in SETTINGS if s.in_global)
 #: Global keys that still apply at push and pull time when a project leaves them out.
 RUNTIME_GLOBAL_KEYS = tuple(s.name for s in SETTINGS if s.at_runtime)
-#: Keys holding a whole number rather than a string.
-NUMBER_KEYS = tuple(s.name for s in SETTINGS if s.number)
-#: Keys holding a list of .gitignore patterns.
-PATTERN_KEYS = tuple(s.name for s in SETTINGS if s.patterns)
 #: What the first `datakit data init` on a machine writes to the global config.
 GLOBAL_DEFAULTS = {s.name: s.default for s in SETTINGS if s.in_global and s.default is not None}
-#: Project config keys that `datakit data init` options can set.
-OPTION_KEYS = tuple(s.name for s in SETTINGS if s.option)
 
 BUCKET_SET_HINT = (
     'set "s3_bucket" in {path}, or a default for new projects with '
@@ -115,84 +157,43 @@ class Settings:
 
 
 def read_config(path: str, known_keys: Iterable[str] | None = None,
-                warn: Callable[[str], None] | None = None) -> dict | None:
+                warn: Callable[[str], None] | None = None, *, shown: str | None = None) -> dict | None:
     """Read a JSON config file; None when it does not exist.
 
-    Malformed JSON, a value that is not an object, and a known key holding a
-    non-string are errors naming the file (and line or key). Unknown keys are
-    passed to ``warn`` with a did-you-mean for near misses.
+    Malformed JSON, a value that is not an object, and a known key's value that
+    its setting's check refuses are errors naming the file (and line or key); the
+    known keys come back as their checks return them. Unknown keys are passed to
+    ``warn`` with a did-you-mean for near misses. Messages name the file as ``shown``
+    (default: its path).
     """
+    where = shown or path
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"Cannot read {path}: {err}. Check the file and try again.")
+        raise ConfigError(f"Cannot read {where}: {err}. Check the file and try again.")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(
-            f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: "
+            f"{where} is not valid JSON (line {err.lineno}, column {err.colno}: "
             f"{err.msg}). Fix the file and try again."
         )
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{path} must hold a JSON object such as "
+            f"{where} must hold a JSON object such as "
             f'{{"s3_bucket": "my-bucket"}}, not a {type(data).__name__}. Fix the file and try again.'
         )
     remember(data.get("s3_endpoint_url"))
     if known_keys is not None:
-        for key, value in data.items():
-            if key in NUMBER_KEYS:
-                check_number(path, key, value)
-            elif key in PATTERN_KEYS:
-                check_patterns(path, key, value)
-            elif key in known_keys:
-                if value is not None and not isinstance(value, str):
-                    raise ConfigError(
-                        f'{path}: "{key}" must be a string, not {json.dumps(value)}. '
-                        "Fix the file and try again."
-                    )
+        for key in list(data):
+            if key in known_keys:
+                data[key] = BY_NAME[key].check(key, data[key], where)
             elif warn is not None:
-                warn(unknown_key_message(path, key, known_keys))
+                warn(unknown_key_message(where, key, known_keys))
     return data
-
-
-def check_number(source: str, key: str, value: object) -> int | None:
-    """A whole number from 1 to 1000 (JSON number or digits in a string), or None when unset."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-        raise ConfigError(
-            f'{source}: "{key}" must be a whole number from 1 to 1000, not {json.dumps(value)}. '
-            "Fix the file and try again."
-        )
-    return value
-
-
-def check_patterns(source: str, key: str, value: object) -> tuple[str, ...]:
-    """A list of .gitignore patterns (one pattern may be given as a string); () when unset."""
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    example = '["*.tmp", "scratch/"]'
-    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-        raise ConfigError(
-            f'{source}: "{key}" must be a list of patterns such as {example}, not {json.dumps(value)}. '
-            "Fix the file and try again."
-        )
-    for pattern in value:
-        why = pattern_problem(pattern)
-        if why:
-            raise ConfigError(
-                f'{source}: "{key}" holds "{printable(pattern)}", which is not a .gitignore pattern ({why}). '
-                "Fix the file and try again."
-            )
-    return tuple(value)
 
 
 def unknown_key_message(path: str, key: str, known_keys: Iterable[str]) -> str:
@@ -265,15 +266,17 @@ def merge(global_config: dict, project_config: dict) -> dict:
     merged = {k: v for k, v in global_config.items() if k in RUNTIME_GLOBAL_KEYS}
     # null in the project config means "not set here", as if the key were absent.
     merged.update({k: v for k, v in project_config.items() if v is not None})
-    for key in PATTERN_KEYS:
-        both = [*check_patterns("", key, global_config.get(key)), *check_patterns("", key, project_config.get(key))]
-        if both:
-            merged[key] = both
+    for setting in SETTINGS:
+        if setting.patterns:  # checked when read: tuples
+            both = (*(global_config.get(setting.name) or ()), *(project_config.get(setting.name) or ()))
+            if both:
+                merged[setting.name] = both
     return merged
 
 
 def settings_from(merged: dict, source: str) -> Settings:
-    """Turn a merged config into Settings, refusing what cannot work."""
+    """Turn a merged config (each value checked when its file was read) into Settings,
+    refusing a location that cannot work: no bucket or path, or ones S3 would misread."""
     bucket = merged.get("s3_bucket") or ""
     if not bucket:
         raise ConfigError(f"No S3 bucket set for this project: {BUCKET_SET_HINT.format(path=source)}.")
@@ -282,15 +285,12 @@ def settings_from(merged: dict, source: str) -> Settings:
             f'{source} has no "s3_path". Add the folder in the bucket for this '
             'project, e.g. "s3_path": "my-project".'
         )
-    profile = merged.get("aws_user_profile") or None
+    fields = {s.field: merged.get(s.name) for s in SETTINGS if s.field}
+    fields["bucket"] = check_bucket_name(bucket, source)
+    fields["path"] = normalise_s3_path(merged["s3_path"], source)
+    fields["endpoint_url"] = check_endpoint_url(fields["endpoint_url"], source)
     # "default" is what the AWS CLI uses anyway; naming it breaks env-var credentials.
-    if profile == DEFAULT_PROFILE:
-        profile = None
-    return Settings(
-        bucket=check_bucket_name(bucket, source),
-        path=normalise_s3_path(merged["s3_path"], source),
-        profile=profile,
-        endpoint_url=check_endpoint_url(merged.get("s3_endpoint_url"), source),
-        max_concurrent_requests=check_number(source, "max_concurrent_requests", merged.get("max_concurrent_requests")),
-        exclude=check_patterns(source, "exclude", merged.get("exclude")),
-    )
+    if fields["profile"] in ("", DEFAULT_PROFILE):
+        fields["profile"] = None
+    fields["exclude"] = tuple(fields["exclude"] or ())
+    return Settings(**fields)

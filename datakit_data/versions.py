@@ -12,14 +12,12 @@ import getpass
 import json
 import subprocess
 import urllib.parse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from . import s3
 from .exceptions import FlagError, SyncError
-from .masking import mask_secrets
 from .names import printable
 from .plan import Remote
-from .report import human_bytes
 from .settings import Settings
 
 #: Object metadata that names who pushed a version.
@@ -109,27 +107,6 @@ def _pushers(settings: Settings, versions: list[dict]) -> dict:
     with concurrent.futures.ThreadPoolExecutor(s3.workers(settings)) as pool:
         found = pool.map(lambda pv: s3.object_metadata(settings, *pv).get(PUSHED_BY, ""), wanted)
         return {pv: urllib.parse.unquote(name) for pv, name in zip(wanted, found)}
-
-
-def history_lines(versions: list[Version], total: int, settings: Settings) -> list[str]:
-    """The history as text for a person, newest first."""
-    lines = []
-    for v in versions:
-        # The time and id as S3 gives them, so that either can be pasted into --as-of.
-        what = "deleted" if v.deleted else human_bytes(v.size)
-        who = printable(v.pushed_by) or "-"
-        mark = "  (current)" if v.latest and not v.deleted else ""
-        lines.append(f"{printable(v.time)}  {what:>10}  {printable(v.version_id)}  {who}  data/{printable(v.path)}{mark}")
-    if not versions:
-        lines.append(f"No versions under {mask_secrets(settings.s3_url)} yet.")
-    if total > len(versions):
-        lines.append(f"... {total - len(versions)} older version(s) not shown (--limit N shows more).")
-    return lines
-
-
-def history_json(versions: list[Version], total: int) -> str:
-    """The history as JSON for scripts."""
-    return json.dumps({"versions": [asdict(v) for v in versions], "total": total}, indent=2, sort_keys=True)
 
 
 @dataclass(frozen=True)

@@ -265,3 +265,10 @@ def running(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def make_settings(path="proj", profile=None, endpoint=None):
+    """Settings for tests of pure functions: bucket "bkt", folder "proj"."""
+    from datakit_data.settings import Settings
+
+    return Settings(bucket="bkt", path=path, profile=profile, endpoint_url=endpoint)

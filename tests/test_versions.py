@@ -1,4 +1,6 @@
-"""History on buckets that keep versions; plain answers on buckets that do not."""
+"""History on buckets that keep versions; plain answers on buckets that do not; the
+moments of --as-of (versions.py)."""
+import datetime
 import json
 import math
 import subprocess
@@ -138,3 +140,66 @@ def test_as_of_on_a_bucket_without_versions_and_bad_times(project, bucket):
     text = assert_clean_error(project.run("data", "pull", "--as-of", "last tuesday"))
     assert '--as-of "last tuesday" is not a date' in text
     assert project.files() == {"a.csv": b"a"}
+
+
+# --as-of: moments and versions, tested directly
+def test_the_version_current_at_a_moment():
+    from datakit_data.versions import choose_at
+
+    def v(path, time, vid, deleted=False, latest=False):
+        return {"path": path, "time": time, "version_id": vid, "deleted": deleted, "latest": latest}
+
+    listed = [  # as S3 lists them: versions newest first, deletion markers after
+        v("x.csv", "2026-11-14T12:00:30Z", "v2"), v("x.csv", "2026-11-14T12:00:10Z", "v1"),
+        v("x.csv", "2026-11-14T12:00:30Z", "gone", deleted=True, latest=True),
+        v("y.csv", "2026-11-14T12:00:20Z", "y1", latest=True),
+    ]
+    moment = datetime.datetime(2026, 11, 14, 12, 0, 15, tzinfo=datetime.timezone.utc).timestamp()
+    assert {p: c["version_id"] for p, c in choose_at(listed, moment).items()} == {"x.csv": "v1"}
+    later = moment + 60
+    # A deletion in the same second as an upload: the current one (the deletion) wins.
+    assert {p: c["version_id"] for p, c in choose_at(listed, later).items()} == {"x.csv": "gone", "y.csv": "y1"}
+
+
+@pytest.mark.parametrize("text, local", [
+    ("2026-11-14", datetime.datetime(2026, 11, 14, 23, 59, 59, 999999)),
+    ("2026-11-14T15:30", datetime.datetime(2026, 11, 14, 15, 30)),
+    ("2026-11-14 15:30:00", datetime.datetime(2026, 11, 14, 15, 30)),
+])
+def test_as_of_times_are_local_unless_a_zone_is_given(text, local):
+    from datakit_data.exceptions import FlagError
+    from datakit_data.versions import parse_as_of
+
+    assert parse_as_of(text, False).moment == local.astimezone().timestamp()
+    assert parse_as_of("2026-11-14T15:30:00Z", False).moment == datetime.datetime(
+        2026, 11, 14, 15, 30, tzinfo=datetime.timezone.utc).timestamp()
+    assert parse_as_of("3HLGFqX1.abc", True).version_id == "3HLGFqX1.abc"
+    with pytest.raises(FlagError, match="is not a date"):
+        parse_as_of("3HLGFqX1.abc", False)  # a version id only with one file
+
+
+@pytest.mark.parametrize("text, how", [
+    ("2026-11-01T01:30", "happens twice here (the clocks went back)"),
+    ("2026-03-08T02:30", "never happens here (the clocks went forward)"),
+    ("2026-11-01T03:30", None),
+])
+def test_as_of_a_local_time_that_a_dst_change_makes_ambiguous_is_refused(monkeypatch, text, how):
+    import time
+
+    from datakit_data.exceptions import FlagError
+    from datakit_data.versions import parse_as_of
+
+    monkeypatch.setenv("TZ", "EST5EDT,M3.2.0,M11.1.0")  # US Eastern, without needing tzdata
+    time.tzset()
+    try:
+        if how is None:
+            after = datetime.datetime(2026, 11, 1, 8, 30, tzinfo=datetime.timezone.utc)  # 03:30 EST
+            assert parse_as_of(text, False).moment == after.timestamp()
+            return
+        with pytest.raises(FlagError) as refused:
+            parse_as_of(text, False)
+        message = str(refused.value)
+        assert how in message and f"{text}-04:00" in message and f"{text}-05:00" in message
+    finally:
+        monkeypatch.undo()
+        time.tzset()

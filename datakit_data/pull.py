@@ -1,0 +1,177 @@
+"""Pull: download what changed on S3, delete (with `delete`) what was deleted on S3.
+
+The AWS CLI downloads into a staging folder where every object that must not be
+downloaded is left out by include patterns (or, for a large plan spread over many
+folders, stood in for by an empty sparse placeholder); whole downloads are then
+moved into data/, each only if data/ still holds what the scan saw there. With
+``--as-of`` the versions of that moment are downloaded in-process instead (the
+AWS CLI cannot sync versions).
+"""
+import logging
+import os
+import threading
+from typing import Iterable
+
+from . import aws_cli, files, names, s3, versions
+from .plan import Local
+from .safesync import Run, in_daemon_threads
+from .scan import Scan, path_max
+
+log = logging.getLogger(__name__)
+
+CHANGED_MEANWHILE = "changed locally while the pull ran; left as it is"
+CASE_CLASH = "its name is another object's when case is ignored, as here; rename one of them on S3"
+
+
+class Pull(Run):
+    """Download exactly the planned objects (or their versions at --as-of) into data/."""
+
+    direction = "pull"
+
+    def __init__(self, *args, as_of: versions.AsOf | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.as_of = as_of  # S3's state at a moment (versioned buckets)
+        self.version_ids: dict[str, str] = {}
+        self.received: list[str] = []  # moved into data/ whole: recorded
+
+    def uses_cli(self) -> bool:
+        return super().uses_cli() and self.as_of is None
+
+    def gather(self) -> Scan:
+        scan = super().gather()
+        if self.as_of is not None:
+            self._as_of(scan)
+        return scan
+
+    def carry_out(self) -> None:
+        outcome, record = self.outcome, self.record
+        try:
+            for path in outcome.plan.delete:
+                if self._remove(path):
+                    record.forget(path)
+                    outcome.deleted += 1
+            if outcome.plan.transfer and self.as_of is not None:
+                self._download_versions()
+            elif outcome.plan.transfer:
+                self._download()
+        finally:
+            # Recorded even when the AWS CLI failed part-way: these files are whole.
+            for path in self.received:
+                try:
+                    st = os.stat(os.path.join(self.layout.data, path))
+                except OSError:
+                    continue  # gone again already: not recorded
+                record.set(path, Local(st.st_size, st.st_mtime_ns, st.st_ino), outcome.remote[path].etag)
+                outcome.sent += 1
+                outcome.sent_bytes += st.st_size
+            record.stamp("pull")
+            record.save()
+
+    def _remove(self, path: str) -> bool:
+        """Delete a local file S3 no longer has, unless it changed since the scan."""
+        try:
+            target = names.inside(self.layout.data, path)
+            if not files.as_scanned(target, self.outcome.local.get(path)):
+                self.conflict(path, CHANGED_MEANWHILE)
+                return False
+            os.remove(target)
+        except FileNotFoundError:
+            pass
+        except (names.UnsafePath, OSError) as err:
+            self.outcome.skipped[path] = files.why(err)
+            return False
+        return True
+
+    def _download(self) -> None:
+        """Download exactly the planned paths in one concurrent `aws s3 sync`, and move
+        each whole one into data/ (also when the AWS CLI fails part-way).
+
+        No other object is downloaded: see aws_cli.pull_scope for how. A file is
+        moved into data/ only if data/ still holds what the scan saw there; files
+        that cannot be moved, or did not arrive, are named as skipped.
+        """
+        outcome, scan = self.outcome, self.scan
+        paths = outcome.plan.transfer
+        stage = os.path.join(self.staging, "data")
+        root = self.selection.root
+
+        def inside_root(found: Iterable[str]) -> list[str]:
+            return [path[len(root):] for path in found]
+
+        # Every listed object (the run's and the others under root) must be matched
+        # by a filter or stood in for: only the planned ones may arrive.
+        present = [path for path in scan.listed if path not in scan.unsafe]
+        scope = aws_cli.pull_scope(inside_root(paths), inside_root(present), inside_root(scan.unsafe))
+        clashes = {root + path for path in scope.clashes}
+        for path in clashes:
+            outcome.skipped[path] = CASE_CLASH
+        for path in scope.placeholders:
+            files.placeholder(names.inside(stage, root + path), scan.listed[root + path].size)
+        os.makedirs(os.path.join(stage, root), exist_ok=True)
+        # From a folder whose name the AWS CLI's filters cannot misread, kept to root.
+        runs_from = aws_cli.plain_root(root)
+        filters = aws_cli.under_folder(scope.options, root[len(runs_from):])
+        args = aws_cli.download_args(self.settings, self.flags.cli + filters, root=runs_from)
+        log.info("Running: %s", aws_cli.describe(args))
+        finished = False
+        try:
+            self.cli.run(args, self.settings, "pull")
+            finished = True
+        finally:
+            self._receive([p for p in paths if p not in clashes], finished)
+
+    def _receive(self, paths: list[str], finished: bool) -> None:
+        """Move whole downloads from the staging folder into data/, if data/ still holds
+        what the scan saw there. A download is written under a temporary name and
+        renamed when complete: a file at its own name with the object's size is whole."""
+        outcome = self.outcome
+        stage = os.path.join(self.staging, "data")
+        for path in paths:
+            staged = names.inside(stage, path)
+            if not (os.path.isfile(staged) and os.path.getsize(staged) == outcome.remote[path].size):
+                if finished:
+                    outcome.skipped[path] = "it was not downloaded"
+                continue
+            try:
+                target = names.inside(self.layout.data, path)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if files.move_into(staged, target, outcome.local.get(path)):
+                    self.received.append(path)
+                else:
+                    self.conflict(path, CHANGED_MEANWHILE)
+            except (names.UnsafePath, OSError) as err:
+                outcome.skipped[path] = files.why(err)
+
+    def _as_of(self, scan: Scan) -> None:
+        """Make the scan's S3 side the state at --as-of (versions kept by the bucket)."""
+        selection = self.selection
+        state = versions.state_at(self.settings, selection.root, self.as_of, selection.file)
+        folded = names.is_case_insensitive(self.layout.data)
+        unsafe = names.refused_keys(state, folded, path_max=path_max(self.layout))
+        then = {path: obj for path, (obj, _) in state.items()
+                if selection.covers(path) and not selection.left_out(path)}
+        scan.refused = {path: why for path, why in unsafe.items() if path in then}
+        scan.remote = {path: obj for path, obj in then.items() if path not in unsafe}
+        self.version_ids = {path: state[path][1] for path in scan.remote}
+
+    def _download_versions(self) -> None:
+        """Download the planned versions into the staging folder (in-process, several at
+        once), then move them into data/ as a pull does."""
+        stage = os.path.join(self.staging, "data")
+        stop = threading.Event()
+        remote = self.outcome.remote
+
+        def fetch(path: str) -> None:
+            target = names.inside(stage, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            s3.download_version(self.settings, path, self.version_ids[path], target, stop=stop,
+                                etag=remote[path].etag)
+
+        finished = False
+        try:
+            in_daemon_threads(fetch, self.outcome.plan.transfer, s3.workers(self.settings), stop)
+            finished = True
+        finally:
+            # After Ctrl-C or a failure, the other downloads stop at their next chunk.
+            stop.set()
+            self._receive(self.outcome.plan.transfer, finished)

@@ -1,0 +1,323 @@
+"""Push: upload what changed locally, delete (with `delete`) what was deleted locally.
+
+The AWS CLI uploads from a staging folder of hard links to exactly the planned
+files (copies with a fresh time where sync would skip them), each upload under
+the conditions of compare-and-swap when the store takes them (conditions.py).
+Then S3 is asked again, and each planned path gets a verdict (``upload_verdict``):
+only an object whose ETag is the local file's is recorded.
+"""
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Callable, Iterable
+
+from . import aws_cli, conditions, files, names, s3, versions
+from .exceptions import DatakitDataError, Interrupted
+from .files import copy_into, link_or_copy, why
+from .plan import Remote
+from .safesync import Aside, Run
+
+log = logging.getLogger(__name__)
+
+# What the check after upload finds for one planned path.
+RECORDED = "recorded"  # S3 holds exactly the bytes this push sent
+NOT_UPLOADED = "not uploaded"  # the object is the one the plan saw, or none: nothing to record
+GONE_AFTER_UPLOAD = "gone after upload"  # sent, then deleted by someone
+RACED = "raced"  # refused under its condition: someone pushed meanwhile
+DELETED_MEANWHILE = "deleted meanwhile"  # refused under its condition: someone deleted it meanwhile
+WRONG_REFUSAL = "wrong refusal"  # refused, yet S3 still holds what the plan saw
+CHANGED_LOCALLY = "changed locally"  # the file changed while the push ran
+SOMEONE_ELSES = "someone else's"  # S3 holds another version, which this push did not send
+
+#: What each verdict tells the user, for those that name the file.
+WORDS = {
+    CHANGED_LOCALLY: "it changed while the push ran; push again",
+    SOMEONE_ELSES: "S3 holds another version: someone pushed this file while this push ran",
+    RACED: "S3 holds another version: someone pushed data/{path} after this push planned it. Pull, then push again.",
+    DELETED_MEANWHILE: ("S3 no longer holds the version this push planned over: someone deleted data/{path} "
+                        "after this push planned it. Pull, then push again."),
+    GONE_AFTER_UPLOAD: ("S3 no longer holds it: someone deleted data/{path} right after this push sent it. "
+                        "`datakit data push force` sends it again."),
+    WRONG_REFUSAL: ("S3 refused its conditional upload yet still holds the version this push planned over: the "
+                    "store, or a proxy in front of it, answers conditional writes wrongly; push again"),
+}
+DELETE_RACED = ("S3 holds another version: someone pushed data/{path} after this push planned to delete it. "
+                "Pull, then push again.")
+#: Verdicts that are conflicts, and those that skip the file (exit 2).
+CONFLICTS = (RACED, DELETED_MEANWHILE, GONE_AFTER_UPLOAD, SOMEONE_ELSES)
+SKIPS = (CHANGED_LOCALLY, WRONG_REFUSAL)
+
+
+def upload_verdict(planned: Remote | None, now: Remote | None, *, ours: str | None, refusal: str | None = None,
+                   sent: bool = False, etag_is_md5: Callable[[], bool] = lambda: True,
+                   as_scanned: Callable[[], bool] = lambda: True) -> str:
+    """What became of one planned upload: ``planned`` is the object the plan saw
+    (None: none), ``now`` the one S3 holds after the upload (None: none), ``ours`` the
+    local file's ETag (asked only when S3 holds an object), ``refusal`` the S3 code of a refused conditional upload, ``sent``
+    whether the AWS CLI reported the upload. ``etag_is_md5()`` (not with SSE-KMS or
+    SSE-C) and ``as_scanned()`` (the local file unchanged since the scan) are asked
+    only when they decide."""
+    if refusal is not None and not (now is not None and now.etag == ours):
+        # (S3 holding our bytes: a retried write that had landed, recorded below.)
+        unchanged = (now is None and planned is None) or (
+            now is not None and planned is not None and now.etag == planned.etag)
+        if unchanged and refusal in ("PreconditionFailed", "412"):
+            return WRONG_REFUSAL
+        return DELETED_MEANWHILE if refusal in ("NoSuchKey", "404") else RACED
+    if now is None:
+        return GONE_AFTER_UPLOAD if sent else NOT_UPLOADED
+    if now.etag == ours or not etag_is_md5():
+        return RECORDED
+    if same_object(now, planned):
+        return NOT_UPLOADED  # the AWS CLI stopped first
+    return SOMEONE_ELSES if as_scanned() else CHANGED_LOCALLY
+
+
+def same_object(new: Remote, old: Remote | None) -> bool:
+    """Is this the very object listed before the push? Any upload gets a new time."""
+    if old is None or (new.etag, new.size) != (old.etag, old.size):
+        return False
+    then, now = s3.seconds(old.last_modified), s3.seconds(new.last_modified)
+    if then is None or now is None:
+        return old.last_modified == new.last_modified
+    # In whole seconds: listings of MinIO and Ceph carry milliseconds, a HEAD's HTTP date none.
+    return int(then) == int(now)
+
+
+class Push(Run):
+    """Upload exactly the planned files, guarded; delete what was deleted locally."""
+
+    direction = "push"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Asked while the run plans and transfers, for the uploads' metadata.
+        self.pushed_by = Aside(versions.pusher, self.layout.root)
+        self.memory = conditions.Memory(self.layout)
+        self.answers: conditions.Answers | None = None  # what became of the conditional uploads
+        self.staged: dict[str, None] = {}  # the paths in the staging folder
+        self.all_sent = False  # an AWS CLI without conditions uploaded every staged path
+
+    def carry_out(self) -> None:
+        plan, record = self.outcome.plan, self.record
+        hasher = None
+        try:
+            if plan.delete:
+                self._delete()
+            if plan.transfer:
+                # What S3 must hold afterwards, read while the AWS CLI uploads.
+                hasher = _Hasher(self.scan.content, plan.transfer)
+                self._upload()
+        finally:
+            in_flight = sys.exc_info()[1]
+            try:
+                if hasher is not None:
+                    hasher.finish()
+                # After Ctrl-C or a signal, stop at once: what did arrive is found
+                # identical (and recorded) by the next run.
+                if (plan.transfer or plan.delete) and not isinstance(in_flight, (KeyboardInterrupt, Interrupted)):
+                    self._check_after_push(in_flight)
+            finally:
+                record.stamp("push")
+                record.save()
+
+    def _upload(self) -> None:
+        """Upload exactly the planned paths in one concurrent `aws s3 sync` of the staging folder.
+
+        The staging folder holds only the planned files, as hard links. `aws s3 sync`
+        skips a file of the object's size that is not newer than it, so such a file is
+        staged as a copy with a fresh time instead. A file that vanished or became
+        unreadable since the scan is named as skipped.
+        """
+        outcome = self.outcome
+        stage = os.path.join(self.staging, "data")
+        for path in outcome.plan.transfer:
+            source = os.path.join(self.layout.data, path)
+            target = names.inside(stage, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                newer_than = _sync_would_skip(source, outcome.remote.get(path))
+                if newer_than is None:
+                    link_or_copy(source, target)
+                else:
+                    fresh = int(max(time.time(), newer_than) + 2) * 10**9
+                    copy_into(source, target, fresh)
+            except FileNotFoundError:
+                outcome.skipped[path] = "it was deleted or moved while the push ran"
+                continue
+            except OSError as err:
+                outcome.skipped[path] = why(err)
+                continue
+            self.staged[path] = None
+        if not self.staged:
+            return
+        who = versions.metadata_options(self.pushed_by.result() or "")
+        args = aws_cli.upload_args(self.settings, [*self.flags.cli, *who], root=self.selection.root)
+        log.info("Running: %s", aws_cli.describe(args))
+        guard = None
+        if self.cli.carries_conditions and self.memory.supported(self.settings):
+            report_file = os.path.join(self.staging, "guard.jsonl")
+            guard = conditions.Guard(self.settings, self._expected(), report_file)
+        try:
+            self.cli.run(args, self.settings, "push", guard)
+        finally:
+            if guard is not None:
+                self.answers = guard.read()
+        if guard is None:
+            # The AWS CLI ended well: it uploaded every staged file (each is newer than,
+            # or differs in size from, what its listing saw).
+            self.all_sent = True
+            # It cannot be sure that no push landed between its plan and its upload: say so.
+            left = conditions.protection(self.memory, self.settings, self.cli.carries_conditions)
+            log.warning("This push is %s: %s.", left["mode"], left["why"])
+            return
+        found = self.answers
+        if found.unsupported:
+            code = sorted(found.unsupported.values())[0]
+            if self.memory.learn(self.settings, "writes", "unsupported", code):
+                log.warning(conditions.unsupported_notice(self.settings, code, "writes"))
+            self._upload_again(args, set(found.unsupported))
+        elif found.refused:
+            self.memory.learn(self.settings, "writes", "enforced")
+        elif found.sent:
+            self.memory.learn(self.settings, "writes", "accepted")
+
+    def _expected(self) -> dict[str, str | None]:
+        """The conditions of the uploads: the ETag of each object the plan saw, None
+        where it saw none. (An object listed without an ETag cannot be named.)"""
+        expect: dict[str, str | None] = {}
+        for path in self.outcome.plan.transfer:
+            seen = self.outcome.remote.get(path)
+            if seen is None:
+                expect[path] = None
+            elif seen.etag:
+                expect[path] = seen.etag
+        return expect
+
+    def _upload_again(self, args: list[str], paths: set[str]) -> None:
+        """Upload these paths once more without conditions, on a store that rejected them,
+        from a staging folder of their own: nothing sent or refused is in it."""
+        stage = os.path.join(self.staging, "data")
+        again = os.path.join(self.staging, "again")
+        for path in sorted(paths):
+            target = names.inside(os.path.join(again, "data"), path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            link_or_copy(names.inside(stage, path), target)
+        with aws_cli.Cli() as cli:
+            cli.prepare(again, self.cli_env, self.cli_concurrency)
+            cli.run(args, self.settings, "push")
+
+    def _delete(self) -> None:
+        """Delete on S3 what was deleted locally, each object only if it is still the
+        version the plan saw: a delete that lost to a concurrent push is a conflict."""
+        expect = {path: self.outcome.remote[path].etag for path in self.outcome.plan.delete}
+        conditional = self.memory.supported(self.settings, "deletes")
+        # Until the store has been seen refusing a conditional delete, each object is also
+        # checked just before: a store that ignores the conditions would delete any version.
+        check_first = self.memory.get(self.settings, "deletes") != "enforced"
+        try:
+            refused = s3.delete_remote(self.settings, expect, conditional=conditional, check_first=check_first)
+        except s3.ConditionsUnsupported as err:
+            if self.memory.learn(self.settings, "deletes", "unsupported", err.code):
+                log.warning(conditions.unsupported_notice(self.settings, err.code, "deletes"))
+            conditional = False
+            refused = s3.delete_remote(self.settings, expect, conditional=False)
+        if conditional:
+            self.memory.learn(self.settings, "deletes", "enforced" if refused else "accepted")
+        for path in refused:
+            self.conflict(path, DELETE_RACED.format(path=names.printable(path)))
+
+    def _check_after_push(self, in_flight: BaseException | None) -> None:
+        """List S3 again and record what is verified there (uploads, deletions)."""
+        outcome, plan = self.outcome, self.outcome.plan
+        checked = [*plan.transfer, *plan.delete]
+        # A listing reads 1000 objects per request, one request after another; HEAD
+        # requests read one object each, several at a time.
+        pages = len(outcome.remote) // 1000 + 1
+        try:
+            if len(checked) <= s3.HEAD_WORKERS * pages:
+                after = s3.head_remote(self.settings, checked)
+            else:
+                after = s3.list_remote(self.settings, under=self.selection.root)
+        except DatakitDataError:
+            answers = self.answers or conditions.Answers()
+            for path, code in answers.refused.items():
+                self._name(path, DELETED_MEANWHILE if code in ("NoSuchKey", "404") else RACED)
+            if in_flight is None:
+                raise
+            return  # the error already on its way says more
+        for path in plan.transfer:
+            if path not in outcome.skipped:  # else not uploaded: nothing to record
+                self._verify_upload(path, after.get(path))
+        for path in plan.delete:
+            if path not in after and path not in plan.conflicts:
+                self.record.forget(path)
+                outcome.deleted += 1
+
+    def _verify_upload(self, path: str, now: Remote | None) -> None:
+        """Record path only if S3 now holds exactly the bytes this push sent."""
+        outcome = self.outcome
+        answers = self.answers or conditions.Answers()
+        verdict = upload_verdict(
+            outcome.remote.get(path), now, ours=self.scan.content(path) if now is not None else None,
+            refusal=answers.refused.get(path),
+            sent=path in answers.sent or (self.all_sent and path in self.staged),
+            etag_is_md5=lambda: s3.etag_is_md5(self.settings, path),
+            as_scanned=lambda: files.as_scanned(os.path.join(self.layout.data, path), outcome.local[path]),
+        )
+        if verdict == RECORDED:
+            self.record.set(path, outcome.local[path], now.etag)
+            outcome.sent += 1
+            outcome.sent_bytes += now.size
+        elif verdict == WRONG_REFUSAL:
+            self._name(path, verdict)
+            wrongly = "412 on an unchanged object"
+            if self.memory.learn(self.settings, "writes", "unsupported", wrongly):
+                log.warning(conditions.unsupported_notice(self.settings, wrongly, "writes"))
+        elif verdict != NOT_UPLOADED:
+            self._name(path, verdict)
+
+    def _name(self, path: str, verdict: str) -> None:
+        """A verdict that names the file: a conflict, or a skipped file."""
+        words = WORDS[verdict].format(path=names.printable(path))
+        if verdict in SKIPS:
+            self.outcome.skipped[path] = words
+        else:
+            self.conflict(path, words)
+
+
+class _Hasher:
+    """Reads the files being uploaded (their ETags, cached by content) in a thread."""
+
+    def __init__(self, content: Callable[[str], str | None], paths: Iterable[str]):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(content, list(paths)), daemon=True)
+        self.thread.start()
+
+    def _run(self, content, paths):
+        for path in paths:
+            if self.stop.is_set():
+                return
+            content(path)
+
+    def finish(self) -> None:
+        """Wait for the reading to end; after a failure, only for the file being read."""
+        if sys.exc_info()[0] is not None:
+            self.stop.set()
+        self.thread.join()
+
+
+def _sync_would_skip(source, obj) -> float | None:
+    """The object's time (seconds) when `aws s3 sync` would skip this file (same size,
+    not newer than the object), else None."""
+    if obj is None:
+        return None
+    st = os.stat(source)
+    if st.st_size != obj.size:
+        return None
+    stamp = s3.seconds(obj.last_modified)
+    if stamp is None:
+        return time.time() + 86400  # unknown: a time surely after it
+    return stamp if st.st_mtime <= stamp + 1 else None

@@ -1,0 +1,38 @@
+"""scan.py: the local ETag, and what the scan could not look at."""
+from datakit_data.plan import Remote, make_plan
+from datakit_data.scan import left_alone, local_etag
+
+
+def test_local_etag_matches_s3_single_and_multipart(tmp_path):
+    import hashlib
+
+    small = tmp_path / "small"
+    small.write_bytes(b"hello")
+    assert local_etag(str(small)) == hashlib.md5(b"hello").hexdigest()
+    big = tmp_path / "big"
+    data = bytes(range(256)) * (4096 * 9)  # 9 MiB: two parts of 8 MiB and 1 MiB
+    big.write_bytes(data)
+    parts = [hashlib.md5(data[:8 * 2**20]).digest(), hashlib.md5(data[8 * 2**20:]).digest()]
+    assert local_etag(str(big)) == hashlib.md5(b"".join(parts)).hexdigest() + "-2"
+    # A user's own settings: one part of 16 MiB...
+    assert local_etag(str(big), 8 * 2**20, 16 * 2**20) == hashlib.md5(hashlib.md5(data).digest()).hexdigest() + "-1"
+    # ...or a threshold above the file's size: no parts at all.
+    assert local_etag(str(big), 64 * 2**20, 8 * 2**20) == hashlib.md5(data).hexdigest()
+    exact = tmp_path / "exact"
+    exact.write_bytes(data[:8 * 2**20])  # exactly the threshold: one part
+    assert local_etag(str(exact)) == hashlib.md5(hashlib.md5(data[:8 * 2**20]).digest()).hexdigest() + "-1"
+
+
+def test_what_the_scan_could_not_look_at_is_left_alone_with_everything_under_it():
+    record = {p: {"size": 1, "mtime_ns": 1, "etag": "e1"} for p in ("raw", "raw/x", "rawer", "dir/y", "l/z")}
+    remote = {p: Remote(1, "e1") for p in record}
+    alone = left_alone({"raw": "a link whose target does not exist", "dir/": "a folder that cannot be read"},
+                       unfollowed=["l/"])
+    plan = make_plan("push", {}, remote, record, delete=True, unreadable=alone)
+    assert plan.delete == ["rawer"]
+    assert plan.kept == {
+        "raw": "a link whose target does not exist; left as it is",
+        "raw/x": "under data/raw/, a link whose target does not exist; left as it is",
+        "dir/y": "cannot be read here (see the skipped files); left as it is",
+        "l/z": "under a link that is not followed (no-follow-symlinks); left as it is",
+    }
