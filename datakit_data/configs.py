@@ -6,7 +6,6 @@ It also declares ``config_spec`` so that `datakit config list|set|verify` know
 this plugin's settings.
 """
 import dataclasses
-import logging
 import os
 
 from datakit import CommandHelpers, ConfigField
@@ -22,8 +21,6 @@ from .settings import (
 )
 
 PLUGIN_SLUG = "datakit-data"
-
-log = logging.getLogger(__name__)
 
 
 def verify_bucket(bucket: str) -> tuple[bool, str]:
@@ -85,11 +82,11 @@ class ConfigMixin(CommandHelpers):
         Unlike CommandHelpers.configs, a malformed file is reported, never
         replaced by defaults.
         """
-        return read_config(self.plugin_config_path, GLOBAL_KEYS, log.warning)
+        return read_config(self.plugin_config_path, GLOBAL_KEYS)
 
     def project_config(self) -> dict:
         """The project config; an error pointing at `datakit data init` when missing."""
-        config = read_config(self.layout.config, PROJECT_KEYS, log.warning, shown=PROJECT_CONFIG)
+        config = read_config(self.layout.config, PROJECT_KEYS, shown=PROJECT_CONFIG)
         if config is None:
             raise ConfigError(
                 f"No {PROJECT_CONFIG} in {self.project_root}. Run `datakit data init` "

@@ -7,6 +7,7 @@ order: built-in defaults < global config < project config.
 """
 import difflib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from .exceptions import ConfigError
 from .masking import mask_secrets, remember
 from .names import printable
 from .selection import pattern_problem
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PROFILE = "default"
 
@@ -156,14 +159,13 @@ class Settings:
         return self.profile or os.environ.get("AWS_PROFILE") or DEFAULT_PROFILE
 
 
-def read_config(path: str, known_keys: Iterable[str] | None = None,
-                warn: Callable[[str], None] | None = None, *, shown: str | None = None) -> dict | None:
+def read_config(path: str, known_keys: Iterable[str] | None = None, *, shown: str | None = None) -> dict | None:
     """Read a JSON config file; None when it does not exist.
 
     Malformed JSON, a value that is not an object, and a known key's value that
     its setting's check refuses are errors naming the file (and line or key); the
-    known keys come back as their checks return them. Unknown keys are passed to
-    ``warn`` with a did-you-mean for near misses. Messages name the file as ``shown``
+    known keys come back as their checks return them. Unknown keys are warned of,
+    with a did-you-mean for near misses. Messages name the file as ``shown``
     (default: its path).
     """
     where = shown or path
@@ -191,8 +193,8 @@ def read_config(path: str, known_keys: Iterable[str] | None = None,
         for key in list(data):
             if key in known_keys:
                 data[key] = BY_NAME[key].check(key, data[key], where)
-            elif warn is not None:
-                warn(unknown_key_message(where, key, known_keys))
+            else:
+                log.warning(unknown_key_message(where, key, known_keys))
     return data
 
 
