@@ -24,6 +24,7 @@ from .exceptions import ConfigError, Interrupted, Stop, SyncError
 from .failures import explain_failure, withheld
 from .masking import mask_secrets, without_credentials
 from .names import printable
+from .plan import Remote
 from .settings import CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, Settings
 
 AWS_ENV = "DATAKIT_DATA_AWS"
@@ -283,9 +284,13 @@ try:
     threading.Thread(target=watch, daemon=True).start()
     gc.freeze()  # what is loaded so far stays: collections need not walk it
     args = json.loads(line)
-    if isinstance(args, dict):  # {"args": [...], "guard": conditions for the uploads}
-        from datakit_data import conditions
-        conditions.install(driver.session, args["guard"])
+    if isinstance(args, dict):  # {"args": [...], "guard": the uploads' conditions, "listing": [...]}
+        if args.get("guard") is not None:
+            from datakit_data import conditions
+            conditions.install(driver.session, args["guard"])
+        if args.get("listing") is not None:
+            from datakit_data import aws_cli
+            aws_cli.answer_listings(driver.session, args["listing"])
         args = args["args"]
     if "--debug" not in args:
         # The filter logs each pattern it tries on each object at DEBUG level, and the
@@ -298,6 +303,42 @@ try:
 except KeyboardInterrupt:
     sys.exit(130)
 """
+
+
+def listing_entries(settings: Settings, objects: Mapping[str, Remote]) -> list[dict]:
+    """What a ListObjectsV2 page says of these objects (paths under s3_path), for
+    answer_listings."""
+    prefix = f"{settings.path}/" if settings.path else ""
+    return [{"Key": prefix + path, "Size": obj.size, "ETag": f'"{obj.etag}"', "LastModified": obj.last_modified}
+            for path, obj in objects.items()]
+
+
+class _Answered:
+    """The HTTP side of a listing answered in-process: a 200 with no body."""
+
+    status_code = 200
+    headers: dict = {}
+    content = b""
+    raw = None
+
+
+def answer_listings(session: object, contents: list[dict]) -> None:
+    """Answer the AWS CLI's own ListObjectsV2 requests in its process with these objects
+    (one page), instead of asking S3.
+
+    datakit has just listed the folder and planned exactly what moves: an upload's
+    sync is told S3 holds nothing (it sends every staged file, each guarded by its
+    condition), a download's that S3 holds exactly the planned objects (it downloads
+    those and nothing else). At 100,000 objects, that saves the CLI's own listing,
+    100 pages one after another with every time parsed.
+    """
+    def answer(**_: object) -> tuple:
+        # A copy each time: the CLI changes the entries it is given.
+        page = [dict(entry) for entry in contents]
+        return _Answered(), {"Contents": page, "KeyCount": len(page), "IsTruncated": False,
+                             "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    session.register("before-call.s3.ListObjectsV2", answer)
 
 
 def _die_with_datakit(parent: int) -> Callable[[], None]:
@@ -363,19 +404,27 @@ class Cli:
     def carries_conditions(self) -> bool:
         return carries_conditions(self.aws)
 
-    def run(self, args: Sequence[str], settings: Settings, direction: str,
-            guard: "conditions.Guard | None" = None) -> None:
+    @property
+    def answers_listings(self) -> bool:
+        """Can this AWS CLI be told what its sync's listing holds (see answer_listings)?"""
+        return self.proc is not None
+
+    def run(self, args: Sequence[str], settings: Settings, direction: str, *,
+            guard: "conditions.Guard | None" = None, listing: list[dict] | None = None) -> None:
         """Run the AWS CLI with these arguments (as upload_args / download_args build
         them), the uploads under ``guard``'s conditions when given (the bundled AWS CLI only).
 
         Uploads that S3 refused under those conditions are not a failure of the run:
-        the caller reads them from ``guard`` and names them.
+        the caller reads them from ``guard`` and names them. ``listing`` (the bundled
+        AWS CLI only, see answers_listings): the objects its sync finds on S3, instead
+        of listing them itself.
         """
         rest = list(args)
         proc = self.proc
         if proc is not None:
             # Its stdin stays open while it runs: see _LAUNCHER.
-            self._send({"args": rest, "guard": guard.message()} if guard is not None else rest)
+            asked = {"guard": guard.message() if guard is not None else None, "listing": listing}
+            self._send({"args": rest, **asked} if guard is not None or listing is not None else rest)
             self.proc = None
         else:
             guard = None

@@ -1,8 +1,9 @@
 """Pull: download what changed on S3, delete (with `delete`) what was deleted on S3.
 
-The AWS CLI downloads into a staging folder where every object that must not be
-downloaded is left out by include patterns (or, for a large plan spread over many
-folders, stood in for by an empty sparse placeholder); whole downloads are then
+The AWS CLI downloads into a staging folder exactly the planned objects: the
+bundled one is told that S3 holds those and no other; for another, every object
+that must not be downloaded is left out by include patterns (or, for a large plan
+spread over many folders, stood in for by an empty sparse placeholder); whole downloads are then
 moved into data/, each only if data/ still holds what the scan saw there. With
 ``--as-of`` the versions of that moment are downloaded in-process instead (the
 AWS CLI cannot sync versions).
@@ -86,14 +87,30 @@ class Pull(Run):
         """Download exactly the planned paths in one concurrent `aws s3 sync`, and move
         each whole one into data/ (also when the AWS CLI fails part-way).
 
-        No other object is downloaded: see aws_cli.pull_scope for how. A file is
-        moved into data/ only if data/ still holds what the scan saw there; files
-        that cannot be moved, or did not arrive, are named as skipped.
+        No other object is downloaded: the bundled AWS CLI is told that S3 holds
+        exactly the planned objects (aws_cli.answer_listings); another one is kept to
+        them by filters and placeholders (aws_cli.pull_scope). A file is moved into
+        data/ only if data/ still holds what the scan saw there; files that cannot be
+        moved, or did not arrive, are named as skipped.
         """
         outcome, scan = self.outcome, self.scan
         paths = outcome.plan.transfer
         stage = os.path.join(self.staging, "data")
         root = self.selection.root
+        if self.cli.answers_listings:
+            # Told that S3 holds exactly the planned objects, the bundled AWS CLI
+            # downloads those and no other, without listing the folder again.
+            os.makedirs(os.path.join(stage, root), exist_ok=True)
+            args = aws_cli.download_args(self.settings, self.flags.cli, root=root)
+            log.info("Running: %s", aws_cli.describe(args))
+            listing = aws_cli.listing_entries(self.settings, {path: outcome.remote[path] for path in paths})
+            finished = False
+            try:
+                self.cli.run(args, self.settings, "pull", listing=listing)
+                finished = True
+            finally:
+                self._receive(paths, finished)
+            return
 
         def inside_root(found: Iterable[str]) -> list[str]:
             return [path[len(root):] for path in found]

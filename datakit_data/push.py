@@ -126,19 +126,22 @@ class Push(Run):
     def _upload(self) -> None:
         """Upload exactly the planned paths in one concurrent `aws s3 sync` of the staging folder.
 
-        The staging folder holds only the planned files, as hard links. `aws s3 sync`
-        skips a file of the object's size that is not newer than it, so such a file is
-        staged as a copy with a fresh time instead. A file that vanished or became
-        unreadable since the scan is named as skipped.
+        The staging folder holds only the planned files, as hard links. The bundled AWS
+        CLI is told that S3 holds none of them (aws_cli.answer_listings): it sends each
+        one without listing the folder again. Another AWS CLI lists it, and skips a file
+        of the object's size that is not newer than it, so such a file is staged as a
+        copy with a fresh time instead. A file that vanished or became unreadable since
+        the scan is named as skipped.
         """
         outcome = self.outcome
         stage = os.path.join(self.staging, "data")
+        told = self.cli.answers_listings
         for path in outcome.plan.transfer:
             source = os.path.join(self.layout.data, path)
             target = names.inside(stage, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             try:
-                newer_than = _sync_would_skip(source, outcome.remote.get(path))
+                newer_than = None if told else _sync_would_skip(source, outcome.remote.get(path))
                 if newer_than is None:
                     link_or_copy(source, target)
                 else:
@@ -161,7 +164,7 @@ class Push(Run):
             report_file = os.path.join(self.staging, "guard.jsonl")
             guard = conditions.Guard(self.settings, self._expected(), report_file)
         try:
-            self.cli.run(args, self.settings, "push", guard)
+            self.cli.run(args, self.settings, "push", guard=guard, listing=[] if told else None)
         finally:
             if guard is not None:
                 self.answers = guard.read()
@@ -207,7 +210,7 @@ class Push(Run):
             link_or_copy(names.inside(stage, path), target)
         with aws_cli.Cli() as cli:
             cli.prepare(again, self.cli_env, self.cli_concurrency)
-            cli.run(args, self.settings, "push")
+            cli.run(args, self.settings, "push", listing=[] if cli.answers_listings else None)
 
     def _delete(self) -> None:
         """Delete on S3 what was deleted locally, each object only if it is still the

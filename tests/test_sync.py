@@ -431,3 +431,29 @@ def test_an_aws_config_the_aws_cli_reads_never_breaks_a_push(project, tmp_path, 
         assert got["default"]["region"] == "us-east-1"
         assert {k: v for k, v in got["default"].get("s3", {}).items() if k != "max_concurrent_requests"} == (
             raw_config_parse(str(project.home.aws_config))["default"].get("s3", {}))
+
+
+def test_the_bundled_aws_cli_is_told_the_listing_and_lists_nothing_itself(project, colleague, standin):
+    """datakit lists the folder once and plans; the AWS CLI's sync is told what that
+    listing found (aws_cli.answer_listings) instead of listing every page again."""
+    for checkout in (project, colleague):
+        checkout.configure(s3_path=f"told-{project.name}", s3_endpoint_url=standin.endpoint_url)
+    for i in range(3):
+        project.write(f"d{i}/f.csv", f"{i}\n")
+    ok(project.run("data", "push"))
+
+    def listings():
+        return [r for r in standin.seen if r.method == "GET" and "list-type" in r.query]
+
+    standin.seen.clear()
+    project.write("d1/f.csv", "changed\n")
+    ok(project.run("data", "push"))
+    assert len(listings()) == 1  # datakit's own
+    assert [r.key for r in standin.seen if r.method == "PUT"] == [f"told-{project.name}/d1/f.csv"]
+
+    standin.seen.clear()
+    ok(colleague.run("data", "pull"))
+    assert colleague.files() == project.files()
+    assert len(listings()) == 1
+    assert sorted(r.key for r in standin.seen if r.method == "GET" and "list-type" not in r.query) == [
+        f"told-{project.name}/d{i}/f.csv" for i in range(3)]
