@@ -100,12 +100,18 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
         (_local_differs, _remote_differs) if direction == "push" else (_remote_differs, _local_differs)
     )
     here, there = ("locally", "on S3") if direction == "push" else ("on S3", "locally")
-    hidden = _alone(unreadable or {})
+    hidden = _alone(unreadable or {}) if unreadable else None
     for path in sorted(set(local) | set(remote) | set(record)):
-        kept_why = hidden(path)
+        kept_why = hidden(path) if hidden is not None else None
         if kept_why:
             if path in remote or path in record:
                 plan.kept[path] = kept_why
+            continue
+        # Most paths of a large project: on both sides, as recorded.
+        base, mine, theirs = record.get(path), local.get(path), remote.get(path)
+        if (base is not None and mine is not None and theirs is not None and theirs.etag == base["etag"]
+                and not _local_moved(mine, base)):
+            plan.unchanged += 1
             continue
         src_changed = _changed(path, source, record, source_differs)
         dst_changed = _changed(path, target, record, target_differs)

@@ -11,6 +11,7 @@ import datetime
 import email.utils
 import functools
 import hashlib
+import html
 import os
 import re
 import threading
@@ -42,10 +43,53 @@ def client(settings: Settings) -> Any:
             options["retries"] = {"mode": "standard", "total_max_attempts": ATTEMPTS}
         if settings.unsigned:
             options["signature_version"] = served.UNSIGNED
-        return sess.create_client(
+        made = sess.create_client(
             "s3", endpoint_url=without_credentials(settings.endpoint_url), config=served.config.Config(**options))
+        made.meta.events.register("before-parse.s3.ListObjectsV2", read_contents)
+        return made
     except served.exceptions.BotoCoreError as err:
         raise explain_error(err, settings, "list")
+
+
+#: A listing page's objects, and the fields of one, as S3 writes them.
+_CONTENTS = re.compile(rb"<Contents>(.*?)</Contents>", re.DOTALL)
+_FIELDS = re.compile(rb"<(Key|Size|ETag|LastModified)>([^<]*)</(?:Key|Size|ETag|LastModified)>")
+
+
+def read_contents(response_dict: dict, customized_response_dict: dict, **_: Any) -> None:
+    """Read the objects of a listing page with two regular expressions, before botocore
+    parses the rest of it.
+
+    botocore's parser costs about 50 us per object, under the GIL: 5 s of the 7 s a
+    100,000-object listing took. Here the objects' four fields we use are read from
+    the page's bytes (entities unescaped, as an XML parser does) and the objects are
+    cut out of the body, so botocore parses only what is left (the truncation mark,
+    the continuation token, the folders). A page of any other shape is left whole to
+    botocore. Keys are still URL-decoded by botocore's own handler afterwards.
+    """
+    body = response_dict.get("body")
+    if not isinstance(body, bytes) or response_dict.get("status_code", 200) >= 300 or b"<Contents>" not in body:
+        return
+    contents = []
+    for match in _CONTENTS.finditer(body):
+        fields = dict(_FIELDS.findall(match.group(1)))
+        if b"Key" not in fields or not fields.get(b"Size", b"").isdigit():
+            return  # not the shape we know: botocore reads the whole page
+        contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(fields[b"Size"]),
+                         "ETag": _xml_text(fields.get(b"ETag", b"")),
+                         "LastModified": _xml_text(fields.get(b"LastModified", b""))})
+    response_dict["body"] = _CONTENTS.sub(b"", body)
+    customized_response_dict["Contents"] = contents
+
+
+def _xml_text(raw: bytes) -> str:
+    """An element's text: UTF-8 with XML's entities unescaped (the quotes around an
+    ETag, &quot; or &#34;, without the cost of a general unescape)."""
+    if b"&" in raw:
+        raw = raw.replace(b"&quot;", b'"').replace(b"&#34;", b'"')
+        if b"&" in raw:
+            return html.unescape(raw.decode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _prefix(settings) -> str:

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -73,6 +74,8 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
     ``tidy`` (a run holding the lock) removes our temporary files a killed run left."""
     data_dir = layout.data
     present = os.path.isdir(data_dir)
+    # Listed while the walk reads the disk: most of a listing is waiting on S3.
+    listing = _Beside(s3.list_remote, settings, under=selection.root)
     left: list[str] = []
     unfollowed: list[str] = []
     local, skipped = (scan_local(data_dir, selection, follow_symlinks=follow_symlinks, left=left,
@@ -84,7 +87,7 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
                  and prefix + len(p.encode("utf-8")) > names.KEY_MAX]:
         del local[path]
         skipped[path] = f"its S3 key would be longer than S3's {names.KEY_MAX} bytes; shorten its path"
-    listed = s3.list_remote(settings, under=selection.root)
+    listed = listing.result()
     folded = names.is_case_insensitive(data_dir) if present else False
     unsafe = names.refused_keys(listed, folded, path_max=path_max(layout))
     ours = {path for path in listed if selection.covers(path)}
@@ -109,6 +112,30 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
 
     return Scan(local, remote, skipped, refused, content, listed=listed, unsafe=unsafe,
                 left_out=len(left) + len(left_remote), unfollowed=unfollowed)
+
+
+class _Beside:
+    """A call run in a daemon thread beside the caller's work (so that Ctrl-C or SIGTERM
+    never waits for it); ``result()`` returns what it returned, or raises what it raised."""
+
+    def __init__(self, call: Callable, *args: object, **kwargs: object):
+        self._outcome: tuple = ()
+        self._thread = threading.Thread(target=self._run, args=(call, args, kwargs), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable, args: tuple, kwargs: dict) -> None:
+        try:
+            self._outcome = (True, call(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001  raised again in the caller's thread
+            self._outcome = (False, err)
+
+    def result(self) -> object:
+        while self._thread.is_alive():
+            self._thread.join(0.2)  # in slices: Ctrl-C reaches the main thread between them
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value
 
 
 def resolve(layout: Layout, settings: Settings, selection: Selection) -> Selection:

@@ -1,0 +1,62 @@
+"""s3.py: a listing page read by read_contents is what botocore would have read."""
+import copy
+
+import pytest
+
+from datakit_data import awsconfig, s3
+
+PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bkt</Name><Prefix>proj/</Prefix>
+<KeyCount>4</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>
+<NextContinuationToken>tok&amp;en</NextContinuationToken>
+<Contents><Key>proj/a%20b.csv</Key><LastModified>2026-11-14T15:30:07.412Z</LastModified>
+<ETag>&#34;5a444b8faa35aa284e146267c5d05a66&#34;</ETag><Size>1024</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>proj/caf%C3%A9/%26amp%3B.txt</Key><LastModified>2026-11-14T15:30:08Z</LastModified>
+<ETag>&quot;e1-2&quot;</ETag><Size>0</Size><Owner><ID>x</ID><DisplayName>y</DisplayName></Owner></Contents>
+<Contents><Size>7</Size><ETag>"unquoted"</ETag><Key>proj/odd&amp;order.txt</Key></Contents>
+<Contents><Key>proj/%E2%80%AEevil</Key><LastModified>2026-11-14T15:30:09Z</LastModified><ETag>&#34;e&#34;</ETag>
+<Size>3</Size></Contents>
+<CommonPrefixes><Prefix>proj/sub%2F/</Prefix></CommonPrefixes>
+</ListBucketResult>"""
+
+
+def _parsed(body: bytes, fast: bool) -> dict:
+    """The page as botocore's S3 client returns it, with or without read_contents."""
+    botocore = awsconfig.botocore()
+    session = botocore.session.Session()
+    client = session.create_client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    model = client.meta.service_model.operation_model("ListObjectsV2")
+    response = {"status_code": 200, "headers": {}, "body": body}
+    customized: dict = {}
+    if fast:
+        s3.read_contents(response_dict=response, customized_response_dict=customized)
+    factory = session.get_component("response_parser_factory")
+    factory.set_parser_defaults(timestamp_parser=str)
+    parser = factory.create_parser("rest-xml")
+    parsed = parser.parse(response, model.output_shape)
+    parsed.update(customized)
+    context = {"encoding_type_auto_set": True}
+    botocore.handlers.decode_list_object_v2(parsed=parsed, context=context)
+    return parsed
+
+
+def test_a_listing_page_reads_the_same_with_and_without_the_shortcut():
+    plain, fast = _parsed(PAGE, fast=False), _parsed(PAGE, fast=True)
+    fields = ("Key", "Size", "ETag", "LastModified")
+    assert [{f: c.get(f, "") for f in fields} for c in plain["Contents"]] == fast["Contents"]
+    assert [c["Key"] for c in fast["Contents"]] == [
+        "proj/a b.csv", "proj/caf\u00e9/&amp;.txt", "proj/odd&order.txt", "proj/\u202eevil"]
+    for key in ("IsTruncated", "NextContinuationToken", "CommonPrefixes", "KeyCount", "EncodingType"):
+        assert plain[key] == fast[key], key
+
+
+@pytest.mark.parametrize("body", [
+    b"<ListBucketResult><Contents><Key>a</Key><Size>x</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",
+    b"<Error><Code>AccessDenied</Code></Error>",
+])
+def test_a_page_of_another_shape_is_left_whole_to_botocore(body):
+    response = {"status_code": 200, "headers": {}, "body": body}
+    customized: dict = {}
+    s3.read_contents(response_dict=copy.copy(response), customized_response_dict=customized)
+    assert customized == {}
