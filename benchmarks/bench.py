@@ -13,12 +13,14 @@ datakit process's peak memory. It asserts nothing.
 Also: pulling one 50-file folder of a 10,000-file project beside pulling a 50-file
 project; the 500-file push with max_concurrent_requests 10, 20, 32 and 64 beside
 s5cmd (the fast reference), the same for two 50 MiB files, and, with BENCH_SCALE=1,
-a no-op push, status and a 5-edit push on 10,000 and 100,000 files (time, peak
-memory, and how time grows).
+a no-op push, status and the push and pull of 5 edited files on 10,000 and 100,000
+files beside aws s3 sync and s5cmd (time, peak memory, and how time grows); with
+BENCH_SCALE=300k, on 300,000 files too.
 
 Environment: BENCH_REPEAT (runs of the 500-file rows, default 3; the larger trees
 run once), BENCH_TREES (comma-separated, default small,many,big), BENCH_CONCURRENCY=0
-to skip the concurrency rows, BENCH_PARTIAL=0 to skip the one-folder rows, BENCH_SCALE=1 for the 100,000-file rows.
+to skip the concurrency rows, BENCH_PARTIAL=0 to skip the one-folder rows, BENCH_SCALE=1 for the 100,000-file
+rows (BENCH_SCALE=300k: and 300,000).
 """
 import datetime
 import json
@@ -65,8 +67,8 @@ def make_tree(root: Path, kind: str) -> int:
     if kind == "small":
         for i in range(500):
             total += write(root / f"part{i % 10}" / f"file{i:04d}.csv", rng.randbytes(rng.randint(512, 8192)))
-    elif kind in ("many", "10k", "100k"):
-        count = {"many": 10_000, "10k": 10_000, "100k": 100_000}[kind]
+    elif kind in ("many", "10k", "100k", "300k"):
+        count = {"many": 10_000, "10k": 10_000, "100k": 100_000, "300k": 300_000}[kind]
         block = rng.randbytes(1024)
         for i in range(count):
             # 1 KiB each, every file different (its number in front).
@@ -98,6 +100,7 @@ TREES = {
     "50mib": "2 files, 50 MiB",
     "10k": "10,000 files, 1 KiB",
     "100k": "100,000 files, 1 KiB",
+    "300k": "300,000 files, 1 KiB",
 }
 
 
@@ -182,6 +185,9 @@ class Runner:
 
     def datakit(self, proj: Path, *words: str) -> float:
         return self.timed([DATAKIT, "data", *words], proj, watch_memory=True)
+
+    def s5cmd_sync(self, source: str, target: str, *extra: str) -> float:
+        return self.timed([S5CMD, "--endpoint-url", self.endpoint, "sync", *extra, source, target], self.tmp)
 
     def aws_sync(self, source: str, target: str, *extra: str, env=None) -> float:
         env = {"AWS_CONFIG_FILE": str(self.same_concurrency), **(env or {})}
@@ -299,38 +305,66 @@ def bench_concurrency(runner: Runner, repeat: int, table: Table) -> None:
         shutil.rmtree(source)
 
 
-def bench_scale(runner: Runner, table: Table) -> None:
-    """No-op push, status and a 5-edit push at 10,000 and 100,000 files: time and memory."""
-    print("\nScale: 10,000 and 100,000 files of 1 KiB, one run each (set up without the proxy)", flush=True)
+def bench_scale(runner: Runner, table: Table, kinds: list[str]) -> None:
+    """The daily operations on 10,000, 100,000 (and, asked, 300,000) files of 1 KiB,
+    datakit beside plain aws s3 sync and s5cmd on the same tree and prefix, one run
+    each: no-op push, status, push and pull of 5 edited files; time, datakit's peak
+    memory, and how time grows with the tree."""
+    print(f"\nScale: {', '.join(TREES[k] for k in kinds)}, one run each (set up without the proxy)", flush=True)
     measured = {}
-    for kind in ("10k", "100k"):
+    for kind in kinds:
         source = runner.tmp / "trees" / kind
         make_tree(source, kind)
         tag = f"scale-{kind}-{time.monotonic_ns()}"
+        url = f"s3://{BUCKET}/dk/{tag}/"
         proj = runner.project(f"dk-{kind}", f"dk/{tag}", None)
         source.rename(proj / "data")
         started = time.perf_counter()
         # Set up fast: s5cmd uploads the tree straight to the server, then a push
         # finds every file identical and records them (reading each once).
         runner.timed([S5CMD, "--endpoint-url", runner.direct, "--numworkers", "64", "cp",
-                      f"{proj / 'data'}/*", f"s3://{BUCKET}/dk/{tag}/"], runner.tmp)
+                      f"{proj / 'data'}/*", url], runner.tmp)
         runner.datakit(proj, "push", "only-show-errors")
+        # Checkouts as they were before the edits: datakit's (its record too), aws's, s5cmd's.
+        clone = runner.tmp / "projects" / f"dk-{kind}-clone"
+        shutil.copytree(proj, clone)
+        runner.datakit(clone, "pull", "only-show-errors")  # a copy's new inodes: recorded once
+        theirs = {name: runner.tmp / f"{name}-{kind}" for name in ("aws", "s5cmd")}
+        for copy in theirs.values():
+            shutil.copytree(proj / "data", copy)
         print(f"  (set-up of {TREES[kind]}: {time.perf_counter() - started:.0f} s)", flush=True)
-        rows = {
-            "no-op push": lambda: runner.datakit(proj, "push", "only-show-errors"),
-            "status": lambda: runner.datakit(proj, "status"),
-        }
-        for op, run in rows.items():
-            measured[(kind, op)] = (run(), runner.last_peak_kib / 1024)
-        edit_files(proj / "data", EDITED, "scale")
-        measured[(kind, f"push, {EDITED} edited")] = (runner.datakit(proj, "push", "only-show-errors"),
-                                                      runner.last_peak_kib / 1024)
-        shutil.rmtree(proj)
-    for op in ("no-op push", "status", f"push, {EDITED} edited"):
-        small, large = measured[("10k", op)], measured[("100k", op)]
-        table.add(TREES["10k"], op, small[0], None, peak_mib=small[1])
-        table.add(TREES["100k"], f"{op} ({large[0] / small[0]:.1f}x the 10,000-file time)", large[0], None,
-                  peak_mib=large[1])
+        local = f"{proj / 'data'}/"
+
+        def three(op, dk_run, aws_run, s5_run=None):
+            dk_time = dk_run()
+            measured[(kind, op)] = (dk_time, runner.last_peak_kib / 1024, aws_run(), s5_run() if s5_run else None)
+
+        three("no-op push", lambda: runner.datakit(proj, "push", "only-show-errors"),
+              lambda: runner.aws_sync(local, url), lambda: runner.s5cmd_sync(local, url))
+        three("status", lambda: runner.datakit(proj, "status"), lambda: runner.aws_sync(local, url, "--dryrun"))
+        edit_files(proj / "data", EDITED, "scale-dk")
+        dk_push = runner.datakit(proj, "push", "only-show-errors")
+        dk_peak = runner.last_peak_kib / 1024
+        edit_files(proj / "data", EDITED, "scale-aws")
+        aws_push = runner.aws_sync(local, url)
+        edit_files(proj / "data", EDITED, "scale-s5cmd")
+        s5_push = runner.s5cmd_sync(local, url)
+        measured[(kind, f"push, {EDITED} edited")] = (dk_push, dk_peak, aws_push, s5_push)
+        three(f"pull, {EDITED} edited", lambda: runner.datakit(clone, "pull", "only-show-errors"),
+              lambda: runner.aws_sync(url, f"{theirs['aws']}/"),
+              # s5cmd downloads every object newer than the local file (all of them, in a
+              # checkout made before the push: 315 s at 100,000 files); by size, only the edits.
+              lambda: runner.s5cmd_sync(url + "*", f"{theirs['s5cmd']}/", "--size-only"))
+        for folder in (proj, clone, *theirs.values()):
+            shutil.rmtree(folder)
+    for op in ("no-op push", "status", f"push, {EDITED} edited", f"pull, {EDITED} edited"):
+        first = measured[(kinds[0], op)][0]
+        for kind in kinds:
+            dk_time, peak, aws_time, s5_time = measured[(kind, op)]
+            grows = f" ({dk_time / first:.1f}x the {TREES[kinds[0]].split(' ')[0]}-file time)" if kind != kinds[0] else ""
+            table.add(TREES[kind], op + grows, dk_time, aws_time, peak_mib=peak)
+            if s5_time is not None:
+                table.add(TREES[kind], op, dk_time, s5_time, "s5cmd", peak_mib=peak)
 
 
 def bench_partial(runner: Runner, repeat: int, table: Table) -> None:
@@ -373,7 +407,8 @@ def machine() -> str:
 def main() -> int:
     repeat = int(os.environ.get("BENCH_REPEAT", "3"))
     kinds = [k for k in os.environ.get("BENCH_TREES", "small,many,big").split(",") if k]
-    scale = os.environ.get("BENCH_SCALE", "") not in ("", "0")
+    scale = os.environ.get("BENCH_SCALE", "")
+    scale_kinds = [] if scale in ("", "0") else ["10k", "100k", *(["300k"] if scale == "300k" else [])]
     started = time.perf_counter()
     print(f"{datetime.date.today()}, {machine()}")
     help_times = []
@@ -396,8 +431,8 @@ def main() -> int:
                     bench_partial(runner, repeat, table)
                 if os.environ.get("BENCH_CONCURRENCY", "1") != "0":
                     bench_concurrency(runner, repeat, table)
-                if scale:
-                    bench_scale(runner, table)
+                if scale_kinds:
+                    bench_scale(runner, table, scale_kinds)
             finally:
                 proxy.stop()
     print("\n| tree | operation | datakit-data | reference | ratio | datakit peak memory |")
