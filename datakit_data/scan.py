@@ -260,7 +260,7 @@ def scan_local(data_dir: str, selection: Selection = Selection(), *, follow_syml
             except OSError as err:
                 skipped[rel] = err.strerror.lower() if err.strerror else "cannot be read"
                 continue
-            if os.path.islink(full) and not follow_symlinks:
+            if not follow_symlinks and stat.S_ISLNK(st.st_mode):  # (lstat's answer: no second call)
                 unfollowed.append(rel)
                 continue
             if not stat.S_ISREG(st.st_mode):
