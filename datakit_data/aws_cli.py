@@ -308,7 +308,7 @@ except KeyboardInterrupt:
 def listing_entries(settings: Settings, objects: Mapping[str, Remote]) -> list[dict]:
     """What a ListObjectsV2 page says of these objects (paths under s3_path), for
     answer_listings."""
-    prefix = f"{settings.path}/" if settings.path else ""
+    prefix = settings.key_prefix
     return [{"Key": prefix + path, "Size": obj.size, "ETag": f'"{obj.etag}"', "LastModified": obj.last_modified}
             for path, obj in objects.items()]
 
@@ -406,8 +406,9 @@ class Cli:
 
     @property
     def answers_listings(self) -> bool:
-        """Can this AWS CLI be told what its sync's listing holds (see answer_listings)?"""
-        return self.proc is not None
+        """Can this AWS CLI be told what its sync's listing holds (see answer_listings)?
+        Only the bundled one, in our launcher, as for conditions."""
+        return carries_conditions(self.aws)
 
     def run(self, args: Sequence[str], settings: Settings, direction: str, *,
             guard: "conditions.Guard | None" = None, listing: list[dict] | None = None) -> None:

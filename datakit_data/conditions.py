@@ -152,7 +152,7 @@ class Guard:
 
     def __init__(self, settings: Settings, expect: Mapping[str, str | None], report: str):
         self.bucket = settings.bucket
-        self.prefix = f"{settings.path}/" if settings.path else ""
+        self.prefix = settings.key_prefix
         self.expect = {self.prefix + path: etag for path, etag in expect.items()}
         self.report = report
 

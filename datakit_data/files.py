@@ -140,7 +140,7 @@ def _mark_sparse(fd: int) -> None:
         wintypes.HANDLE(msvcrt.get_osfhandle(fd)), 0x000900C4, None, 0, None, 0, ctypes.byref(returned), None)
 
 
-def why(err: OSError) -> str:
+def why(err: Exception) -> str:
     """A short reason for a file that could not be written, moved or removed."""
     if isinstance(err, names.UnsafePath):
         return "its folder in data/ is a link that leads outside data/"

@@ -15,7 +15,8 @@ from typing import Iterable
 
 from . import aws_cli, files, names, s3, versions
 from .plan import Local
-from .safesync import Run, in_daemon_threads
+from .safesync import Run
+from .threads import in_daemon_threads
 from .scan import Scan, path_max
 
 log = logging.getLogger(__name__)
@@ -100,42 +101,36 @@ class Pull(Run):
         if self.cli.answers_listings:
             # Told that S3 holds exactly the planned objects, the bundled AWS CLI
             # downloads those and no other, without listing the folder again.
-            os.makedirs(os.path.join(stage, root), exist_ok=True)
-            args = aws_cli.download_args(self.settings, self.flags.cli, root=root)
-            log.info("Running: %s", aws_cli.describe(args))
+            wanted = paths
             listing = aws_cli.listing_entries(self.settings, {path: outcome.remote[path] for path in paths})
-            finished = False
-            try:
-                self.cli.run(args, self.settings, "pull", listing=listing)
-                finished = True
-            finally:
-                self._receive(paths, finished)
-            return
+            runs_from, filters = root, []
+        else:
+            def inside_root(found: Iterable[str]) -> list[str]:
+                return [path[len(root):] for path in found]
 
-        def inside_root(found: Iterable[str]) -> list[str]:
-            return [path[len(root):] for path in found]
-
-        # Every listed object (the run's and the others under root) must be matched
-        # by a filter or stood in for: only the planned ones may arrive.
-        present = [path for path in scan.listed if path not in scan.unsafe]
-        scope = aws_cli.pull_scope(inside_root(paths), inside_root(present), inside_root(scan.unsafe))
-        clashes = {root + path for path in scope.clashes}
-        for path in clashes:
-            outcome.skipped[path] = CASE_CLASH
-        for path in scope.placeholders:
-            files.placeholder(names.inside(stage, root + path), scan.listed[root + path].size)
+            # Every listed object (the run's and the others under root) must be matched
+            # by a filter or stood in for: only the planned ones may arrive.
+            present = [path for path in scan.listed if path not in scan.unsafe]
+            scope = aws_cli.pull_scope(inside_root(paths), inside_root(present), inside_root(scan.unsafe))
+            clashes = {root + path for path in scope.clashes}
+            for path in clashes:
+                outcome.skipped[path] = CASE_CLASH
+            for path in scope.placeholders:
+                files.placeholder(names.inside(stage, root + path), scan.listed[root + path].size)
+            wanted = [p for p in paths if p not in clashes]
+            listing = None
+            # From a folder whose name the AWS CLI's filters cannot misread, kept to root.
+            runs_from = aws_cli.plain_root(root)
+            filters = aws_cli.under_folder(scope.options, root[len(runs_from):])
         os.makedirs(os.path.join(stage, root), exist_ok=True)
-        # From a folder whose name the AWS CLI's filters cannot misread, kept to root.
-        runs_from = aws_cli.plain_root(root)
-        filters = aws_cli.under_folder(scope.options, root[len(runs_from):])
         args = aws_cli.download_args(self.settings, self.flags.cli + filters, root=runs_from)
         log.info("Running: %s", aws_cli.describe(args))
         finished = False
         try:
-            self.cli.run(args, self.settings, "pull")
+            self.cli.run(args, self.settings, "pull", listing=listing)
             finished = True
         finally:
-            self._receive([p for p in paths if p not in clashes], finished)
+            self._receive(wanted, finished)
 
     def _receive(self, paths: list[str], finished: bool) -> None:
         """Move whole downloads from the staging folder into data/, if data/ still holds

@@ -17,7 +17,8 @@ from . import aws_cli, conditions, files, names, s3, versions
 from .exceptions import DatakitDataError, Interrupted
 from .files import copy_into, link_or_copy, why
 from .plan import Remote
-from .safesync import Aside, Run
+from .safesync import Run
+from .threads import Beside
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def upload_verdict(planned: Remote | None, now: Remote | None, *, ours: str | No
             now is not None and planned is not None and now.etag == planned.etag)
         if unchanged and refusal in ("PreconditionFailed", "412"):
             return WRONG_REFUSAL
-        return DELETED_MEANWHILE if refusal in ("NoSuchKey", "404") else RACED
+        return refused_verdict(refusal)
     if now is None:
         return GONE_AFTER_UPLOAD if sent else NOT_UPLOADED
     if now.etag == ours or not etag_is_md5():
@@ -73,6 +74,12 @@ def upload_verdict(planned: Remote | None, now: Remote | None, *, ours: str | No
     if same_object(now, planned):
         return NOT_UPLOADED  # the AWS CLI stopped first
     return SOMEONE_ELSES if as_scanned() else CHANGED_LOCALLY
+
+
+def refused_verdict(code: str) -> str:
+    """What a conditional upload S3 refused with this code means: someone deleted the
+    object meanwhile, or pushed another version."""
+    return DELETED_MEANWHILE if code in ("NoSuchKey", "404") else RACED
 
 
 def same_object(new: Remote, old: Remote | None) -> bool:
@@ -94,7 +101,7 @@ class Push(Run):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Asked while the run plans and transfers, for the uploads' metadata.
-        self.pushed_by = Aside(versions.pusher, self.layout.root)
+        self.pushed_by = Beside(versions.pusher, self.layout.root)
         self.memory = conditions.Memory(self.layout)
         self.answers: conditions.Answers | None = None  # what became of the conditional uploads
         self.staged: dict[str, None] = {}  # the paths in the staging folder
@@ -156,7 +163,7 @@ class Push(Run):
             self.staged[path] = None
         if not self.staged:
             return
-        who = versions.metadata_options(self.pushed_by.result() or "")
+        who = versions.metadata_options(self.pushed_by.answer() or "")
         args = aws_cli.upload_args(self.settings, [*self.flags.cli, *who], root=self.selection.root)
         log.info("Running: %s", aws_cli.describe(args))
         guard = None
@@ -247,7 +254,7 @@ class Push(Run):
         except DatakitDataError:
             answers = self.answers or conditions.Answers()
             for path, code in answers.refused.items():
-                self._name(path, DELETED_MEANWHILE if code in ("NoSuchKey", "404") else RACED)
+                self._name(path, refused_verdict(code))
             if in_flight is None:
                 raise
             return  # the error already on its way says more

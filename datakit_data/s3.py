@@ -92,10 +92,6 @@ def _xml_text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _prefix(settings) -> str:
-    return f"{settings.path}/" if settings.path else ""
-
-
 def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
     """{path under s3_path: Remote} for every object in the project's S3 folder
     (only those in its folder ``under``, e.g. "raw/2024/", when given).
@@ -106,7 +102,7 @@ def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
     """
     exceptions = botocore().exceptions
     s3 = client(settings)
-    base = _prefix(settings)
+    base = settings.key_prefix
     prefix = base + under
     try:
         first = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix)
@@ -155,7 +151,7 @@ def head_remote(settings: Settings, paths: Iterable[str]) -> dict[str, Remote]:
     in parallel: cheaper than a listing when a few objects of a large folder matter."""
     exceptions = botocore().exceptions
     s3 = client(settings)
-    prefix = _prefix(settings)
+    prefix = settings.key_prefix
 
     def head(path: str) -> tuple[str, Remote | None]:
         try:
@@ -179,7 +175,7 @@ def has_objects(settings: Settings, under: str = "") -> bool:
     exceptions = botocore().exceptions
     s3 = client(settings)
     try:
-        answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=_prefix(settings) + under, MaxKeys=1)
+        answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=settings.key_prefix + under, MaxKeys=1)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise explain_error(err, settings, "list")
     return bool(answer.get("Contents"))
@@ -207,7 +203,7 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], *,
     """
     exceptions = botocore().exceptions
     s3 = client(settings)
-    prefix = _prefix(settings)
+    prefix = settings.key_prefix
     if check_first or not conditional:
         now = head_remote(settings, list(expect))
         refused = [p for p, etag in expect.items() if p in now and now[p].etag != etag]
@@ -287,7 +283,7 @@ def etag_is_md5(settings: Settings, path: str) -> bool:
     """Is this object's ETag the MD5 of its content (not so with SSE-KMS or SSE-C)?"""
     exceptions = botocore().exceptions
     try:
-        head = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path)
+        head = client(settings).head_object(Bucket=settings.bucket, Key=settings.key_prefix + path)
     except (exceptions.BotoCoreError, exceptions.ClientError):
         return True  # cannot tell: assume the common case, and call a mismatch a conflict
     encryption = head.get("ServerSideEncryption") or ""
@@ -312,7 +308,7 @@ def list_versions(settings: Settings, under: str = "") -> list[dict]:
     time (as S3 sent it), size, deleted, latest, etag. Folder markers are left out."""
     exceptions = botocore().exceptions
     s3 = client(settings)
-    base = _prefix(settings)
+    base = settings.key_prefix
     found = []
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket, Prefix=base + under):
@@ -337,7 +333,7 @@ def object_metadata(settings: Settings, path: str, version_id: str | None = None
     # "null" names the version an object had before versioning was turned on.
     extra = {"VersionId": version_id} if version_id else {}
     try:
-        answer = client(settings).head_object(Bucket=settings.bucket, Key=_prefix(settings) + path, **extra)
+        answer = client(settings).head_object(Bucket=settings.bucket, Key=settings.key_prefix + path, **extra)
     except (exceptions.BotoCoreError, exceptions.ClientError):
         return {}
     return answer.get("Metadata") or {}
@@ -367,7 +363,7 @@ def download_version(settings: Settings, path: str, version_id: str, target: str
     """
     exceptions = botocore().exceptions
     try:
-        answer = client(settings).get_object(Bucket=settings.bucket, Key=_prefix(settings) + path,
+        answer = client(settings).get_object(Bucket=settings.bucket, Key=settings.key_prefix + path,
                                                        VersionId=version_id)
         sent_etag = str(answer.get("ETag") or "").strip('"')
         if answer.get("VersionId") not in (None, version_id) or (etag and sent_etag and sent_etag != etag):

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import threading
 import time
 from typing import Callable, Iterator, Mapping
 
@@ -156,61 +155,6 @@ class Run:
         outcome = self.outcome
         before = outcome.remote if self.direction == "push" else outcome.local
         return outcome.deleted > 0 or (outcome.sent > 0 and any(path in before for path in outcome.plan.transfer))
-
-
-class Aside:
-    """A side question asked in a daemon thread while the run goes on: it never holds up
-    an interrupted run or the process's exit."""
-
-    def __init__(self, ask: Callable, *args: object):
-        self.answer: object = None
-        self.thread = threading.Thread(target=self._ask, args=(ask, *args), daemon=True)
-        self.thread.start()
-
-    def _ask(self, ask: Callable, *args: object) -> None:
-        try:
-            self.answer = ask(*args)
-        except Exception:
-            self.answer = None  # the run itself says why, if it matters
-
-    def result(self, wait: float = 5) -> object:
-        """The answer, or None when it failed or takes longer than ``wait`` seconds more."""
-        self.thread.join(wait)
-        return self.answer
-
-
-def in_daemon_threads(work: Callable[[str], None], paths: list[str], count: int, stop: threading.Event) -> None:
-    """work(path) for every path, ``count`` at a time, raising the first failure.
-
-    Daemon threads, so that Ctrl-C or SIGTERM ends the process at once: a request
-    waiting on a server that hangs would otherwise hold its exit for the whole read
-    timeout, attempt after attempt (about 45 s).
-    """
-    pending = iter(paths)
-    lock = threading.Lock()
-    failures: list[BaseException] = []
-
-    def worker() -> None:
-        while not stop.is_set():
-            with lock:
-                path = next(pending, None)
-            if path is None:
-                return
-            try:
-                work(path)
-            except BaseException as err:  # noqa: BLE001  handed to the main thread
-                failures.append(err)
-                stop.set()
-                return
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(count, len(paths))))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)  # in slices: Ctrl-C reaches the main thread between them
-    if failures:
-        raise failures[0]
 
 
 def status(layout: Layout, settings: Settings, selection: Selection = Selection()) -> dict:

@@ -9,7 +9,6 @@ import hashlib
 import logging
 import os
 import stat
-import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -24,6 +23,7 @@ from .record import SyncRecord
 from .report import human_bytes
 from .selection import Selection
 from .settings import Settings
+from .threads import Beside
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,13 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
     data_dir = layout.data
     present = os.path.isdir(data_dir)
     # Listed while the walk reads the disk: most of a listing is waiting on S3.
-    listing = _Beside(s3.list_remote, settings, under=selection.root)
+    listing = Beside(s3.list_remote, settings, under=selection.root)
     left: list[str] = []
     unfollowed: list[str] = []
     local, skipped = (scan_local(data_dir, selection, follow_symlinks=follow_symlinks, left=left,
                                  unfollowed=unfollowed, tidy=tidy)
                       if present else ({}, {}))
-    prefix = len(f"{settings.path}/".encode("utf-8")) if settings.path else 0
+    prefix = len(settings.key_prefix.encode("utf-8"))
     # (A path of fewer than a quarter as many characters fits whatever they are.)
     for path in [p for p in local if prefix + 4 * len(p) > names.KEY_MAX
                  and prefix + len(p.encode("utf-8")) > names.KEY_MAX]:
@@ -112,30 +112,6 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
 
     return Scan(local, remote, skipped, refused, content, listed=listed, unsafe=unsafe,
                 left_out=len(left) + len(left_remote), unfollowed=unfollowed)
-
-
-class _Beside:
-    """A call run in a daemon thread beside the caller's work (so that Ctrl-C or SIGTERM
-    never waits for it); ``result()`` returns what it returned, or raises what it raised."""
-
-    def __init__(self, call: Callable, *args: object, **kwargs: object):
-        self._outcome: tuple = ()
-        self._thread = threading.Thread(target=self._run, args=(call, args, kwargs), daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable, args: tuple, kwargs: dict) -> None:
-        try:
-            self._outcome = (True, call(*args, **kwargs))
-        except BaseException as err:  # noqa: BLE001  raised again in the caller's thread
-            self._outcome = (False, err)
-
-    def result(self) -> object:
-        while self._thread.is_alive():
-            self._thread.join(0.2)  # in slices: Ctrl-C reaches the main thread between them
-        done, value = self._outcome
-        if not done:
-            raise value
-        return value
 
 
 def resolve(layout: Layout, settings: Settings, selection: Selection) -> Selection:

@@ -147,11 +147,14 @@ class Settings:
     unsigned: bool = False
 
     @property
+    def key_prefix(self) -> str:
+        """What every key of data/ starts with: s3_path and a slash, or nothing."""
+        return f"{self.path}/" if self.path else ""
+
+    @property
     def s3_url(self) -> str:
         """The S3 location of data/, always ending in a slash."""
-        if self.path:
-            return f"s3://{self.bucket}/{self.path}/"
-        return f"s3://{self.bucket}/"
+        return f"s3://{self.bucket}/{self.key_prefix}"
 
     @property
     def profile_name(self) -> str:
