@@ -45,14 +45,40 @@ def client(settings: Settings) -> Any:
             options["signature_version"] = served.UNSIGNED
         made = sess.create_client(
             "s3", endpoint_url=without_credentials(settings.endpoint_url), config=served.config.Config(**options))
-        made.meta.events.register("before-parse.s3.ListObjectsV2", read_contents)
+        _read_contents_first(made, served)
         return made
     except served.exceptions.BotoCoreError as err:
         raise explain_error(err, settings, "list")
 
 
-#: A listing page's objects, and the fields of one, as S3 writes them.
-_CONTENTS = re.compile(rb"<Contents>(.*?)</Contents>", re.DOTALL)
+def _read_contents_first(made: Any, served: Any) -> None:
+    """Have listing pages read by read_contents before botocore looks at them.
+
+    botocore's first look at every S3 answer (``_handle_200_error``) parses the whole
+    body with ElementTree to find an error sent with status 200: 1.9 ms for a page of
+    500 objects, more than reading them. Run after read_contents, it parses what is
+    left of the page (the objects cut out) and still finds an error page, or a page
+    cut short by the network (an unfinished object is never cut out). Where this
+    botocore has no such handler, read_contents runs after botocore's handlers.
+    """
+    events = made.meta.events
+    look = getattr(getattr(served, "handlers", None), "_handle_200_error", None)
+    if look is None:
+        events.register("before-parse.s3.ListObjectsV2", read_contents)
+        return
+    events.unregister("before-parse.s3.*", look)
+
+    def before_parse(operation_model: Any, response_dict: dict, **kwargs: Any) -> None:
+        if operation_model.name == "ListObjectsV2" and "customized_response_dict" in kwargs:
+            read_contents(response_dict, kwargs["customized_response_dict"])
+        look(operation_model=operation_model, response_dict=response_dict, **kwargs)
+
+    events.register_first("before-parse.s3.*", before_parse)
+
+
+#: A listing page's objects, and the fields of one, as S3 writes them. (Written out
+#: as a loop over "<" rather than a lazy ".*?": five times sooner on a page.)
+_CONTENTS = re.compile(rb"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>")
 _FIELDS = re.compile(rb"<(Key|Size|ETag|LastModified)>([^<]*)</(?:Key|Size|ETag|LastModified)>")
 
 
@@ -70,15 +96,19 @@ def read_contents(response_dict: dict, customized_response_dict: dict, **_: Any)
     body = response_dict.get("body")
     if not isinstance(body, bytes) or response_dict.get("status_code", 200) >= 300 or b"<Contents>" not in body:
         return
-    contents = []
+    contents, rest, start = [], [], 0
     for match in _CONTENTS.finditer(body):
         fields = dict(_FIELDS.findall(match.group(1)))
-        if b"Key" not in fields or not fields.get(b"Size", b"").isdigit():
+        size = fields.get(b"Size", b"")
+        if b"Key" not in fields or not size.isdigit():
             return  # not the shape we know: botocore reads the whole page
-        contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(fields[b"Size"]),
+        contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
                          "ETag": _xml_text(fields.get(b"ETag", b"")),
                          "LastModified": _xml_text(fields.get(b"LastModified", b""))})
-    response_dict["body"] = _CONTENTS.sub(b"", body)
+        rest.append(body[start:match.start()])
+        start = match.end()
+    rest.append(body[start:])
+    response_dict["body"] = b"".join(rest)
     customized_response_dict["Contents"] = contents
 
 

@@ -60,3 +60,36 @@ def test_a_page_of_another_shape_is_left_whole_to_botocore(body):
     customized: dict = {}
     s3.read_contents(response_dict=copy.copy(response), customized_response_dict=customized)
     assert customized == {}
+
+
+def _through_client(body: bytes) -> tuple[dict, dict]:
+    """A page through the before-parse handlers of datakit's own client, as a real
+    answer meets them: (what is left for botocore's parser, what read_contents read)."""
+    from helpers import make_settings
+
+    client = s3.client(make_settings(endpoint="http://127.0.0.1:9"))
+    response = {"status_code": 200, "headers": {}, "body": body}
+    customized: dict = {}
+    model = client.meta.service_model.operation_model("ListObjectsV2")
+    client.meta.events.emit("before-parse.s3.ListObjectsV2", operation_model=model,
+                            response_dict=response, customized_response_dict=customized)
+    return response, customized
+
+
+def test_the_client_reads_a_page_before_botocore_looks_for_an_error_in_it():
+    response, customized = _through_client(PAGE)
+    assert response["status_code"] == 200
+    assert len(customized["Contents"]) == 4
+    assert b"<Contents>" not in response["body"] and b"<CommonPrefixes>" in response["body"]
+
+
+@pytest.mark.parametrize("body", [
+    PAGE[:PAGE.index(b"<Size>3</Size>")],  # cut short by the network, inside an object
+    PAGE[:PAGE.index(b"<CommonPrefixes>")],  # cut short after the last whole object
+    b'<?xml version="1.0"?><Error><Code>InternalError</Code><Contents><Key>a</Key><Size>1</Size>'
+    b"</Contents></Error>",
+])
+def test_a_page_cut_short_or_an_error_sent_as_200_is_still_retried(body):
+    # botocore turns these into a 500, which its retries and errors then handle.
+    response, _ = _through_client(body)
+    assert response["status_code"] == 500
