@@ -9,10 +9,11 @@ overwrite the other; a path changed on both sides is a conflict unless the two
 are identical, or the user says `force`.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 
-@dataclass(frozen=True)
+# (slots: a large project holds 100,000 of each, at a third of the memory.)
+@dataclass(frozen=True, slots=True)
 class Local:
     """A file in data/ as scanned."""
 
@@ -21,13 +22,23 @@ class Local:
     ino: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Remote:
     """An object as listed; its time is kept as the text S3 sent."""
 
     size: int
     etag: str
     last_modified: str = ""
+
+
+class Recorded(NamedTuple):
+    """A file as it was at its last sync (an entry of the sync record); ``ino`` is
+    None where an older record did not keep it."""
+
+    size: int
+    mtime_ns: int
+    ino: int | None
+    etag: str
 
 
 @dataclass
@@ -62,21 +73,21 @@ def _changed(path, side, record, differs) -> bool:
 
 def _local_moved(now, base) -> bool:
     """Did size, time or inode move since the record? (Content may still be the same.)"""
-    return now.size != base["size"] or now.mtime_ns != base["mtime_ns"] or now.ino != base.get("ino", now.ino)
+    return now.size != base.size or now.mtime_ns != base.mtime_ns or (base.ino is not None and now.ino != base.ino)
 
 
 def _remote_differs(path, now, base) -> bool:
-    return now.etag != base["etag"]
+    return now.etag != base.etag
 
 
 def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, Remote],
-              record: Mapping[str, dict], *, delete: bool = False, force: bool = False,
+              record: Mapping[str, Recorded], *, delete: bool = False, force: bool = False,
               same: Callable[[str], bool] | None = None, as_recorded: Callable[[str], bool] | None = None,
               unreadable: Mapping[str, str] | None = None) -> Plan:
     """Decide, path by path, what a push or pull does.
 
-    ``record`` maps paths to {"size", "mtime_ns", "ino", "etag"} from the last sync
-    (empty when there is none). ``same(path)`` says whether the local file and the
+    ``record`` maps paths to what they were at the last sync (``Recorded``; empty
+    when there is none). ``same(path)`` says whether the local file and the
     object have identical content; it is only asked when both sides changed.
     ``as_recorded(path)`` says whether a local file whose time or inode moved (size
     unchanged) still has the recorded content; such a file is unchanged, and its
@@ -90,7 +101,7 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
     def _local_differs(path, now, base) -> bool:
         if not _local_moved(now, base):
             return False
-        if now.size == base["size"] and as_recorded is not None and as_recorded(path):
+        if now.size == base.size and as_recorded is not None and as_recorded(path):
             plan.refresh.append(path)
             return False
         return True
@@ -109,7 +120,7 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
             continue
         # Most paths of a large project: on both sides, as recorded.
         base, mine, theirs = record.get(path), local.get(path), remote.get(path)
-        if (base is not None and mine is not None and theirs is not None and theirs.etag == base["etag"]
+        if (base is not None and mine is not None and theirs is not None and theirs.etag == base.etag
                 and not _local_moved(mine, base)):
             plan.unchanged += 1
             continue

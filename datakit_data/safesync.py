@@ -141,7 +141,7 @@ class Run:
         for path in plan.baseline:
             record.set(path, scan.local[path], scan.remote[path].etag)
         for path in plan.refresh:
-            record.set(path, scan.local[path], record.files[path]["etag"])
+            record.set(path, scan.local[path], record.files[path].etag)
         for path in plan.forget:
             record.forget(path)
 

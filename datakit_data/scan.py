@@ -64,7 +64,7 @@ class Scan:
 
     def as_recorded(self, record: SyncRecord) -> Callable[[str], bool]:
         """as_recorded(path): does the local file still hold the content recorded for it?"""
-        return lambda path: self.content(path) is not None and self.content(path) == record.files[path]["etag"]
+        return lambda path: self.content(path) is not None and self.content(path) == record.files[path].etag
 
 
 def gather(layout: Layout, settings: Settings, selection: Selection = Selection(), *,

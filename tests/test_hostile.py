@@ -45,7 +45,7 @@ def raw_control(text: str) -> list[str]:
 
 
 def recorded(project) -> set:
-    return set(json.loads((project.root / ".datakit-data" / "record.json").read_text())["files"])
+    return set(json.loads((project.root / ".datakit-data" / "record.json").read_text())["files"]["path"])
 
 
 def test_absolute_keys_never_become_paths_outside_data(project, hostile, victims):

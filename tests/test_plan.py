@@ -1,10 +1,10 @@
 """plan.py: the decision table of push and pull."""
 import pytest
 
-from datakit_data.plan import Local, Remote, make_plan
+from datakit_data.plan import Local, Recorded, Remote, make_plan
 
 
-BASE = {"f": {"size": 1, "mtime_ns": 1, "etag": "e1"}}
+BASE = {"f": Recorded(size=1, mtime_ns=1, ino=None, etag="e1")}
 SAME_LOCAL, NEW_LOCAL = {"f": Local(1, 1)}, {"f": Local(2, 2)}
 SAME_REMOTE, NEW_REMOTE = {"f": Remote(1, "e1")}, {"f": Remote(1, "e2")}
 
@@ -49,7 +49,7 @@ def test_objects_never_synced_are_kept_by_delete():
 
 
 def test_a_moved_time_with_recorded_content_is_unchanged_and_refreshed():
-    record = {"f": {"size": 1, "mtime_ns": 1, "ino": 7, "etag": "e1"}}
+    record = {"f": Recorded(size=1, mtime_ns=1, ino=7, etag="e1")}
     asked = []
 
     def as_recorded(path):
@@ -69,7 +69,7 @@ def test_a_moved_time_with_recorded_content_is_unchanged_and_refreshed():
 
 
 def test_pull_restores_what_was_deleted_locally_even_when_s3_changed_it():
-    record = {"f": {"size": 1, "mtime_ns": 1, "etag": "e1"}}
+    record = {"f": Recorded(size=1, mtime_ns=1, ino=None, etag="e1")}
     for remote in ({"f": Remote(1, "e1")}, {"f": Remote(1, "e2")}):
         plan = make_plan("pull", {}, remote, record)
         assert (plan.transfer, plan.restored, plan.conflicts) == (["f"], ["f"], {})

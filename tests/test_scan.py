@@ -1,5 +1,5 @@
 """scan.py: the local ETag, and what the scan could not look at."""
-from datakit_data.plan import Remote, make_plan
+from datakit_data.plan import Recorded, Remote, make_plan
 from datakit_data.scan import left_alone, local_etag
 
 
@@ -24,7 +24,7 @@ def test_local_etag_matches_s3_single_and_multipart(tmp_path):
 
 
 def test_what_the_scan_could_not_look_at_is_left_alone_with_everything_under_it():
-    record = {p: {"size": 1, "mtime_ns": 1, "etag": "e1"} for p in ("raw", "raw/x", "rawer", "dir/y", "l/z")}
+    record = {p: Recorded(1, 1, None, "e1") for p in ("raw", "raw/x", "rawer", "dir/y", "l/z")}
     remote = {p: Remote(1, "e1") for p in record}
     alone = left_alone({"raw": "a link whose target does not exist", "dir/": "a folder that cannot be read"},
                        unfollowed=["l/"])
