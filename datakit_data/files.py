@@ -78,6 +78,15 @@ def link_or_copy(source: str, target: str) -> None:
         copy_into(source, target)
 
 
+def is_file_of_size(path: str, size: int) -> bool:
+    """Is path a regular file (links followed) of this size?"""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
+
+
 def as_scanned(path: str, before) -> bool:
     """Does path still hold what the scan saw there (``before``, a plan.Local; None: nothing)?"""
     try:

@@ -173,14 +173,42 @@ def is_case_insensitive(folder: str) -> bool:
 
 def inside(base: str, relative: str) -> str:
     """base/relative, refused unless it resolves (links followed) inside base."""
-    root = os.path.realpath(base)
-    target = os.path.join(root, relative)
-    # The folder it lands in, resolved, must be root or below it. (A link as the
-    # name itself is replaced or removed, never written through, by our callers.)
-    parent = os.path.realpath(os.path.dirname(target))
-    if parent != root and not parent.startswith(root + os.sep):
-        raise UnsafePath(f"{printable(relative)} leads outside {base}")
-    final = os.path.join(parent, os.path.basename(target))
-    if os.path.basename(target) in ("", ".", ".."):
-        raise UnsafePath(f"{printable(relative)} is not a file name inside {base}")
-    return final
+    return Inside(base)(relative)
+
+
+class Inside:
+    """``inside`` for the many paths one loop writes under one base (data/ or a staging
+    folder): the base and each folder are resolved once per loop, not once per path
+    (os.path.realpath takes 30-60 us; a pull of 100,000 files asked it 400,000 times).
+    Keep one for one loop only: a folder replaced by a link afterwards is not seen."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.root = os.path.realpath(base)
+        self._resolved: dict[str, str] = {}
+        self._made: set[str] = set()
+
+    def __call__(self, relative: str) -> str:
+        root = self.root
+        target = os.path.join(root, relative)
+        # The folder it lands in, resolved, must be root or below it. (A link as the
+        # name itself is replaced or removed, never written through, by our callers.)
+        folder = os.path.dirname(target)
+        parent = self._resolved.get(folder)
+        if parent is None:
+            parent = self._resolved[folder] = os.path.realpath(folder)
+        if parent != root and not parent.startswith(root + os.sep):
+            raise UnsafePath(f"{printable(relative)} leads outside {self.base}")
+        name = os.path.basename(target)
+        if name in ("", ".", ".."):
+            raise UnsafePath(f"{printable(relative)} is not a file name inside {self.base}")
+        return os.path.join(parent, name)
+
+    def prepared(self, relative: str) -> str:
+        """``self(relative)``, with the folder it lands in made (once per loop)."""
+        target = self(relative)
+        folder = os.path.dirname(target)
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+        return target

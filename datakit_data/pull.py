@@ -48,8 +48,9 @@ class Pull(Run):
     def carry_out(self) -> None:
         outcome, record = self.outcome, self.record
         try:
+            into_data = names.Inside(self.layout.data)
             for path in outcome.plan.delete:
-                if self._remove(path):
+                if self._remove(path, into_data):
                     record.forget(path)
                     outcome.deleted += 1
             if outcome.plan.transfer and self.as_of is not None:
@@ -69,10 +70,10 @@ class Pull(Run):
             record.stamp("pull")
             record.save()
 
-    def _remove(self, path: str) -> bool:
+    def _remove(self, path: str, into_data: names.Inside) -> bool:
         """Delete a local file S3 no longer has, unless it changed since the scan."""
         try:
-            target = names.inside(self.layout.data, path)
+            target = into_data(path)
             if not files.as_scanned(target, self.outcome.local.get(path)):
                 self.conflict(path, CHANGED_MEANWHILE)
                 return False
@@ -115,8 +116,9 @@ class Pull(Run):
             clashes = {root + path for path in scope.clashes}
             for path in clashes:
                 outcome.skipped[path] = CASE_CLASH
+            into_stage = names.Inside(stage)
             for path in scope.placeholders:
-                files.placeholder(names.inside(stage, root + path), scan.listed[root + path].size)
+                files.placeholder(into_stage(root + path), scan.listed[root + path].size)
             wanted = [p for p in paths if p not in clashes]
             listing = None
             # From a folder whose name the AWS CLI's filters cannot misread, kept to root.
@@ -137,16 +139,16 @@ class Pull(Run):
         what the scan saw there. A download is written under a temporary name and
         renamed when complete: a file at its own name with the object's size is whole."""
         outcome = self.outcome
-        stage = os.path.join(self.staging, "data")
+        from_stage = names.Inside(os.path.join(self.staging, "data"))
+        into_data = names.Inside(self.layout.data)
         for path in paths:
-            staged = names.inside(stage, path)
-            if not (os.path.isfile(staged) and os.path.getsize(staged) == outcome.remote[path].size):
+            staged = from_stage(path)
+            if not files.is_file_of_size(staged, outcome.remote[path].size):
                 if finished:
                     outcome.skipped[path] = "it was not downloaded"
                 continue
             try:
-                target = names.inside(self.layout.data, path)
-                os.makedirs(os.path.dirname(target), exist_ok=True)
+                target = into_data.prepared(path)
                 if files.move_into(staged, target, outcome.local.get(path)):
                     self.received.append(path)
                 else:
@@ -172,10 +174,10 @@ class Pull(Run):
         stage = os.path.join(self.staging, "data")
         stop = threading.Event()
         remote = self.outcome.remote
+        into_stage = names.Inside(stage)
 
         def fetch(path: str) -> None:
-            target = names.inside(stage, path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            target = into_stage.prepared(path)
             s3.download_version(self.settings, path, self.version_ids[path], target, stop=stop,
                                 etag=remote[path].etag)
 

@@ -143,10 +143,10 @@ class Push(Run):
         outcome = self.outcome
         stage = os.path.join(self.staging, "data")
         told = self.cli.answers_listings
+        into_stage = names.Inside(stage)
         for path in outcome.plan.transfer:
             source = os.path.join(self.layout.data, path)
-            target = names.inside(stage, path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            target = into_stage.prepared(path)
             try:
                 newer_than = None if told else _sync_would_skip(source, outcome.remote.get(path))
                 if newer_than is None:
@@ -209,12 +209,11 @@ class Push(Run):
     def _upload_again(self, args: list[str], paths: set[str]) -> None:
         """Upload these paths once more without conditions, on a store that rejected them,
         from a staging folder of their own: nothing sent or refused is in it."""
-        stage = os.path.join(self.staging, "data")
+        staged = names.Inside(os.path.join(self.staging, "data"))
         again = os.path.join(self.staging, "again")
+        into_again = names.Inside(os.path.join(again, "data"))
         for path in sorted(paths):
-            target = names.inside(os.path.join(again, "data"), path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            link_or_copy(names.inside(stage, path), target)
+            link_or_copy(staged(path), into_again.prepared(path))
         with aws_cli.Cli() as cli:
             cli.prepare(again, self.cli_env, self.cli_concurrency)
             cli.run(args, self.settings, "push", listing=[] if cli.answers_listings else None)

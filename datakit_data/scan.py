@@ -178,6 +178,7 @@ def scan_local(data_dir: str, selection: Selection = Selection(), *, follow_syml
     left = [] if left is None else left
 
     inner = len(os.path.join(data_dir, ""))
+    uid = os.getuid() if hasattr(os, "getuid") else None  # (Windows: always asked)
 
     def relative(full: str) -> str:
         # os.walk joins onto data_dir as given: cutting it off is os.path.relpath, 20 times sooner.
@@ -211,9 +212,11 @@ def scan_local(data_dir: str, selection: Selection = Selection(), *, follow_syml
             else:
                 kept.append(name)
         dirs[:] = kept
+        folder_slash = os.path.join(folder, "")
+        above = relative(folder_slash)  # "" or "a/b/"
         for name in sorted(entries):
-            full = os.path.join(folder, name)
-            rel = relative(full)
+            full = folder_slash + name
+            rel = above + name
             if not selection.covers(rel):
                 continue
             if is_our_temporary(name):
@@ -242,7 +245,9 @@ def scan_local(data_dir: str, selection: Selection = Selection(), *, follow_syml
             if not stat.S_ISREG(st.st_mode):
                 skipped[rel] = "not a regular file: a FIFO, socket or device"
                 continue
-            if not os.access(full, os.R_OK):
+            # The owner's read bit decides for the owner (an ACL cannot narrow it): asked
+            # of the system only for others' files, or one the owner cannot read.
+            if not (st.st_uid == uid and st.st_mode & stat.S_IRUSR) and not os.access(full, os.R_OK):
                 skipped[rel] = "permission denied"
                 continue
             files[rel] = Local(st.st_size, st.st_mtime_ns, st.st_ino)

@@ -244,6 +244,22 @@ def test_inside_refuses_paths_that_resolve_elsewhere(tmp_path):
             inside(str(base), bad)
 
 
+def test_one_loop_s_inside_answers_as_inside_does_and_makes_each_folder(tmp_path):
+    from datakit_data.names import Inside, UnsafePath
+
+    base = tmp_path / "data"
+    base.mkdir()
+    os.symlink(tmp_path, base / "escape")
+    into = Inside(str(base))
+    for good in ("new/deeper/x.csv", "new/deeper/y.csv", "top.csv"):
+        assert into.prepared(good) == str(base / good)
+    assert (base / "new" / "deeper").is_dir() and not (base / "new" / "deeper" / "x.csv").exists()
+    for bad in ("../x", "/etc/passwd", "escape/x", "escape/y", "new/../../x", ".", "new/.."):
+        with pytest.raises(UnsafePath):
+            into.prepared(bad)
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # nothing made outside data/
+
+
 def test_more_keys_that_cannot_be_files_are_skipped_and_the_rest_recorded(project, hostile, victims):
     hostile("plain/", b"a folder marker with content\n")
     hostile("rl\u202etxt.exe", b"bidi\n")
