@@ -15,12 +15,15 @@ project; the 500-file push with max_concurrent_requests 10, 20, 32 and 64 beside
 s5cmd (the fast reference), the same for two 50 MiB files, and, with BENCH_SCALE=1,
 a no-op push, status and the push and pull of 5 edited files on 10,000 and 100,000
 files beside aws s3 sync and s5cmd (time, peak memory, and how time grows); with
-BENCH_SCALE=300k, on 300,000 files too.
+BENCH_SCALE=300k, on 300,000 files too. BENCH_FIRST=1 times the first push of
+100,000 new files and the first pull into a fresh clone beside both (about 30
+minutes here: each tool takes 5-6 minutes per direction, hence a variable of its own).
 
 Environment: BENCH_REPEAT (runs of the 500-file rows, default 3; the larger trees
 run once), BENCH_TREES (comma-separated, default small,many,big), BENCH_CONCURRENCY=0
 to skip the concurrency rows, BENCH_PARTIAL=0 to skip the one-folder rows, BENCH_SCALE=1 for the 100,000-file
-rows (BENCH_SCALE=300k: and 300,000).
+rows (BENCH_SCALE=300k: and 300,000), BENCH_FIRST=1 for the first push and pull of 100,000 files
+(BENCH_FIRST=10k or another tree name: of that tree).
 """
 import datetime
 import json
@@ -367,6 +370,34 @@ def bench_scale(runner: Runner, table: Table, kinds: list[str]) -> None:
                 table.add(TREES[kind], op, dk_time, s5_time, "s5cmd", peak_mib=peak)
 
 
+def bench_first(runner: Runner, table: Table, kind: str) -> None:
+    """The first push of a large tree and the first pull of it into a fresh clone,
+    datakit beside plain aws s3 sync and s5cmd, one run each (all three pull the
+    objects datakit pushed)."""
+    print(f"\nFirst push and first pull: {TREES[kind]}, one run each", flush=True)
+    tag = f"first-{kind}-{time.monotonic_ns()}"
+    proj = runner.project(f"first-{kind}", f"dk/{tag}", None)
+    make_tree(proj / "data", kind)
+    local = f"{proj / 'data'}/"
+    dk_push = runner.datakit(proj, "push", "only-show-errors")
+    push_peak = runner.last_peak_kib / 1024
+    aws_push = runner.aws_sync(local, f"s3://{BUCKET}/aws/{tag}/")
+    s5_push = runner.s5cmd_sync(local, f"s3://{BUCKET}/s5/{tag}/")
+    url = f"s3://{BUCKET}/dk/{tag}/"
+    clone = runner.project(f"first-{kind}-clone", f"dk/{tag}", None)
+    dk_pull = runner.datakit(clone, "pull", "only-show-errors")
+    pull_peak = runner.last_peak_kib / 1024
+    theirs = {name: runner.tmp / f"first-{name}-{kind}" for name in ("aws", "s5cmd")}
+    aws_pull = runner.aws_sync(url, f"{theirs['aws']}/")
+    s5_pull = runner.s5cmd_sync(url + "*", f"{theirs['s5cmd']}/")
+    for op, dk_time, aws_time, s5_time, peak in (("first push", dk_push, aws_push, s5_push, push_peak),
+                                                 ("first pull (fresh clone)", dk_pull, aws_pull, s5_pull, pull_peak)):
+        table.add(TREES[kind], op, dk_time, aws_time, peak_mib=peak)
+        table.add(TREES[kind], op, dk_time, s5_time, "s5cmd", peak_mib=peak)
+    for folder in (proj, clone, *theirs.values()):
+        shutil.rmtree(folder)
+
+
 def bench_partial(runner: Runner, repeat: int, table: Table) -> None:
     """Pulling one 50-file folder of a 10,000-file project beside pulling a 50-file project."""
     print("\nOne folder of a large project beside a small project (fresh clones)", flush=True)
@@ -409,6 +440,9 @@ def main() -> int:
     kinds = [k for k in os.environ.get("BENCH_TREES", "small,many,big").split(",") if k]
     scale = os.environ.get("BENCH_SCALE", "")
     scale_kinds = [] if scale in ("", "0") else ["10k", "100k", *(["300k"] if scale == "300k" else [])]
+    first = {"": None, "0": None, "1": "100k"}.get(os.environ.get("BENCH_FIRST", ""), os.environ.get("BENCH_FIRST"))
+    if first is not None and first not in TREES:
+        sys.exit(f"BENCH_FIRST={first}: say 1 (100,000 files) or one of {', '.join(TREES)}")
     started = time.perf_counter()
     print(f"{datetime.date.today()}, {machine()}")
     help_times = []
@@ -433,6 +467,8 @@ def main() -> int:
                     bench_concurrency(runner, repeat, table)
                 if scale_kinds:
                     bench_scale(runner, table, scale_kinds)
+                if first:
+                    bench_first(runner, table, first)
             finally:
                 proxy.stop()
     print("\n| tree | operation | datakit-data | reference | ratio | datakit peak memory |")
