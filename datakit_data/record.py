@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import stat
+from sys import intern
 
 from .layout import Layout
 from .masking import mask_secrets
@@ -75,7 +76,8 @@ def _read_files(version: int, files) -> tuple[dict[str, Recorded] | None, str | 
     problem = _columns_problem(files)
     if problem:
         return None, problem
-    return dict(zip(files["path"], map(Recorded, files["size"], files["mtime_ns"], files["ino"], files["etag"]))), None
+    # Interned: the scan and the listing hold the same paths as one string each.
+    return dict(zip(map(intern, files["path"]), map(Recorded, files["size"], files["mtime_ns"], files["ino"], files["etag"]))), None
 
 
 class SyncRecord:

@@ -11,11 +11,11 @@ import datetime
 import email.utils
 import functools
 import hashlib
-import html
 import os
 import re
 import threading
 import time
+from sys import intern
 from typing import Any, Iterable, Mapping
 
 from . import conditions
@@ -80,6 +80,15 @@ def _read_contents_first(made: Any, served: Any) -> None:
 #: as a loop over "<" rather than a lazy ".*?": five times sooner on a page.)
 _CONTENTS = re.compile(rb"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>")
 _FIELDS = re.compile(rb"<(Key|Size|ETag|LastModified)>([^<]*)</(?:Key|Size|ETag|LastModified)>")
+#: Characters XML 1.0 does not allow, even as a reference: an XML parser refuses them.
+_NOT_XML = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_REFERENCE = re.compile(r"&(?:#([0-9]{1,7})|#x([0-9a-fA-F]{1,6})|(lt|gt|amp|apos|quot));")
+_NAMED = {"lt": "<", "gt": ">", "amp": "&", "apos": "'", "quot": '"'}
+
+
+class _NotOurs(ValueError):
+    """A page read_contents leaves whole to botocore's parser (which refuses it if it is
+    not well-formed XML)."""
 
 
 def read_contents(response_dict: dict, customized_response_dict: dict, **_: Any) -> None:
@@ -88,38 +97,64 @@ def read_contents(response_dict: dict, customized_response_dict: dict, **_: Any)
 
     botocore's parser costs about 50 us per object, under the GIL: 5 s of the 7 s a
     100,000-object listing took. Here the objects' four fields we use are read from
-    the page's bytes (entities unescaped, as an XML parser does) and the objects are
+    the page's bytes (references unescaped as an XML parser does) and the objects are
     cut out of the body, so botocore parses only what is left (the truncation mark,
-    the continuation token, the folders). A page of any other shape is left whole to
-    botocore. Keys are still URL-decoded by botocore's own handler afterwards.
+    the continuation token, the folders). A page of any other shape, or one an XML
+    parser would refuse in a way this reading could miss (a comment or CDATA, an
+    object tag with attributes or spaces, an unknown reference, a character XML does
+    not allow, bytes that are not UTF-8), is left whole to botocore. Keys are still
+    URL-decoded by botocore's own handler afterwards.
     """
     body = response_dict.get("body")
     if not isinstance(body, bytes) or response_dict.get("status_code", 200) >= 300 or b"<Contents>" not in body:
         return
+    # Every object opened as "<Contents>" and closed as "</Contents>", else not ours (this
+    # also keeps the pattern from searching a page of unclosed objects at length).
+    opened = body.count(b"<Contents")
+    if opened != body.count(b"<Contents>") or opened != body.count(b"</Contents") \
+            or opened != body.count(b"</Contents>") or b"<!" in body or _NOT_XML.search(body):
+        return
     contents, rest, start = [], [], 0
-    for match in _CONTENTS.finditer(body):
-        fields = dict(_FIELDS.findall(match.group(1)))
-        size = fields.get(b"Size", b"")
-        if b"Key" not in fields or not size.isdigit():
-            return  # not the shape we know: botocore reads the whole page
-        contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
-                         "ETag": _xml_text(fields.get(b"ETag", b"")),
-                         "LastModified": _xml_text(fields.get(b"LastModified", b""))})
-        rest.append(body[start:match.start()])
-        start = match.end()
+    try:
+        for match in _CONTENTS.finditer(body):
+            fields = dict(_FIELDS.findall(match.group(1)))
+            size = fields.get(b"Size", b"")
+            if b"Key" not in fields or not size.isdigit():
+                raise _NotOurs
+            contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
+                             "ETag": _xml_text(fields.get(b"ETag", b"")),
+                             "LastModified": _xml_text(fields.get(b"LastModified", b""))})
+            rest.append(body[start:match.start()])
+            start = match.end()
+    except (_NotOurs, UnicodeDecodeError):
+        return  # botocore reads the whole page
     rest.append(body[start:])
     response_dict["body"] = b"".join(rest)
     customized_response_dict["Contents"] = contents
 
 
 def _xml_text(raw: bytes) -> str:
-    """An element's text: UTF-8 with XML's entities unescaped (the quotes around an
-    ETag, &quot; or &#34;, without the cost of a general unescape)."""
+    """An element's text: UTF-8 with XML's references unescaped (the quotes around an
+    ETag, &quot; or &#34;, without the cost of a general unescape). A reference XML
+    does not know, or to a character it does not allow, raises _NotOurs."""
     if b"&" in raw:
         raw = raw.replace(b"&quot;", b'"').replace(b"&#34;", b'"')
         if b"&" in raw:
-            return html.unescape(raw.decode("utf-8", "surrogateescape"))
-    return raw.decode("utf-8", "surrogateescape")
+            text = raw.decode("utf-8")
+            if text.count("&") != len(_REFERENCE.findall(text)):
+                raise _NotOurs
+            return _REFERENCE.sub(_referenced, text)
+    return raw.decode("utf-8")
+
+
+def _referenced(match: re.Match) -> str:
+    if match[3]:
+        return _NAMED[match[3]]
+    code = int(match[1]) if match[1] else int(match[2], 16)
+    if not (code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF):
+        raise _NotOurs
+    return chr(code)
 
 
 def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
@@ -161,8 +196,8 @@ def _objects(pages: Iterable[dict], prefix: str) -> dict[str, Remote]:
             key = item["Key"]
             if key.endswith("/") and int(item["Size"]) == 0:
                 continue  # a folder marker, not a file (the AWS CLI skips it too)
-            found[key[len(prefix):]] = Remote(int(item["Size"]), item.get("ETag", "").strip('"'),
-                                              str(item["LastModified"]))
+            path = intern(key[len(prefix):])  # the scan and the record hold it as one string
+            found[path] = Remote(int(item["Size"]), item.get("ETag", "").strip('"'), str(item["LastModified"]))
     return found
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Callable, Iterable, Mapping
 
 from . import awsconfig, names, s3
@@ -178,7 +179,6 @@ def scan_local(data_dir: str, selection: Selection = Selection(), *, follow_syml
     left = [] if left is None else left
 
     inner = len(os.path.join(data_dir, ""))
-    uid = os.getuid() if hasattr(os, "getuid") else None  # (Windows: always asked)
 
     def relative(full: str) -> str:
         # os.walk joins onto data_dir as given: cutting it off is os.path.relpath, 20 times sooner.
@@ -245,12 +245,13 @@ def scan_local(data_dir: str, selection: Selection = Selection(), *, follow_syml
             if not stat.S_ISREG(st.st_mode):
                 skipped[rel] = "not a regular file: a FIFO, socket or device"
                 continue
-            # The owner's read bit decides for the owner (an ACL cannot narrow it): asked
-            # of the system only for others' files, or one the owner cannot read.
-            if not (st.st_uid == uid and st.st_mode & stat.S_IRUSR) and not os.access(full, os.R_OK):
+            # Asked of the system, not read from the mode bits: ACLs, NFS and security
+            # modules can refuse what the owner's read bit allows.
+            if not os.access(full, os.R_OK):
                 skipped[rel] = "permission denied"
                 continue
-            files[rel] = Local(st.st_size, st.st_mtime_ns, st.st_ino)
+            # Interned: the listing and the record hold the same path as one string.
+            files[intern(rel)] = Local(st.st_size, st.st_mtime_ns, st.st_ino)
     return files, skipped
 
 

@@ -54,12 +54,31 @@ def test_a_listing_page_reads_the_same_with_and_without_the_shortcut():
     b"<ListBucketResult><Contents><Key>a</Key><Size>x</Size></Contents></ListBucketResult>",
     b"<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",
     b"<Error><Code>AccessDenied</Code></Error>",
+    # What an XML parser reads otherwise, or refuses, and the patterns could misread:
+    b"<ListBucketResult><Contents><Key>a</Key><Size>1</Size></Contents ><Contents><Key>b</Key><Size>2</Size>"
+    b"</Contents></ListBucketResult>",  # two objects, not one of b's fields
+    b'<ListBucketResult><Contents id="1"><Key>a</Key><Size>1</Size></Contents><Contents><Key>b</Key>'
+    b"<Size>2</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><!-- <Contents><Key>a</Key><Size>1</Size></Contents> --></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key><![CDATA[a</Key>]]></Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>caf&eacute;</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a&ampb</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a&#1;</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a\x01</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>caf\xe9</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult>" + b"<Contents><Key>a</Key><Size>1</Size>" * 4000 + b"</ListBucketResult>",
 ])
 def test_a_page_of_another_shape_is_left_whole_to_botocore(body):
     response = {"status_code": 200, "headers": {}, "body": body}
     customized: dict = {}
     s3.read_contents(response_dict=copy.copy(response), customized_response_dict=customized)
     assert customized == {}
+
+
+def test_references_read_as_an_xml_parser_reads_them():
+    page = PAGE.replace(b"proj/a%20b.csv", b"proj/&lt;&#233;&#xE9;&#x1F600;&apos;&gt;&amp;&#128;")
+    plain, fast = _parsed(page, fast=False), _parsed(page, fast=True)
+    assert fast["Contents"][0]["Key"] == plain["Contents"][0]["Key"] == "proj/<\u00e9\u00e9\U0001f600'>&\x80"
 
 
 def _through_client(body: bytes) -> tuple[dict, dict]:
