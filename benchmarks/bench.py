@@ -335,6 +335,9 @@ def bench_scale(runner: Runner, table: Table, kinds: list[str]) -> None:
         theirs = {name: runner.tmp / f"{name}-{kind}" for name in ("aws", "s5cmd")}
         for copy in theirs.values():
             shutil.copytree(proj / "data", copy)
+        # The copies above are still being written back to disk: the first timed tool
+        # (datakit) would share the disk and the cores with that. Written out first.
+        os.sync()
         print(f"  (set-up of {TREES[kind]}: {time.perf_counter() - started:.0f} s)", flush=True)
         local = f"{proj / 'data'}/"
 
