@@ -141,9 +141,10 @@ def _xml_text(raw: bytes) -> str:
         raw = raw.replace(b"&quot;", b'"').replace(b"&#34;", b'"')
         if b"&" in raw:
             text = raw.decode("utf-8")
-            if text.count("&") != len(_REFERENCE.findall(text)):
+            read, references = _REFERENCE.subn(_referenced, text)
+            if references != text.count("&"):  # an "&" that starts no reference
                 raise _NotOurs
-            return _REFERENCE.sub(_referenced, text)
+            return read
     return raw.decode("utf-8")
 
 
