@@ -7,8 +7,10 @@ network behave in ways loopback never does, at a point the test chooses:
 - ``hold()`` / ``hold_after(n)``: stop passing bytes either way (at once, or after
   n more bytes), so that a run stays in flight, even in the middle of a request or
   a download, for as long as the test needs; ``release()`` lets them through again;
-- ``cut()``: reset every connection and stop listening, as a server that died;
-  ``start()`` listens again on the same port;
+- ``cut()``: reset every connection and stop listening, as a server that died
+  (the port stays bound, so connections are refused and no other server takes it);
+  ``cut_after(n)`` does so the moment n more bytes have passed, with no held
+  moment in between; ``start()`` listens again on the same port;
 - ``connections`` and ``peak`` count connections in all and open at once.
 
 It runs an asyncio loop in a daemon thread of the test process, so it stops
@@ -33,6 +35,8 @@ class FaultProxy:
         self._open = 0
         self._budget = None  # bytes still allowed through; None: no limit
         self._server = None
+        self._parked = None  # bound, not listening, while cut: connections are refused
+        self._cut_when_spent = None  # cut_after(): what to run once the proxy has cut
         self._writers = set()
         self.loop = asyncio.new_event_loop()
         self._released = None
@@ -54,6 +58,9 @@ class FaultProxy:
     def start(self) -> "FaultProxy":
         """Listen (again, on the same port after a cut)."""
         async def listen():
+            if self._parked is not None:
+                self._parked.close()
+                self._parked = None
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", self.port or 0))
@@ -76,6 +83,16 @@ class FaultProxy:
 
         self._call(limit())
 
+    def cut_after(self, count: int, then=None) -> None:
+        """Pass count more bytes (both ways together), then cut() at once and call then()
+        (in the proxy's thread): a server that dies mid-transfer, with no moment where
+        requests wait and might time out instead."""
+        async def arm():
+            self._cut_when_spent = then or (lambda: None)
+            self._budget = count
+
+        self._call(arm())
+
     @property
     def held(self) -> bool:
         """Is the proxy holding (its byte allowance used up)?"""
@@ -92,20 +109,32 @@ class FaultProxy:
     def cut(self) -> None:
         """Stop listening and reset every open connection, as a dead server would."""
         async def kill():
-            if self._server is not None:
-                self._server.close()
-                self._server = None
-            for writer in list(self._writers):
-                sock = writer.get_extra_info("socket")
-                try:
-                    # SO_LINGER 0: the peer sees a reset, not an orderly close.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except (AttributeError, OSError):
-                    pass  # already closed
-                writer.transport.abort()
-            self._writers.clear()
+            self._cut_now()
 
         self._call(kill())
+
+    def _cut_now(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            # Keep the port: a bound socket that does not listen refuses connections,
+            # and no server of another test can be given the port meanwhile.
+            parked = socket.socket()
+            parked.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                parked.bind(("127.0.0.1", self.port))
+                self._parked = parked
+            except OSError:
+                parked.close()
+        for writer in list(self._writers):
+            sock = writer.get_extra_info("socket")
+            try:
+                # SO_LINGER 0: the peer sees a reset, not an orderly close.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except (AttributeError, OSError):
+                pass  # already closed
+            writer.transport.abort()
+        self._writers.clear()
 
     def stop(self) -> None:
         """Cut everything, finish every task and end the proxy's thread."""
@@ -118,6 +147,9 @@ class FaultProxy:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         self._call(finish())
+        if self._parked is not None:
+            self._parked.close()
+            self._parked = None
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -175,6 +207,10 @@ class FaultProxy:
             if self._budget > 0:
                 allowed = min(wanted, self._budget)
                 self._budget -= allowed
+                if self._budget == 0 and self._cut_when_spent is not None:
+                    then, self._cut_when_spent = self._cut_when_spent, None
+                    self.loop.call_soon(self._cut_now)
+                    self.loop.call_soon(then)
                 return allowed
             self._released.clear()
 
