@@ -80,8 +80,9 @@ def _read_contents_first(made: Any, served: Any) -> None:
 #: as a loop over "<" rather than a lazy ".*?": five times sooner on a page.)
 _CONTENTS = re.compile(rb"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>")
 _FIELDS = re.compile(rb"<(Key|Size|ETag|LastModified)>([^<]*)</(?:Key|Size|ETag|LastModified)>")
-#: Characters XML 1.0 does not allow, even as a reference: an XML parser refuses them.
-_NOT_XML = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+#: Every byte but the control characters XML 1.0 does not allow, even as a reference
+#: (an XML parser refuses them): deleting these from a page leaves only those.
+_XML_BYTES = bytes(c for c in range(256) if c >= 0x20 or c in (0x9, 0xA, 0xD))
 _REFERENCE = re.compile(r"&(?:#([0-9]{1,7})|#x([0-9a-fA-F]{1,6})|(lt|gt|amp|apos|quot));")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "apos": "'", "quot": '"'}
 
@@ -112,40 +113,99 @@ def read_contents(response_dict: dict, customized_response_dict: dict, **_: Any)
     # also keeps the pattern from searching a page of unclosed objects at length).
     opened = body.count(b"<Contents")
     if opened != body.count(b"<Contents>") or opened != body.count(b"</Contents") \
-            or opened != body.count(b"</Contents>") or b"<!" in body or _NOT_XML.search(body):
+            or opened != body.count(b"</Contents>") or b"<!" in body or body.translate(None, _XML_BYTES):
         return
-    contents, rest, start = [], [], 0
     try:
-        for match in _CONTENTS.finditer(body):
-            fields = dict(_FIELDS.findall(match.group(1)))
-            size = fields.get(b"Size", b"")
-            if b"Key" not in fields or not size.isdigit():
-                raise _NotOurs
-            contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
-                             "ETag": _xml_text(fields.get(b"ETag", b"")),
-                             "LastModified": _xml_text(fields.get(b"LastModified", b""))})
-            rest.append(body[start:match.start()])
-            start = match.end()
+        contents, rest = _alike(body, opened) or _one_by_one(body)
     except (_NotOurs, UnicodeDecodeError):
         return  # botocore reads the whole page
-    rest.append(body[start:])
-    response_dict["body"] = b"".join(rest)
+    response_dict["body"] = rest
     customized_response_dict["Contents"] = contents
 
 
+def _one_by_one(body: bytes) -> tuple[list[dict], bytes]:
+    """(objects, what is left of the page): each object read field by field."""
+    contents, rest, start = [], [], 0
+    for match in _CONTENTS.finditer(body):
+        found = _FIELDS.findall(match.group(1))
+        fields = dict(found)
+        size = fields.get(b"Size", b"")
+        if b"Key" not in fields or not size.isdigit() or len(fields) != len(found):  # (a field twice)
+            raise _NotOurs
+        contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
+                         "ETag": _xml_text(fields.get(b"ETag", b"")),
+                         "LastModified": _xml_text(fields.get(b"LastModified", b""))})
+        rest.append(body[start:match.start()])
+        start = match.end()
+    rest.append(body[start:])
+    return contents, b"".join(rest)
+
+
+#: One plain element (a name, text without markup, its end), as S3 writes an object's fields.
+_ELEMENT = re.compile(r"<([A-Za-z]{1,64})>[^<]*</\1>")
+_WANTED = ("Key", "Size", "ETag", "LastModified")
+
+
+def _alike(body: bytes, opened: int) -> tuple[list[dict], bytes] | None:
+    """(objects, what is left of the page) when every object on the page has the
+    fields of the first, in the same order, each plain text: what S3 servers write.
+    One pattern made for that order reads the whole page at once, three times sooner
+    than object by object. None when any object differs (_one_by_one reads them)."""
+    text = body.decode("utf-8")
+    first = _CONTENTS_TEXT.search(text)
+    if first is None:
+        return None
+    inner = first.group(1)
+    fields = _ELEMENT.findall(inner)
+    if not 0 < len(fields) <= 16 or len(set(fields)) != len(fields) or "Key" not in fields or "Size" not in fields \
+            or sum(len(m.group(0)) for m in _ELEMENT.finditer(inner)) != len(inner):
+        return None  # nested or repeated fields, or text between them: not this reading
+    found = _shape(tuple(fields)).findall(text)
+    if len(found) != opened:
+        return None  # (each match starts at one "<Contents>": all of them, or not alike)
+    at = {name: fields.index(name) if name in fields else None for name in _WANTED}
+    key, size, etag, modified = (at[name] for name in _WANTED)
+    contents = [{"Key": _text(one[key]), "Size": int(one[size]),
+                 "ETag": "" if etag is None else _text(one[etag]),
+                 "LastModified": "" if modified is None else _text(one[modified])} for one in found]
+    # Every "</Contents>" ends one of them: n - 1 of them followed by "<Contents>" means
+    # the objects stand together, nothing between them.
+    if text.count("</Contents><Contents>") == len(found) - 1:
+        rest = text[:first.start()] + text[text.rindex("</Contents>") + len("</Contents>"):]
+    else:
+        rest = _shape(tuple(fields)).sub("", text)
+    return contents, rest.encode("utf-8")
+
+
+_CONTENTS_TEXT = re.compile(r"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>")
+
+
+@functools.lru_cache(maxsize=8)
+def _shape(fields: tuple[str, ...]) -> re.Pattern:
+    """The pattern of an object with these fields in this order, each one's text a group
+    (a size in digits only)."""
+    parts = [f"<{name}>({'[0-9]+' if name == 'Size' else '[^<]*'})</{name}>" for name in fields]
+    return re.compile("<Contents>" + "".join(parts) + "</Contents>")
+
+
+def _text(value: str) -> str:
+    """An element's text with XML's references unescaped (the quotes around an ETag,
+    &quot; or &#34;, without the cost of a general unescape). A reference XML does not
+    know, or to a character it does not allow, raises _NotOurs."""
+    if "&" not in value:
+        return value
+    value = value.replace("&#34;", '"').replace("&quot;", '"')
+    if "&" not in value:
+        return value
+    read, references = _REFERENCE.subn(_referenced, value)
+    if references != value.count("&"):  # an "&" that starts no reference
+        raise _NotOurs
+    return read
+
+
 def _xml_text(raw: bytes) -> str:
-    """An element's text: UTF-8 with XML's references unescaped (the quotes around an
-    ETag, &quot; or &#34;, without the cost of a general unescape). A reference XML
-    does not know, or to a character it does not allow, raises _NotOurs."""
-    if b"&" in raw:
-        raw = raw.replace(b"&quot;", b'"').replace(b"&#34;", b'"')
-        if b"&" in raw:
-            text = raw.decode("utf-8")
-            read, references = _REFERENCE.subn(_referenced, text)
-            if references != text.count("&"):  # an "&" that starts no reference
-                raise _NotOurs
-            return read
-    return raw.decode("utf-8")
+    """The text of an element read from the page's bytes: UTF-8, then as _text."""
+    return _text(raw.decode("utf-8"))
 
 
 def _referenced(match: re.Match) -> str:

@@ -29,6 +29,13 @@ _JUNK = re.compile(
 )
 
 
+
+def _could_be_junk(path: str) -> bool:
+    """False for most paths, sooner than _JUNK answers: every junk name starts with "." or
+    "~", or ends in "s.db" or ".ini" (case ignored)."""
+    return path[:1] in (".", "~") or "/." in path or "/~" in path or path[-4:].lower() in ("s.db", ".ini")
+
+
 @dataclass(frozen=True)
 class _Rule:
     """One .gitignore line: matches a whole path (never "everything below it")."""
@@ -211,7 +218,7 @@ class Selection:
     def left_out(self, path: str) -> bool:
         """Is this path (a folder ends with /) junk or excluded, itself or through a folder
         above it? The same answer for a file in data/, an object and a record entry."""
-        if _JUNK.search(path):
+        if _could_be_junk(path) and _JUNK.search(path):
             return True
         if not self.patterns:
             return False

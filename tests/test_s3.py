@@ -112,3 +112,61 @@ def test_a_page_cut_short_or_an_error_sent_as_200_is_still_retried(body):
     # botocore turns these into a 500, which its retries and errors then handle.
     response, _ = _through_client(body)
     assert response["status_code"] == 500
+
+
+def _compact(objects: list[tuple], order: tuple[str, ...], between: bytes = b"") -> bytes:
+    """A page as S3 servers write it: no space, every object with the same fields."""
+    head = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<Name>bkt</Name><Prefix>proj/</Prefix><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType>"
+            b"<IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;k</NextContinuationToken>")
+    items = []
+    for key, etag, size, when in objects:
+        fields = {"Key": key, "ETag": etag, "Size": size, "LastModified": when, "StorageClass": b"STANDARD",
+                  "ChecksumAlgorithm": b"CRC64NVME"}
+        items.append(b"<Contents>" + b"".join(b"<%s>%s</%s>" % (name.encode(), fields[name], name.encode())
+                                              for name in order) + b"</Contents>")
+    return head + between.join(items) + b"<CommonPrefixes><Prefix>proj/sub/</Prefix></CommonPrefixes></ListBucketResult>"
+
+
+OBJECTS = [
+    (b"proj/a%20b.csv", b"&#34;5a444b8faa35aa284e146267c5d05a66&#34;", b"1024", b"2026-11-14T15:30:07.412Z"),
+    (b"proj/caf%C3%A9/%26amp%3B.txt", b"&quot;e1-2&quot;", b"0", b"2026-11-14T15:30:08Z"),
+    (b"proj/&lt;&#233;&#xE9;&apos;&gt;&amp;&#34;", b'"plain"', b"7", b"2026-11-14T15:30:09Z"),
+    (b"proj/%E2%80%AEevil", b"", b"3", b"2026-11-14T15:30:10Z"),
+]
+SEAWEED = ("Key", "ETag", "Size", "StorageClass", "LastModified")
+AWS = ("Key", "LastModified", "ETag", "ChecksumAlgorithm", "Size", "StorageClass")
+
+
+@pytest.mark.parametrize("body", [
+    _compact(OBJECTS, SEAWEED),
+    _compact(OBJECTS, AWS),
+    _compact(OBJECTS, ("Size", "Key")),  # no ETag, no time
+    _compact(OBJECTS, AWS, between=b"\n"),  # something between objects
+    _compact(OBJECTS[:2], AWS) .replace(b"</Contents><CommonPrefixes>",
+                                        b"</Contents>" + _compact(OBJECTS[2:], SEAWEED).split(b"</NextContinuationToken>")[1]
+                                        .split(b"<CommonPrefixes>")[0] + b"<CommonPrefixes>"),  # orders differ
+], ids=["seaweedfs", "aws", "few fields", "apart", "mixed orders"])
+def test_a_page_of_alike_objects_reads_as_botocore_reads_it(body):
+    plain, fast = _parsed(body, fast=False), _parsed(body, fast=True)
+    fields = ("Key", "Size", "ETag", "LastModified")
+    assert len(fast["Contents"]) == 4
+    assert [{f: c.get(f, "") for f in fields} for c in plain["Contents"]] == fast["Contents"]
+    assert fast["Contents"][2]["Key"] == "proj/<\u00e9\u00e9'>&\""
+    for key in ("IsTruncated", "NextContinuationToken", "CommonPrefixes", "EncodingType", "Name"):
+        assert plain[key] == fast[key], key
+
+
+@pytest.mark.parametrize("body", [
+    _compact(OBJECTS, SEAWEED).replace(b"<Size>7</Size>", b"<Size>-7</Size>"),
+    _compact(OBJECTS, SEAWEED).replace(b"&#233;", b"&#1;"),
+    _compact(OBJECTS, SEAWEED).replace(b"&#233;", b"&eacute;"),
+    _compact(OBJECTS, SEAWEED).replace(b"proj/a%20b.csv", b"proj/a\x0bb.csv"),
+    _compact(OBJECTS, SEAWEED).replace(b"proj/a%20b.csv", b"proj/caf\xe9"),
+    _compact(OBJECTS, SEAWEED).replace(b"<Key>proj/a%20b.csv</Key>", b"<Key>proj/a%20b.csv</Key><Key>x</Key>"),
+])
+def test_an_alike_page_with_one_bad_object_is_left_whole_to_botocore(body):
+    response = {"status_code": 200, "headers": {}, "body": body}
+    customized: dict = {}
+    s3.read_contents(response_dict=copy.copy(response), customized_response_dict=customized)
+    assert customized == {}

@@ -246,3 +246,17 @@ def test_a_pattern_typed_in_nfc_leaves_out_the_nfd_name_macos_writes():
     selection = Selection(patterns=("caf\u00e9/", "r\u00e9sum\u00e9.txt"))
     assert selection.left_out("cafe\u0301/menu.txt") and selection.left_out("caf\u00e9/menu.txt")
     assert selection.left_out("notes/re\u0301sume\u0301.txt") and not selection.left_out("cafe/menu.txt")
+
+
+@pytest.mark.parametrize("path, junk", [
+    *[(path, True) for path in JUNK],
+    *[(path.upper(), True) for path in JUNK],
+    ("a/b/EHTHUMBS.DB", True), ("a/b/Desktop.INI", True), ("raw/~$x", True), ("a/.datakit-data-1f.part", True),
+    ("raw/.IPYNB_CHECKPOINTS/a/b.csv", True), (".ipynb_checkpoints/", True), ("._x", True),
+    ("raw/x.ds_store", False), ("raw/athumbs.db", False), ("raw/desktop.ini.csv", False), ("a~$b", False),
+    ("raw/report.xlsx", False), ("raw/.ipynb_checkpoints.csv", False), ("x.part", False),
+])
+def test_junk_names_are_told_from_their_neighbours(path, junk):
+    from datakit_data.selection import Selection
+
+    assert Selection().left_out(path) is junk
