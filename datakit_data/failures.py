@@ -26,11 +26,11 @@ def withheld(line: str) -> bool:
     return line.startswith("fatal error:") or bool(_PROFILE_MISSING.search(line))
 
 
-def _where(settings: Settings) -> str:
+def shown_endpoint(settings: Settings) -> str:
     return mask_secrets(settings.endpoint_url) if settings.endpoint_url else "AWS S3"
 
 
-def _verb(step: str, settings: Settings) -> str:
+def doing(step: str, settings: Settings) -> str:
     url = mask_secrets(settings.s3_url)
     return {
         "push": f"Upload to {url}",
@@ -58,7 +58,7 @@ def explain_failure(returncode: int, lines: list[str], settings: Settings, step:
         detail = _last_message(lines)
         reason = (f"the AWS CLI exited with code {returncode}{': ' + detail if detail else ''}. "
                   "Run again with the `debug` flag word for details.")
-        return SyncError(f"{_verb(step, settings)} failed: {reason}", reason=reason)
+        return SyncError(f"{doing(step, settings)} failed: {reason}", reason=reason)
     return _explained(kind, facts, settings, step)
 
 
@@ -83,7 +83,7 @@ def explain_error(err: Exception, settings: Settings, step: str) -> DatakitDataE
     if kind is None:
         detail = _last_message(mask_secrets(str(err)).splitlines()) or "no reason given"
         reason = f"{detail}. Run `datakit --debug ...` for details."
-        return SyncError(f"{_verb(step, settings)} failed: {reason}", reason=reason)
+        return SyncError(f"{doing(step, settings)} failed: {reason}", reason=reason)
     return _explained(kind, facts, settings, step)
 
 
@@ -121,7 +121,7 @@ def _kind_in_text(text: str) -> tuple[str | None, dict]:
 
 def _explained(kind: str, facts: dict, settings: Settings, step: str) -> DatakitDataError:
     """The one table of sentences: the error for a kind of failure."""
-    where = _where(settings)
+    where = shown_endpoint(settings)
     reasons = {
         "profile missing": lambda: (
             f'AWS profile "{facts.get("name")}" was not found. Add it to '
@@ -151,7 +151,7 @@ def _explained(kind: str, facts: dict, settings: Settings, step: str) -> Datakit
     }
     reason = reasons[kind]()
     cls = ConfigError if kind == "profile missing" else SyncError
-    return cls(f"{_verb(step, settings)} failed: {reason}", reason=reason)
+    return cls(f"{doing(step, settings)} failed: {reason}", reason=reason)
 
 
 def _last_message(lines: list[str]) -> str:

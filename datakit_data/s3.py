@@ -18,10 +18,11 @@ import time
 from sys import intern
 from typing import Any, Iterable, Mapping
 
-from . import conditions
+from . import conditions, failures
 from .awsconfig import botocore
 from .failures import explain_error
 from .exceptions import DatakitDataError, SyncError
+from .layout import PROJECT_CONFIG
 from .masking import mask_secrets, without_credentials
 from .names import printable
 from .plan import Remote
@@ -79,7 +80,6 @@ def _read_contents_first(made: Any, served: Any) -> None:
 #: A listing page's objects, and the fields of one, as S3 writes them. (Written out
 #: as a loop over "<" rather than a lazy ".*?": five times sooner on a page.)
 _CONTENTS = re.compile(rb"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>")
-_FIELDS = re.compile(rb"<(Key|Size|ETag|LastModified)>([^<]*)</(?:Key|Size|ETag|LastModified)>")
 #: Every byte but the control characters XML 1.0 does not allow, even as a reference
 #: (an XML parser refuses them): deleting these from a page leaves only those.
 _XML_BYTES = bytes(c for c in range(256) if c >= 0x20 or c in (0x9, 0xA, 0xD))
@@ -127,10 +127,9 @@ def _one_by_one(body: bytes) -> tuple[list[dict], bytes]:
     """(objects, what is left of the page): each object read field by field."""
     contents, rest, start = [], [], 0
     for match in _CONTENTS.finditer(body):
-        found = _FIELDS.findall(match.group(1))
-        fields = dict(found)
+        fields = _fields_of(match.group(1))
         size = fields.get(b"Size", b"")
-        if b"Key" not in fields or not size.isdigit() or len(fields) != len(found):  # (a field twice)
+        if b"Key" not in fields or not size.isdigit():
             raise _NotOurs
         contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
                          "ETag": _xml_text(fields.get(b"ETag", b"")),
@@ -139,6 +138,30 @@ def _one_by_one(body: bytes) -> tuple[list[dict], bytes]:
         start = match.end()
     rest.append(body[start:])
     return contents, b"".join(rest)
+
+
+#: One field of an object, and the space before it: a plain element (groups 1 and 2:
+#: name and text), or one holding plain elements (group 3: its name), as <Owner> does.
+_FIELD = re.compile(rb"[ \t\r\n]*(?:<(\w+)>([^<]*)</\1>|<(\w+)>(?:[ \t\r\n]*<(\w+)>[^<]*</\4>)*[ \t\r\n]*</\3>)")
+_USED = (b"Key", b"Size", b"ETag", b"LastModified")
+
+
+def _fields_of(inner: bytes) -> dict[bytes, bytes]:
+    """{name: text} of an object's plain fields (what an element like <Owner> holds is
+    not among them). Anything else in it (markup an XML parser would refuse, text
+    between fields, one of our four fields twice) raises _NotOurs: botocore reads
+    that page."""
+    fields, at = {}, 0
+    while (field := _FIELD.match(inner, at)) is not None and field.end() > at:
+        name = field.group(1)
+        if name is not None:
+            if name in fields and name in _USED:
+                raise _NotOurs
+            fields[name] = field.group(2)
+        at = field.end()
+    if inner[at:].strip(b" \t\r\n"):
+        raise _NotOurs
+    return fields
 
 
 #: One plain element (a name, text without markup, its end), as S3 writes an object's fields.
@@ -233,32 +256,56 @@ def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
     try:
         first = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix)
         if not first.get("IsTruncated"):
-            return _objects([first], base)
+            return _objects([first], base, prefix)
         pages = list(s3.get_paginator("list_objects_v2").paginate(
             Bucket=settings.bucket, Prefix=prefix, Delimiter="/"))
         folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", ())]
-        found = _objects(pages, base)
+        found = _objects(pages, base, prefix)
         with concurrent.futures.ThreadPoolExecutor(min(workers(settings), max(1, len(folders)))) as pool:
             for part in pool.map(lambda folder: _list_all(s3, settings.bucket, folder, base), folders):
                 found.update(part)
         return found
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise explain_error(err, settings, "list")
+    except _NotAListing as err:
+        raise _not_a_listing(settings, f"a listing that is not S3's: {err}") from err
+    except (AttributeError, KeyError, TypeError) as err:
+        # What botocore's own handlers raise on a page no S3 server writes (a key twice).
+        raise _not_a_listing(settings, "a listing page that is not S3's XML", debug=True) from err
+
+
+def _not_a_listing(settings: Settings, what: str, debug: bool = False) -> SyncError:
+    more = "; `datakit --debug ...` shows more" if debug else ""
+    return SyncError(f"{failures.doing('list', settings)} failed: {failures.shown_endpoint(settings)} sent {what}. "
+                     f"Check that it is an S3 server, or \"s3_endpoint_url\" in {PROJECT_CONFIG}{more}.")
+
+
+class _NotAListing(ValueError):
+    """An object in a listing page that no S3 server lists so."""
 
 
 def _list_all(s3: Any, bucket: str, folder: str, prefix: str) -> dict[str, Remote]:
-    return _objects(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), prefix)
+    return _objects(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), prefix, folder)
 
 
-def _objects(pages: Iterable[dict], prefix: str) -> dict[str, Remote]:
+def _objects(pages: Iterable[dict], prefix: str, asked: str | None = None) -> dict[str, Remote]:
+    """{path under prefix: Remote} for the objects of these pages, which list the
+    folder ``asked`` (prefix, unless given)."""
+    asked = prefix if asked is None else asked
     found = {}
     for page in pages:
         for item in page.get("Contents", ()):
-            key = item["Key"]
-            if key.endswith("/") and int(item["Size"]) == 0:
+            key, size = item.get("Key"), item.get("Size")
+            if not isinstance(key, str):
+                raise _NotAListing("an object without a key")
+            if not key.startswith(asked):
+                raise _NotAListing(f'object "{printable(key)}" is outside {asked or "the bucket"}, which was asked for')
+            if not isinstance(size, int):
+                raise _NotAListing(f'object "{printable(key)}" has no size')
+            if key.endswith("/") and size == 0:
                 continue  # a folder marker, not a file (the AWS CLI skips it too)
             path = intern(key[len(prefix):])  # the scan and the record hold it as one string
-            found[path] = Remote(int(item["Size"]), item.get("ETag", "").strip('"'), str(item["LastModified"]))
+            found[path] = Remote(size, item.get("ETag", "").strip('"'), str(item.get("LastModified", "")))
     return found
 
 

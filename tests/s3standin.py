@@ -12,6 +12,9 @@ operation:
   conditional writes race), ``times`` times at most;
 - ``ignore_version_ids()``: forward GETs without their ``versionId``, as a server
   that reports versioning but ignores the version asked for;
+- ``rewrite(match, change)``: forward such requests, and answer with
+  ``change(body)`` instead of the server's body (a store, or a hostile one, that
+  writes its pages otherwise);
 - ``seen`` records every request (method, path, headers).
 
 It forwards to the upstream server with the same Host header, so signatures stay
@@ -71,6 +74,7 @@ class StandIn:
         self._rules: list[_Rule] = []
         self._holds: list[_Hold] = []
         self._drop_version_ids = False
+        self._rewrites: list[tuple] = []
         self._lock = threading.Lock()
         standin = self
 
@@ -107,6 +111,10 @@ class StandIn:
     def answer(self, match, status: int, code: str, times: int | None = None) -> None:
         with self._lock:
             self._rules.append(_Rule(match, status, code, times))
+
+    def rewrite(self, match, change) -> None:
+        with self._lock:
+            self._rewrites.append((match, change))
 
     def ignore_version_ids(self) -> None:
         self._drop_version_ids = True
@@ -176,6 +184,10 @@ class StandIn:
             upstream.endheaders(request.body)
             answer = upstream.getresponse()
             payload = answer.read()
+            with self._lock:
+                change = next((c for m, c in self._rewrites if m(request)), None)
+            if change is not None:
+                payload = change(payload)
             handler.send_response_only(answer.status, answer.reason)
             head = request.method == "HEAD"  # its Content-Length is the object's size
             for name, value in answer.getheaders():

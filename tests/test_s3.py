@@ -4,6 +4,7 @@ import copy
 import pytest
 
 from datakit_data import awsconfig, s3
+from helpers import BUCKET
 
 PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bkt</Name><Prefix>proj/</Prefix>
@@ -170,3 +171,61 @@ def test_an_alike_page_with_one_bad_object_is_left_whole_to_botocore(body):
     customized: dict = {}
     s3.read_contents(response_dict=copy.copy(response), customized_response_dict=customized)
     assert customized == {}
+
+
+# Pages as a store writes them, through a real listing ---------------------------
+
+def _listing(request) -> bool:
+    return request.method == "GET" and "list-type" in request.query
+
+
+def _odd_order_and_spaces(body: bytes) -> bytes:
+    """The first two objects with their fields in reverse order and a space after them."""
+    import re
+
+    def turn(match):
+        fields = re.findall(rb"<\w+>[^<]*</\w+>", match.group(0))
+        return b"<Contents>" + b"".join(reversed(fields)) + b"</Contents>\n "
+
+    return re.sub(rb"<Contents>.*?</Contents>", turn, body, count=2)
+
+
+def test_a_store_writing_its_objects_in_another_shape_is_read_alike(project, bucket, standin):
+    from helpers import ok
+
+    project.configure()
+    for i in range(30):
+        project.write(f"rows/{i:02d}.csv", f"{i}\n")
+    ok(project.run("data", "push"))
+    project.configure(s3_endpoint_url=standin.endpoint_url)
+    standin.rewrite(_listing, _odd_order_and_spaces)
+
+    result = ok(project.run("data", "status", "--json"))
+
+    import json
+    report = json.loads(result.stdout)
+    assert report["unchanged"] == 30
+    assert report["push"] == {"new": [], "changed": [], "restored": [], "deleted": [], "kept": {}}
+    assert report["pull"]["new"] == [] and report["pull"]["changed"] == []
+
+
+@pytest.mark.parametrize("change", [
+    lambda body: body.replace(b"</Key>", b"</Key><Key>other</Key>", 1),  # a key twice
+    lambda body: body.replace(b"<Size>", b"<Size><Size>", 1),  # not XML
+    lambda body: body.replace(b"<Key>", b"<Key>elsewhere/", 1),  # a key outside the folder asked
+], ids=["key twice", "broken", "outside"])
+def test_a_listing_page_no_s3_server_writes_is_a_clean_error(project, bucket, standin, change):
+    from helpers import assert_clean_error, ok
+
+    project.configure()
+    for i in range(3):
+        project.write(f"rows/{i:02d}.csv", f"{i}\n")
+    ok(project.run("data", "push"))
+    before = bucket.objects(project.name)
+    project.configure(s3_endpoint_url=standin.endpoint_url)
+    standin.rewrite(_listing, change)
+
+    for words in (("data", "status"), ("data", "push"), ("data", "pull")):
+        text = assert_clean_error(project.run(*words))
+        assert f"Listing s3://{BUCKET}/{project.name}/ failed: " in text, text
+    assert bucket.objects(project.name) == before
