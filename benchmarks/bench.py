@@ -124,6 +124,17 @@ def touch_files(root: Path, count: int) -> None:
         os.utime(path, (later, later))
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat (Linux)."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(n) for n in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 1
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 class Runner:
     """Runs and times commands in an isolated environment."""
 
@@ -140,6 +151,22 @@ class Runner:
         # show datakit's own costs; one row shows the AWS CLI's own default beside it.
         self.same_concurrency = tmp / "aws-config-same"
         self.same_concurrency.write_text(f"[default]\ns3 =\n    max_concurrent_requests = {DEFAULT_CONCURRENCY}\n")
+
+    def settle(self, quiet: float = 0.1, window: float = 2.0, longest: float = 180.0) -> float:
+        """Write dirty pages out, then wait until the machine is idle (below ``quiet`` of
+        its cores busy over ``window`` seconds): after 100,000 uploads SeaweedFS goes on
+        compacting its store for a while, on the cores the next timed tool needs.
+        Returns the seconds waited."""
+        started = time.perf_counter()
+        os.sync()
+        while time.perf_counter() - started < longest:
+            before = _cpu_times()
+            time.sleep(window)
+            after = _cpu_times()
+            busy = (after[0] - before[0]) / max(1, after[1] - before[1])
+            if busy < quiet:
+                break
+        return time.perf_counter() - started
 
     def timed(self, args, cwd, env=None, watch_memory=False) -> float:
         started = time.perf_counter()
@@ -342,8 +369,13 @@ def bench_scale(runner: Runner, table: Table, kinds: list[str]) -> None:
         local = f"{proj / 'data'}/"
 
         def three(op, dk_run, aws_run, s5_run=None):
-            dk_time = dk_run()
-            measured[(kind, op)] = (dk_time, runner.last_peak_kib / 1024, aws_run(), s5_run() if s5_run else None)
+            def settled(run):
+                runner.settle()  # each tool starts on an idle machine (see Runner.settle)
+                return run()
+
+            dk_time = settled(dk_run)
+            peak = runner.last_peak_kib / 1024
+            measured[(kind, op)] = (dk_time, peak, settled(aws_run), settled(s5_run) if s5_run else None)
 
         three("no-op push", lambda: runner.datakit(proj, "push", "only-show-errors"),
               lambda: runner.aws_sync(local, url), lambda: runner.s5cmd_sync(local, url))
@@ -388,17 +420,26 @@ def bench_first(runner: Runner, table: Table, kind: str) -> None:
     proj = runner.project(f"first-{kind}", f"dk/{tag}", None)
     make_tree(proj / "data", kind)
     local = f"{proj / 'data'}/"
-    dk_push = runner.datakit(proj, "push", "only-show-errors")
+    waited = []
+
+    def settled(run):
+        # Each tool starts on an idle machine: after 100,000 uploads SeaweedFS compacts
+        # its store for a while, which slowed whichever tool came next.
+        waited.append(runner.settle())
+        return run()
+
+    dk_push = settled(lambda: runner.datakit(proj, "push", "only-show-errors"))
     push_peak = runner.last_peak_kib / 1024
-    aws_push = runner.aws_sync(local, f"s3://{BUCKET}/aws/{tag}/")
-    s5_push = runner.s5cmd_sync(local, f"s3://{BUCKET}/s5/{tag}/")
+    aws_push = settled(lambda: runner.aws_sync(local, f"s3://{BUCKET}/aws/{tag}/"))
+    s5_push = settled(lambda: runner.s5cmd_sync(local, f"s3://{BUCKET}/s5/{tag}/"))
     url = f"s3://{BUCKET}/dk/{tag}/"
     clone = runner.project(f"first-{kind}-clone", f"dk/{tag}", None)
-    dk_pull = runner.datakit(clone, "pull", "only-show-errors")
+    dk_pull = settled(lambda: runner.datakit(clone, "pull", "only-show-errors"))
     pull_peak = runner.last_peak_kib / 1024
     theirs = {name: runner.tmp / f"first-{name}-{kind}" for name in ("aws", "s5cmd")}
-    aws_pull = runner.aws_sync(url, f"{theirs['aws']}/")
-    s5_pull = runner.s5cmd_sync(url + "*", f"{theirs['s5cmd']}/")
+    aws_pull = settled(lambda: runner.aws_sync(url, f"{theirs['aws']}/"))
+    s5_pull = settled(lambda: runner.s5cmd_sync(url + "*", f"{theirs['s5cmd']}/"))
+    print("  (waited for an idle machine before each: " + ", ".join(f"{w:.0f} s" for w in waited) + ")", flush=True)
     for op, dk_time, aws_time, s5_time, peak in (("first push", dk_push, aws_push, s5_push, push_peak),
                                                  ("first pull (fresh clone)", dk_pull, aws_pull, s5_pull, pull_peak)):
         table.add(TREES[kind], op, dk_time, aws_time, peak_mib=peak)
