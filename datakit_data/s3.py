@@ -143,7 +143,9 @@ def _one_by_one(body: bytes) -> tuple[list[dict], bytes]:
 #: One field of an object, and the space before it: a plain element (groups 1 and 2:
 #: name and text), or one holding plain elements (group 3: its name), as <Owner> does.
 _FIELD = re.compile(rb"[ \t\r\n]*(?:<(\w+)>([^<]*)</\1>|<(\w+)>(?:[ \t\r\n]*<(\w+)>[^<]*</\4>)*[ \t\r\n]*</\3>)")
-_USED = (b"Key", b"Size", b"ETag", b"LastModified")
+#: The fields of an object that datakit reads.
+_WANTED = ("Key", "Size", "ETag", "LastModified")
+_USED = tuple(name.encode() for name in _WANTED)
 
 
 def _fields_of(inner: bytes) -> dict[bytes, bytes]:
@@ -166,7 +168,8 @@ def _fields_of(inner: bytes) -> dict[bytes, bytes]:
 
 #: One plain element (a name, text without markup, its end), as S3 writes an object's fields.
 _ELEMENT = re.compile(r"<([A-Za-z]{1,64})>[^<]*</\1>")
-_WANTED = ("Key", "Size", "ETag", "LastModified")
+#: _CONTENTS, for the page read as text.
+_CONTENTS_TEXT = re.compile(_CONTENTS.pattern.decode("ascii"))
 
 
 def _alike(body: bytes, opened: int) -> tuple[list[dict], bytes] | None:
@@ -179,15 +182,16 @@ def _alike(body: bytes, opened: int) -> tuple[list[dict], bytes] | None:
     if first is None:
         return None
     inner = first.group(1)
-    fields = _ELEMENT.findall(inner)
+    elements = list(_ELEMENT.finditer(inner))
+    fields = tuple(element.group(1) for element in elements)
     if not 0 < len(fields) <= 16 or len(set(fields)) != len(fields) or "Key" not in fields or "Size" not in fields \
-            or sum(len(m.group(0)) for m in _ELEMENT.finditer(inner)) != len(inner):
+            or sum(len(element.group(0)) for element in elements) != len(inner):
         return None  # nested or repeated fields, or text between them: not this reading
-    found = _shape(tuple(fields)).findall(text)
+    shape = _shape(fields)
+    found = shape.findall(text)
     if len(found) != opened:
         return None  # (each match starts at one "<Contents>": all of them, or not alike)
-    at = {name: fields.index(name) if name in fields else None for name in _WANTED}
-    key, size, etag, modified = (at[name] for name in _WANTED)
+    key, size, etag, modified = (fields.index(name) if name in fields else None for name in _WANTED)
     contents = [{"Key": _text(one[key]), "Size": int(one[size]),
                  "ETag": "" if etag is None else _text(one[etag]),
                  "LastModified": "" if modified is None else _text(one[modified])} for one in found]
@@ -196,11 +200,8 @@ def _alike(body: bytes, opened: int) -> tuple[list[dict], bytes] | None:
     if text.count("</Contents><Contents>") == len(found) - 1:
         rest = text[:first.start()] + text[text.rindex("</Contents>") + len("</Contents>"):]
     else:
-        rest = _shape(tuple(fields)).sub("", text)
+        rest = shape.sub("", text)
     return contents, rest.encode("utf-8")
-
-
-_CONTENTS_TEXT = re.compile(r"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>")
 
 
 @functools.lru_cache(maxsize=8)
@@ -288,10 +289,9 @@ def _list_all(s3: Any, bucket: str, folder: str, prefix: str) -> dict[str, Remot
     return _objects(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), prefix, folder)
 
 
-def _objects(pages: Iterable[dict], prefix: str, asked: str | None = None) -> dict[str, Remote]:
+def _objects(pages: Iterable[dict], prefix: str, asked: str) -> dict[str, Remote]:
     """{path under prefix: Remote} for the objects of these pages, which list the
-    folder ``asked`` (prefix, unless given)."""
-    asked = prefix if asked is None else asked
+    folder ``asked`` (prefix or a folder in it)."""
     found = {}
     for page in pages:
         for item in page.get("Contents", ()):

@@ -29,7 +29,6 @@ _JUNK = re.compile(
 )
 
 
-
 def _could_be_junk(path: str) -> bool:
     """False for most paths, sooner than _JUNK answers: every junk name starts with "." or
     "~", or ends in "s.db" or ".ini" (case ignored)."""
