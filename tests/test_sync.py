@@ -457,3 +457,28 @@ def test_the_bundled_aws_cli_is_told_the_listing_and_lists_nothing_itself(projec
     assert len(listings()) == 1
     assert sorted(r.key for r in standin.seen if r.method == "GET" and "list-type" not in r.query) == [
         f"told-{project.name}/d{i}/f.csv" for i in range(3)]
+
+
+def test_the_aws_clis_debug_log_shows_with_debug_and_not_without(project, colleague, bucket):
+    """Without ``debug`` the launcher keeps the CLI's logger at its handler's level, so no
+    record is made only to be thrown away; with it, the CLI's debug log is all there."""
+    for checkout in (project, colleague):
+        checkout.configure()
+    project.write("a.csv", "a\n")
+
+    quiet = project.run("data", "push")
+    assert quiet.returncode == 0, output(quiet)
+    assert "file does not exist at destination" not in output(quiet)
+
+    project.write("b.csv", "b\n")
+    loud = project.run("data", "push", "debug")
+    assert loud.returncode == 0, output(loud)
+    # The sync strategy's line for the file, and botocore's log: the CLI's debug log.
+    assert re.search(r"syncing: \S+/b\.csv -> \S+/b\.csv, file does not exist at destination", output(loud))
+    assert "botocore.endpoint - DEBUG - Sending http request" in output(loud)
+    assert bucket.objects(project.name) == {"a.csv": b"a\n", "b.csv": b"b\n"}
+
+    loud = colleague.run("data", "pull", "debug")
+    assert loud.returncode == 0, output(loud)
+    assert re.search(r"syncing: \S+/a\.csv -> \S+/a\.csv, file does not exist at destination", output(loud))
+    assert colleague.files() == project.files()
