@@ -10,6 +10,7 @@ process group, is waited on with a timeout, and is killed with its group.
 What tests import by name (Project, Bucket, ok, ...) is in helpers.py.
 """
 import os
+import signal
 import socket
 import sys
 import threading
@@ -39,6 +40,10 @@ def _isolate_this_process() -> None:
 
 
 _isolate_this_process()
+# Started in the background by a shell without job control (nohup make test &), this
+# process and every datakit it starts would ignore SIGINT, and the Ctrl-C tests would
+# see a push run to its end. A handler of ours is reset to the default across exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class OutsideWatch:
