@@ -125,3 +125,50 @@ def test_refused_keys_are_left_out_by_family_and_no_wanted_key_matches_a_family(
     for family in aws_cli.REFUSED_FAMILIES:
         for key in samples:
             assert not fnmatch.fnmatchcase(key, family) or key_problem(key), (family, key)
+
+
+def test_quiet_logs_makes_no_record_the_clis_handler_would_throw_away(capsys):
+    """What the AWS CLI does without --debug (set_stream_logger('awscli', ERROR)), in its
+    own session: after quiet_logs no debug record is made, an error is still shown."""
+    import logging
+
+    import awscli.clidriver
+    from datakit_data.aws_cli import quiet_logs
+
+    made = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args, **kwargs):
+        record = factory(*args, **kwargs)
+        made.append(record.levelno)
+        return record
+
+    cli = logging.getLogger("awscli")
+    level, handlers = cli.level, list(cli.handlers)
+    sync = logging.getLogger("awscli.customizations.s3.syncstrategy.base")
+    logging.setLogRecordFactory(counting)
+    try:
+        for quiet in (False, True):
+            session = awscli.clidriver.create_clidriver().session
+            if quiet:
+                quiet_logs(session)
+            session.set_stream_logger(logger_name="awscli", log_level=logging.ERROR)
+            made.clear()
+            sync.debug("syncing: a -> b, file does not exist at destination")
+            sync.error("an error the user must see")
+            assert made == ([logging.ERROR] if quiet else [logging.DEBUG, logging.ERROR])
+            cli.handlers[:] = handlers
+        # With --debug the launcher does not call it; were it called, DEBUG stays DEBUG.
+        session = awscli.clidriver.create_clidriver().session
+        quiet_logs(session)
+        session.set_stream_logger("awscli", logging.DEBUG, format_string="%(message)s")
+        made.clear()
+        sync.debug("syncing: c -> d")
+        assert made == [logging.DEBUG]
+    finally:
+        logging.setLogRecordFactory(factory)
+        cli.setLevel(level)
+        cli.handlers[:] = handlers
+    err = capsys.readouterr().err
+    assert err.count("an error the user must see") == 2 and "syncing: c -> d" in err
+    assert "syncing: a -> b" not in err
