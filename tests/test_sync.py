@@ -460,8 +460,8 @@ def test_the_bundled_aws_cli_is_told_the_listing_and_lists_nothing_itself(projec
 
 
 def test_the_aws_clis_debug_log_shows_with_debug_and_not_without(project, colleague, bucket):
-    """Without ``debug`` the launcher keeps the CLI's logger at its handler's level, so no
-    record is made only to be thrown away; with it, the CLI's debug log is all there."""
+    """With ``debug`` the CLI's debug log is all there, for push and pull; without it,
+    none of it shows. (That no record is made is test_aws_cli's quiet_logs test.)"""
     for checkout in (project, colleague):
         checkout.configure()
     project.write("a.csv", "a\n")
