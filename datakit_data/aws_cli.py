@@ -9,6 +9,7 @@ import codecs
 import contextlib
 import fnmatch
 import json
+import logging
 import os
 import re
 import shlex
@@ -284,16 +285,14 @@ try:
     threading.Thread(target=watch, daemon=True).start()
     gc.freeze()  # what is loaded so far stays: collections need not walk it
     args = json.loads(line)
+    from datakit_data import aws_cli, conditions
     if isinstance(args, dict):  # {"args": [...], "guard": the uploads' conditions, "listing": [...]}
         if args.get("guard") is not None:
-            from datakit_data import conditions
             conditions.install(driver.session, args["guard"])
         if args.get("listing") is not None:
-            from datakit_data import aws_cli
             aws_cli.answer_listings(driver.session, args["listing"])
         args = args["args"]
     if "--debug" not in args:
-        from datakit_data import aws_cli
         aws_cli.quiet_logs(driver.session)
     code = driver.main(args)
     gc.freeze()  # the process ends: its last collection would cost about 0.1 s
@@ -326,7 +325,6 @@ def quiet_logs(session: object) -> None:
     thrown away (the filter's, each pattern on each object: 120,000 records for 5
     patterns and 10,000 objects; the sync's, one or two per file, 7.6 us each). Set the
     logger itself to its handler's level too: the same is shown, and none are made."""
-    import logging
     stream_logger = session.set_stream_logger
 
     def quiet(logger_name, log_level, *more, **named):
