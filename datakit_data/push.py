@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from . import aws_cli, conditions, files, names, s3, versions
 from .exceptions import DatakitDataError, Interrupted
 from .files import copy_into, link_or_copy, why
-from .plan import Remote
+from .plan import Local, Remote
 from .safesync import Run
 from .threads import Beside
 
@@ -31,10 +31,18 @@ DELETED_MEANWHILE = "deleted meanwhile"  # refused under its condition: someone 
 WRONG_REFUSAL = "wrong refusal"  # refused, yet S3 still holds what the plan saw
 CHANGED_LOCALLY = "changed locally"  # the file changed while the push ran
 SOMEONE_ELSES = "someone else's"  # S3 holds another version, which this push did not send
+SENT_CHANGED = "sent, then changed"  # S3 holds whole bytes this push sent, but the file no longer holds them
+BUSY = "busy"  # S3 answered 409 to every try and still holds what the plan saw
+
+#: The local side recorded for a file whose content is not known: no file has it.
+UNKNOWN_FILE = Local(-1, -1, None)
 
 #: What each verdict tells the user, for those that name the file.
 WORDS = {
     CHANGED_LOCALLY: "it changed while the push ran; push again",
+    SENT_CHANGED: "it changed while the push ran; push again",
+    BUSY: ("S3 answered ConditionalRequestConflict (another write to it in flight) to every try and still holds "
+           "the version this push planned over; push again in a moment"),
     SOMEONE_ELSES: "S3 holds another version: someone pushed this file while this push ran",
     RACED: "S3 holds another version: someone pushed data/{path} after this push planned it. Pull, then push again.",
     DELETED_MEANWHILE: ("S3 no longer holds the version this push planned over: someone deleted data/{path} "
@@ -48,29 +56,41 @@ DELETE_RACED = ("S3 holds another version: someone pushed data/{path} after this
                 "Pull, then push again.")
 #: Verdicts that are conflicts, and those that skip the file (exit 2).
 CONFLICTS = (RACED, DELETED_MEANWHILE, GONE_AFTER_UPLOAD, SOMEONE_ELSES)
-SKIPS = (CHANGED_LOCALLY, WRONG_REFUSAL)
+SKIPS = (CHANGED_LOCALLY, SENT_CHANGED, WRONG_REFUSAL, BUSY)
 
 
 def upload_verdict(planned: Remote | None, now: Remote | None, *, ours: str | None, refusal: str | None = None,
-                   sent: bool = False, etag_is_md5: Callable[[], bool] = lambda: True,
+                   sent: bool = False, sent_etag: str = "", changed: bool = False,
+                   etag_is_md5: Callable[[], bool] = lambda: True,
                    as_scanned: Callable[[], bool] = lambda: True) -> str:
     """What became of one planned upload: ``planned`` is the object the plan saw
     (None: none), ``now`` the one S3 holds after the upload (None: none), ``ours`` the
-    local file's ETag (asked only when S3 holds an object), ``refusal`` the S3 code of a refused conditional upload, ``sent``
-    whether the AWS CLI reported the upload. ``etag_is_md5()`` (not with SSE-KMS or
-    SSE-C) and ``as_scanned()`` (the local file unchanged since the scan) are asked
-    only when they decide."""
+    local file's ETag (asked only when S3 holds an object), ``refusal`` the S3 code of a
+    refused conditional upload, ``sent`` whether the AWS CLI reported the upload and
+    ``sent_etag`` the ETag S3 answered it with, ``changed`` whether the upload was
+    stopped because the file changed as it was sent. ``etag_is_md5()`` (not with
+    SSE-KMS or SSE-C) and ``as_scanned()`` (the local file unchanged since the scan)
+    are asked only when they decide."""
+    # Is S3 still holding what the plan saw (or nothing, as the plan saw)?
+    unchanged = (now is None and planned is None) or (
+        now is not None and planned is not None and now.etag == planned.etag)
     if refusal is not None and not (now is not None and now.etag == ours):
         # (S3 holding our bytes: a retried write that had landed, recorded below.)
-        unchanged = (now is None and planned is None) or (
-            now is not None and planned is not None and now.etag == planned.etag)
         if unchanged and refusal in ("PreconditionFailed", "412"):
             return WRONG_REFUSAL
+        if unchanged and refusal == "ConditionalRequestConflict":
+            return BUSY
+        if now is None and planned is not None:
+            return DELETED_MEANWHILE  # (whatever the store's code: SeaweedFS answers 412)
         return refused_verdict(refusal)
+    if changed and unchanged:
+        return CHANGED_LOCALLY  # stopped before S3 took any of it
     if now is None:
         return GONE_AFTER_UPLOAD if sent else NOT_UPLOADED
     if now.etag == ours or not etag_is_md5():
         return RECORDED
+    if sent_etag and now.etag == sent_etag:
+        return SENT_CHANGED
     if same_object(now, planned):
         return NOT_UPLOADED  # the AWS CLI stopped first
     return SOMEONE_ELSES if as_scanned() else CHANGED_LOCALLY
@@ -167,44 +187,69 @@ class Push(Run):
         args = aws_cli.upload_args(self.settings, [*self.flags.cli, *who], root=self.selection.root)
         log.info("Running: %s", aws_cli.describe(args))
         guard = None
-        if self.cli.carries_conditions and self.memory.supported(self.settings):
+        if self.cli.carries_conditions:
             report_file = os.path.join(self.staging, "guard.jsonl")
-            guard = conditions.Guard(self.settings, self._expected(), report_file)
+            probe = tuple(kind for kind in (conditions.CREATE, conditions.REPLACE)
+                          if self.memory.supported(self.settings, kind))
+            guard = conditions.Guard(self.settings, self._expected(), report_file, probe)
         try:
             self.cli.run(args, self.settings, "push", guard=guard, listing=[] if told else None)
         finally:
             if guard is not None:
                 self.answers = guard.read()
+                self._learn(self.answers)
         if guard is None:
             # The AWS CLI ended well: it uploaded every staged file (each is newer than,
             # or differs in size from, what its listing saw).
             self.all_sent = True
-            # It cannot be sure that no push landed between its plan and its upload: say so.
-            left = conditions.protection(self.memory, self.settings, self.cli.carries_conditions)
-            log.warning("This push is %s: %s.", left["mode"], left["why"])
-            return
-        found = self.answers
-        if found.unsupported:
-            code = sorted(found.unsupported.values())[0]
-            if self.memory.learn(self.settings, "writes", "unsupported", code):
-                log.warning(conditions.unsupported_notice(self.settings, code, "writes"))
-            self._upload_again(args, set(found.unsupported))
-        elif found.refused:
-            self.memory.learn(self.settings, "writes", "enforced")
-        elif found.sent:
-            self.memory.learn(self.settings, "writes", "accepted")
+        elif self.answers.unsupported:
+            self._upload_again(args, set(self.answers.unsupported))
+        self._say_protection()
+
+    def _kind(self, path: str) -> str:
+        """The kind of condition the upload of path carries (see conditions.KINDS)."""
+        seen = self.outcome.remote.get(path)
+        return conditions.kind_of(None if seen is None else seen.etag)
 
     def _expected(self) -> dict[str, str | None]:
         """The conditions of the uploads: the ETag of each object the plan saw, None
-        where it saw none. (An object listed without an ETag cannot be named.)"""
+        where it saw none, for the kinds the store has not rejected. (An object listed
+        without an ETag cannot be named.)"""
         expect: dict[str, str | None] = {}
         for path in self.outcome.plan.transfer:
             seen = self.outcome.remote.get(path)
+            if not self.memory.supported(self.settings, self._kind(path)):
+                continue
             if seen is None:
                 expect[path] = None
             elif seen.etag:
                 expect[path] = seen.etag
         return expect
+
+    def _learn(self, found: conditions.Answers) -> None:
+        """Remember what the probes, and a store rejecting the headers, showed of each kind."""
+        rejected = {}
+        for path, code in found.unsupported.items():
+            rejected.setdefault(self._kind(path), code)
+        for kind, (state, code) in found.probes.items():
+            if state == conditions.UNSUPPORTED:
+                rejected.setdefault(kind, code)
+            else:
+                self.memory.learn(self.settings, kind, state, code)
+        for kind, code in sorted(rejected.items()):
+            if self.memory.learn(self.settings, kind, conditions.UNSUPPORTED, code):
+                log.warning(conditions.unsupported_notice(self.settings, code, kind))
+
+    def _say_protection(self) -> None:
+        """Say which of this push's uploads were not protected by a proven compare-and-swap."""
+        kinds = sorted({self._kind(path) for path in self.staged}, reverse=True)  # (replace, create)
+        found = conditions.protection(self.memory, self.settings, self.cli.carries_conditions)
+        said: dict[tuple[str, str], list[str]] = {}
+        for kind in kinds:
+            if found[kind]["mode"] != conditions.SWAP:
+                said.setdefault((found[kind]["mode"], found[kind]["why"]), []).append(conditions.COVERS[kind])
+        for (mode, why), covers in said.items():
+            log.warning("This push's %s %s %s: %s.", " and ".join(covers), "are", mode, why)
 
     def _upload_again(self, args: list[str], paths: set[str]) -> None:
         """Upload these paths once more without conditions, on a store that rejected them,
@@ -214,27 +259,32 @@ class Push(Run):
         into_again = names.Inside(os.path.join(again, "data"))
         for path in sorted(paths):
             link_or_copy(staged(path), into_again.prepared(path))
+        guard = conditions.Guard(self.settings, {}, os.path.join(self.staging, "again.jsonl"))
         with aws_cli.Cli() as cli:
             cli.prepare(again, self.cli_env, self.cli_concurrency)
-            cli.run(args, self.settings, "push", listing=[] if cli.answers_listings else None)
+            try:
+                cli.run(args, self.settings, "push", guard=guard, listing=[] if cli.answers_listings else None)
+            finally:
+                self.answers.merge(guard.read(), paths)
 
     def _delete(self) -> None:
         """Delete on S3 what was deleted locally, each object only if it is still the
         version the plan saw: a delete that lost to a concurrent push is a conflict."""
         expect = {path: self.outcome.remote[path].etag for path in self.outcome.plan.delete}
-        conditional = self.memory.supported(self.settings, "deletes")
-        # Until the store has been seen refusing a conditional delete, each object is also
-        # checked just before: a store that ignores the conditions would delete any version.
-        check_first = self.memory.get(self.settings, "deletes") != "enforced"
+        state = self.memory.get(self.settings, conditions.DELETE)
+        conditional = state != conditions.UNSUPPORTED
+        # Until the store has proven that it refuses a conditional delete, each object is
+        # also checked just before: a store that ignores the conditions would delete any version.
+        check_first = state != conditions.PROVEN
         try:
-            refused = s3.delete_remote(self.settings, expect, conditional=conditional, check_first=check_first)
+            refused, probed = s3.delete_remote(self.settings, expect, conditional=conditional,
+                                               check_first=check_first)
         except s3.ConditionsUnsupported as err:
-            if self.memory.learn(self.settings, "deletes", "unsupported", err.code):
-                log.warning(conditions.unsupported_notice(self.settings, err.code, "deletes"))
-            conditional = False
-            refused = s3.delete_remote(self.settings, expect, conditional=False)
-        if conditional:
-            self.memory.learn(self.settings, "deletes", "enforced" if refused else "accepted")
+            if self.memory.learn(self.settings, conditions.DELETE, conditions.UNSUPPORTED, err.code):
+                log.warning(conditions.unsupported_notice(self.settings, err.code, conditions.DELETE))
+            refused, probed = s3.delete_remote(self.settings, expect, conditional=False)
+        if probed is not None:
+            self.memory.learn(self.settings, conditions.DELETE, *probed)
         for path in refused:
             self.conflict(path, DELETE_RACED.format(path=names.printable(path)))
 
@@ -269,10 +319,14 @@ class Push(Run):
         """Record path only if S3 now holds exactly the bytes this push sent."""
         outcome = self.outcome
         answers = self.answers or conditions.Answers()
+        ours = None
+        if now is not None:
+            # S3's ETag in whatever shape the store gives it (rclone's is a plain MD5), else ours.
+            ours = now.etag if self.scan.matches(path, now.etag) else self.scan.content(path)
         verdict = upload_verdict(
-            outcome.remote.get(path), now, ours=self.scan.content(path) if now is not None else None,
-            refusal=answers.refused.get(path),
+            outcome.remote.get(path), now, ours=ours, refusal=answers.refused.get(path),
             sent=path in answers.sent or (self.all_sent and path in self.staged),
+            sent_etag=answers.sent.get(path, ""), changed=path in answers.changed,
             etag_is_md5=lambda: s3.etag_is_md5(self.settings, path),
             as_scanned=lambda: files.as_scanned(os.path.join(self.layout.data, path), outcome.local[path]),
         )
@@ -280,11 +334,17 @@ class Push(Run):
             self.record.set(path, outcome.local[path], now.etag)
             outcome.sent += 1
             outcome.sent_bytes += now.size
+        elif verdict == SENT_CHANGED:
+            # S3 holds whole bytes this push sent: recorded as S3's version, with a local
+            # file no scan can match, so the next push compares the file's content again.
+            self.record.set(path, UNKNOWN_FILE, now.etag)
+            self._name(path, verdict)
         elif verdict == WRONG_REFUSAL:
             self._name(path, verdict)
             wrongly = "412 on an unchanged object"
-            if self.memory.learn(self.settings, "writes", "unsupported", wrongly):
-                log.warning(conditions.unsupported_notice(self.settings, wrongly, "writes"))
+            kind = self._kind(path)
+            if self.memory.learn(self.settings, kind, conditions.UNSUPPORTED, wrongly):
+                log.warning(conditions.unsupported_notice(self.settings, wrongly, kind))
         elif verdict != NOT_UPLOADED:
             self._name(path, verdict)
 

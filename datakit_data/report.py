@@ -9,6 +9,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
+from .conditions import COVERS
 from .exceptions import SkippedFiles, SyncError
 from .masking import mask_secrets
 from .names import printable
@@ -149,9 +150,10 @@ def status_lines(report: dict) -> list[str]:
         "suspended": "versions: no longer kept (versioning is suspended): new overwrites cannot be undone",
         "off": "versions: not kept: what a push or pull overwrites or deletes cannot be undone",
     }.get(report.get("versioning"), "versions: unknown (the server does not say whether it keeps them)"))
-    protection = report.get("protection")
-    if protection:
-        lines.append(f"concurrent pushes: {protection['mode']}: {protection['why']}")
+    for kind, words in COVERS.items():
+        protection = (report.get("protection") or {}).get(kind)
+        if protection:
+            lines.append(f"concurrent pushes, {words}: {protection['mode']}: {protection['why']}")
     return lines
 
 

@@ -362,17 +362,19 @@ class ConditionsUnsupported(Exception):
         self.code = code
 
 
-def delete_remote(settings: Settings, expect: Mapping[str, str], *,
-                  conditional: bool = True, check_first: bool = True) -> list[str]:
+def delete_remote(settings: Settings, expect: Mapping[str, str], *, conditional: bool = True,
+                  check_first: bool = True) -> tuple[list[str], tuple[str, str] | None]:
     """Delete objects under s3_path, each only while it is still the version the plan saw
-    (``expect``: {path: ETag}), up to 1000 per request; the paths refused, because S3
-    holds another version now, are returned.
+    (``expect``: {path: ETag}), up to 1000 per request: (the paths refused, because S3
+    holds another version now; what the probe showed, or None).
 
-    ``conditional`` sends each ETag with its key (S3's conditional delete); raises
-    ConditionsUnsupported if the store rejects that. ``check_first`` (always so without
-    conditions) reads each object's ETag just before (HEAD) and deletes only those
-    still the same: on a store that ignores the conditions, a push landing between
-    that check and the delete is not seen.
+    ``conditional`` sends each ETag with its key (S3's conditional delete), first one
+    key alone under an ETag no object has (the probe: a store that enforces the
+    condition refuses it, one that ignores it deletes what was planned anyway), and
+    raises ConditionsUnsupported if the store rejects the ETags. ``check_first``
+    (always so without conditions) reads each object's ETag just before (HEAD) and
+    deletes only those still the same: on a store that ignores the conditions, a push
+    landing between that check and the delete is not seen.
     """
     exceptions = botocore().exceptions
     s3 = client(settings)
@@ -383,7 +385,34 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], *,
         expect = {p: etag for p, etag in expect.items() if p in now and p not in refused}
     else:
         refused = []
-    pending = list(expect)
+
+    def delete(entries: list[dict]) -> list[dict]:
+        """One batch delete: the errors S3 answered, by entry."""
+        try:
+            answer = s3.delete_objects(Bucket=settings.bucket, Delete={"Objects": entries, "Quiet": True})
+        except exceptions.ClientError as err:
+            code = _code(err)
+            if conditional and (code in ("NotImplemented", "501", "MalformedXML") or _status(err) == 501):
+                raise ConditionsUnsupported(code)
+            raise explain_error(err, settings, "delete")
+        except exceptions.BotoCoreError as err:
+            raise explain_error(err, settings, "delete")
+        return list(answer.get("Errors") or [])
+
+    probed = None
+    pending = sorted(expect)
+    if conditional:
+        subject = next((path for path in pending if expect[path]), None)
+        if subject is not None:
+            errors = delete([{"Key": prefix + subject, "ETag": f'"{conditions.WRONG_ETAG}"'}])
+            codes = {str(error.get("Code")) for error in errors}
+            if not errors:
+                probed = (conditions.IGNORED, "deleted")
+                pending.remove(subject)  # deleted, as planned
+            elif "PreconditionFailed" in codes:
+                probed = (conditions.PROVEN, "PreconditionFailed")
+            elif "NotImplemented" in codes:
+                raise ConditionsUnsupported("NotImplemented")
     for attempt in range(conditions.CONFLICT_ATTEMPTS):
         racing = []
         for start in range(0, len(pending), 1000):
@@ -393,18 +422,8 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], *,
                 if conditional and expect[path]:
                     entry["ETag"] = f'"{expect[path]}"'
                 entries.append(entry)
-            try:
-                answer = s3.delete_objects(Bucket=settings.bucket, Delete={"Objects": entries, "Quiet": True})
-            except exceptions.ClientError as err:
-                code = _code(err)
-                if conditional and (code in ("NotImplemented", "501", "MalformedXML")
-                                    or _status(err) == 501):
-                    raise ConditionsUnsupported(code)
-                raise explain_error(err, settings, "delete")
-            except exceptions.BotoCoreError as err:
-                raise explain_error(err, settings, "delete")
             failed = []
-            for error in answer.get("Errors") or []:
+            for error in delete(entries):
                 path = str(error.get("Key", ""))[len(prefix):]
                 code = error.get("Code")
                 if code == "PreconditionFailed":
@@ -430,7 +449,7 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], *,
             break
         pending = racing
         time.sleep(conditions.backoff(attempt))
-    return refused
+    return refused, probed
 
 
 def _code(err) -> str:

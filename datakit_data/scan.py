@@ -8,6 +8,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from sys import intern
@@ -44,6 +45,7 @@ class Scan:
     skipped: dict[str, str]  # local files that cannot be pushed: {path: why}
     refused: dict[str, str]  # objects of the run whose keys cannot be local paths: {path: why}
     content: Callable[[str], str | None]  # the local file's ETag, read once
+    matches: Callable[[str, str], bool] = lambda path, etag: False  # does the file hold the bytes of this ETag?
     listed: dict[str, Remote] = field(default_factory=dict)  # the whole listing under the selection's root
     unsafe: dict[str, str] = field(default_factory=dict)  # every listed key that cannot be a local path
     left_out: int = 0  # junk and excluded files (local ones and objects) left out
@@ -51,7 +53,7 @@ class Scan:
 
     def same(self, path: str) -> bool:
         """Identical content on both sides?"""
-        return self.content(path) is not None and self.content(path) == self.remote[path].etag
+        return self.matches(path, self.remote[path].etag)
 
     @property
     def left_alone(self) -> dict[str, str]:
@@ -65,7 +67,7 @@ class Scan:
 
     def as_recorded(self, record: SyncRecord) -> Callable[[str], bool]:
         """as_recorded(path): does the local file still hold the content recorded for it?"""
-        return lambda path: self.content(path) is not None and self.content(path) == record.files[path].etag
+        return lambda path: self.matches(path, record.files[path].etag)
 
 
 def gather(layout: Layout, settings: Settings, selection: Selection = Selection(), *,
@@ -111,7 +113,20 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
         except OSError:
             return None
 
-    return Scan(local, remote, skipped, refused, content, listed=listed, unsafe=unsafe,
+    @functools.cache
+    def matches(path: str, etag: str) -> bool:
+        ours = content(path)
+        if ours is None or ours == etag:
+            return ours is not None
+        shapes = other_shapes(local[path].size, etag, sizes())
+        if not shapes:
+            return False
+        try:
+            return etag in etags_of(os.path.join(data_dir, path), shapes)
+        except OSError:
+            return False
+
+    return Scan(local, remote, skipped, refused, content, matches, listed=listed, unsafe=unsafe,
                 left_out=len(left) + len(left_remote), unfollowed=unfollowed)
 
 
@@ -304,6 +319,70 @@ def local_etag(path: str, threshold: int = awsconfig.MULTIPART_THRESHOLD, chunk:
             digests.append(hashlib.md5(block, usedforsecurity=False).digest())
     combined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
     return f"{combined}-{len(digests)}"
+
+
+#: Part sizes other tools upload in, in MiB (rclone 5, s5cmd 50, and the like), beside
+#: the AWS CLI's own: the same bytes uploaded by them have another ETag.
+OTHER_PART_MIB = (5, 8, 10, 15, 16, 25, 32, 50, 64, 100, 128, 256, 512, 1024, 5120)
+_ETAG = re.compile(r"([0-9a-f]{32})(?:-([0-9]{1,5}))?")
+MiB = 1024 * 1024
+
+
+def other_shapes(size: int, etag: str, sizes: tuple[int, int]) -> list[int]:
+    """The ways to hash a file of ``size`` bytes that could give this ETag, other than
+    the AWS CLI's with these (threshold, chunk) sizes: 0 for the MD5 of the whole (a
+    store or tool that gives no multipart ETag), else part sizes that cut the file into
+    as many parts as the ETag names (``-N``). Few, or none: each is a read of the file."""
+    match = _ETAG.fullmatch(etag)
+    if match is None:
+        return []
+    threshold, chunk = sizes
+    if match.group(2) is None:
+        return [0] if size >= threshold else []  # (below it, the AWS CLI's own ETag is that MD5)
+    parts = int(match.group(2))
+    if not 1 <= parts <= awsconfig.MAX_PARTS or size == 0:
+        return []
+    if parts == 1:
+        return [size]  # one part: its size does not change the ETag
+    ours = awsconfig.part_size(size, chunk) if size >= threshold else None
+    # A tool that grows its part size to stay within S3's parts takes about size / parts.
+    fitted = -(-size // parts)
+    candidates = [m * MiB for m in OTHER_PART_MIB] + [-(-fitted // MiB) * MiB, fitted]
+    shapes = []
+    for part in candidates:
+        if part != ours and part not in shapes and -(-size // part) == parts:
+            shapes.append(part)
+    return shapes
+
+
+def etags_of(path: str, shapes: Iterable[int]) -> set[str]:
+    """The ETags of the file at path hashed in each of these shapes (see other_shapes),
+    in one read of it."""
+    shapes = list(shapes)
+    whole = hashlib.md5(usedforsecurity=False) if 0 in shapes else None
+    cut = {part: ([], hashlib.md5(usedforsecurity=False), [0]) for part in shapes if part}
+    with open(path, "rb") as fh:
+        while block := fh.read(MiB):
+            if whole is not None:
+                whole.update(block)
+            for part, (digests, current, filled) in cut.items():
+                at = 0
+                while at < len(block):
+                    take = min(part - filled[0], len(block) - at)
+                    current.update(block[at:at + take])
+                    filled[0] += take
+                    at += take
+                    if filled[0] == part:
+                        digests.append(current.digest())
+                        current = hashlib.md5(usedforsecurity=False)
+                        filled[0] = 0
+                cut[part] = (digests, current, filled)
+    found = {whole.hexdigest()} if whole is not None else set()
+    for digests, current, filled in cut.values():
+        if filled[0]:
+            digests.append(current.digest())
+        found.add(f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}")
+    return found
 
 
 #: Why a path is kept, on both sides, when the scan could not look at it.

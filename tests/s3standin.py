@@ -15,6 +15,8 @@ operation:
 - ``rewrite(match, change)``: forward such requests, and answer with
   ``change(body)`` instead of the server's body (a store, or a hostile one, that
   writes its pages otherwise);
+- ``strip(match, header)``: forward such requests without that header, as a store
+  that ignores it would (the session's SeaweedFS checks no signatures);
 - ``seen`` records every request (method, path, headers).
 
 It forwards to the upstream server with the same Host header, so signatures stay
@@ -75,6 +77,7 @@ class StandIn:
         self._holds: list[_Hold] = []
         self._drop_version_ids = False
         self._rewrites: list[tuple] = []
+        self._strips: list[tuple] = []
         self._lock = threading.Lock()
         standin = self
 
@@ -115,6 +118,10 @@ class StandIn:
     def rewrite(self, match, change) -> None:
         with self._lock:
             self._rewrites.append((match, change))
+
+    def strip(self, match, header: str) -> None:
+        with self._lock:
+            self._strips.append((match, header.lower()))
 
     def ignore_version_ids(self) -> None:
         self._drop_version_ids = True
@@ -178,8 +185,10 @@ class StandIn:
             path = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
         try:
             upstream.putrequest(request.method, path, skip_host=True, skip_accept_encoding=True)
+            with self._lock:
+                dropped = {header for match, header in self._strips if match(request)}
             for name, value in handler.headers.items():
-                if name.lower() not in ("connection", "keep-alive", "proxy-connection"):
+                if name.lower() not in ("connection", "keep-alive", "proxy-connection", *dropped):
                     upstream.putheader(name, value)
             upstream.endheaders(request.body)
             answer = upstream.getresponse()

@@ -161,7 +161,8 @@ def test_a_delete_planned_before_a_push_of_the_same_file_leaves_the_new_version(
     ok(deleter.run("data", "pull"))  # deleted here, changed on S3: brought back
     assert deleter.files() == {"x.csv": b"v2, the pusher's\n", "keep.csv": b"k\n"}
     status = ok(deleter.run("data", "status")).stdout
-    assert "concurrent pushes: compare-and-swap: the server enforces conditional writes" in status
+    assert ("concurrent pushes, deletions: compare-and-swap: proven: the server refused a delete sent with a "
+            "deliberately wrong ETag (PreconditionFailed, ") in status
 
 
 def _conditional_write(request) -> bool:
@@ -178,21 +179,33 @@ def test_a_store_without_conditional_writes_still_pushes_and_says_so_once(clones
 
     first = ok(project.run("data", "push"))
 
-    assert "does not support conditional writes (it answered NotImplemented)" in first.stderr
-    assert "checked after upload only" in first.stderr
+    assert "does not support conditional writes (If-None-Match; it answered NotImplemented)" in first.stderr
+    assert "This push's new files are checked after upload only: the server refused If-None-Match" in first.stderr
     assert "Push: 2 file(s) sent" in first.stdout
     assert bucket.objects(prefix) == {"a.csv": _content(b"a", size), "b.csv": b"b\n"}
-    # Remembered for that endpoint: the next push sends no conditions and says nothing more.
+    # Each kind is learned on its own: the first push that changes files learns If-Match.
     project.write("b.csv", "b, edited\n")
-    asked = len(standin.seen)
     second = ok(project.run("data", "push"))
-    assert "does not support" not in second.stderr
-    assert "This push is checked after upload only: the server refused conditional writes" in second.stderr
-    assert not [r for r in standin.seen[asked:] if _conditional_write(r)]
+    assert "does not support conditional writes (If-Match; it answered NotImplemented)" in second.stderr
     assert bucket.objects(prefix)["b.csv"] == b"b, edited\n"
+    # Remembered for that endpoint: the next push sends no conditions and says nothing more.
+    project.write("b.csv", "b, edited again\n")
+    project.write("c.csv", "c\n")
+    asked = len(standin.seen)
+    third = ok(project.run("data", "push"))
+    assert "does not support" not in third.stderr
+    assert ("This push's changed files and new files are checked after upload only: the server refused If-Match "
+            "itself (NotImplemented, ") not in third.stderr  # (two kinds, two reasons: said apart)
+    assert "This push's changed files are checked after upload only: the server refused If-Match itself" \
+        in third.stderr
+    assert "This push's new files are checked after upload only: the server refused If-None-Match" in third.stderr
+    assert not [r for r in standin.seen[asked:] if _conditional_write(r)]
+    assert bucket.objects(prefix)["b.csv"] == b"b, edited again\n"
     status = ok(project.run("data", "status")).stdout
-    assert ("concurrent pushes: checked after upload only: the server refused conditional writes "
-            "(NotImplemented since ") in status
+    assert ("concurrent pushes, changed files: checked after upload only: the server refused If-Match itself "
+            "(NotImplemented, ") in status
+    assert ("concurrent pushes, new files: checked after upload only: the server refused If-None-Match itself "
+            "(NotImplemented, ") in status
 
 
 def test_a_store_without_conditional_deletes_checks_each_object_just_before(clones, standin, bucket):
@@ -206,7 +219,8 @@ def test_a_store_without_conditional_deletes_checks_each_object_just_before(clon
 
     result = ok(project.run("data", "push", "delete"))
 
-    assert "does not support conditional deletes (it answered NotImplemented)" in result.stderr
+    assert "does not support conditional deletes (the ETags of a batch delete; it answered NotImplemented)" \
+        in result.stderr
     assert "1 deleted" in result.stdout
     assert bucket.objects(prefix) == {"b.csv": b"b\n"}
 
@@ -228,9 +242,14 @@ def test_two_conditional_writes_racing_are_tried_again_then_a_conflict(clones, s
         ok(result)
         assert bucket.objects(prefix) == {"a.csv": b"a\n"} and len(tries) == 3
     else:
-        text = assert_clean_error(result)
-        assert "conflict: data/a.csv (S3 holds another version" in text
+        # Still racing after 4 tries, with nothing else there: not a conflict (pulling would
+        # change nothing), a file to push again; and no proof of anything about the store.
+        text = assert_clean_error(result, code=2)
+        assert ("data/a.csv (S3 answered ConditionalRequestConflict (another write to it in flight) to every try "
+                "and still holds the version this push planned over; push again in a moment)") in text
+        assert "conflict" not in text.replace("ConditionalRequestConflict", "")
         assert bucket.objects(prefix) == {} and len(tries) == 4
+        assert "new files: compare-and-swap" not in ok(project.run("data", "status")).stdout
 
 
 @pytest.mark.parametrize("aws", ["bundled", "another"])
@@ -278,7 +297,8 @@ def test_a_store_that_refuses_every_conditional_write_wrongly_is_named_and_then_
     assert "data/a.csv (S3 refused its conditional upload yet still holds the version this push planned" in text
     assert bucket.objects(prefix) == {}
     second = ok(project.run("data", "push"))  # remembered: no conditions there any more
-    assert "This push is checked after upload only" in second.stderr
+    assert ("This push's new files are checked after upload only: the server refused If-None-Match itself "
+            "(412 on an unchanged object, ") in second.stderr
     assert bucket.objects(prefix) == {"a.csv": b"a\n"}
 
 

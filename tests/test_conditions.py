@@ -1,4 +1,6 @@
 """conditions.py: what the answers to conditional writes mean, and what is remembered of them."""
+import json
+
 import pytest
 
 
@@ -48,23 +50,49 @@ def test_the_guard_reads_back_what_the_launcher_reported_and_nothing_else(tmp_pa
 
     settings = Settings(bucket="bkt", path="proj", profile=None, endpoint_url=None)
     report = tmp_path / "guard.jsonl"
-    guard = Guard(settings, {"a.csv": "e1", "b.csv": None, "c.csv": "e3"}, str(report))
+    guard = Guard(settings, {"a.csv": "e1", "b.csv": None, "c.csv": "e3"}, str(report), ("create", "replace"))
     assert guard.message()["expect"] == {"proj/a.csv": "e1", "proj/b.csv": None, "proj/c.csv": "e3"}
+    assert guard.message()["probe"] == ["create", "replace"]
     report.write_text(
-        '{"key": "proj/a.csv", "result": "sent", "code": "200"}\n'
+        '{"key": "proj/a.csv", "result": "sent", "code": "200", "etag": "e9"}\n'
         '{"key": "proj/b.csv", "result": "refused", "code": "PreconditionFailed"}\n'
-        '{"key": "proj/other.csv", "result": "refused", "code": "PreconditionFailed"}\n'  # not ours
+        '{"key": "proj/other.csv", "result": "refused", "code": "PreconditionFailed"}\n'  # not guarded
+        '{"key": "elsewhere/x", "result": "sent", "code": "200", "etag": "e"}\n'  # not ours
+        '{"key": "proj/d.bin", "result": "changed", "code": "ChangedWhileSent"}\n'
+        '{"probe": "replace", "key": "proj/a.csv", "result": "proven", "code": "PreconditionFailed"}\n'
+        '{"probe": "delete", "key": "proj/a.csv", "result": "proven", "code": "PreconditionFailed"}\n'  # not asked
         '["not", "an", "entry"]\n'
         '{"key": "proj/c.csv", "result": "unsupported", "code": "NotImpl'  # cut short by a kill
     )
     found = guard.read()
-    assert found.sent == {"a.csv"}
+    assert found.sent == {"a.csv": "e9"}
     assert found.refused == {"b.csv": "PreconditionFailed"}
+    assert found.changed == {"d.bin": "ChangedWhileSent"}
+    assert found.probes == {"replace": ("proven", "PreconditionFailed")}
     assert found.unsupported == {} and found.explains("b.csv", "PreconditionFailed")
+    assert found.explains("d.bin", "ChangedWhileSent")
     assert not found.explains("a.csv", "PreconditionFailed") and not found.explains("b.csv", "AccessDenied")
 
 
-def test_what_an_endpoint_supports_is_remembered_per_endpoint(tmp_path):
+@pytest.mark.parametrize("status, code, kind, expected", [
+    (412, "PreconditionFailed", "replace", "proven"),
+    (412, "PreconditionFailed", "create", "proven"),
+    (404, "NoSuchKey", "replace", "proven"),  # AWS, for If-Match on a key deleted meanwhile
+    (404, "NoSuchKey", "create", None),
+    (200, "", "replace", "ignored"),
+    (200, "", "create", "ignored"),
+    (501, "NotImplemented", "create", "unsupported"),
+    (409, "ConditionalRequestConflict", "replace", None),  # a race: shows nothing
+    (400, "BadDigest", "create", None),  # the create probe's wrong Content-MD5 alone
+    (500, "InternalError", "replace", None),
+])
+def test_what_the_answer_to_a_probe_proves(status, code, kind, expected):
+    from datakit_data.conditions import probe_verdict
+
+    assert probe_verdict(status, code, "", kind) == expected
+
+
+def test_what_a_store_showed_is_remembered_per_endpoint_and_per_kind(tmp_path):
     from datakit_data.conditions import Memory, protection
     from datakit_data.layout import Layout
     from datakit_data.settings import Settings
@@ -72,13 +100,46 @@ def test_what_an_endpoint_supports_is_remembered_per_endpoint(tmp_path):
     layout = Layout(str(tmp_path))
     one = Settings(bucket="bkt", path="p", profile=None, endpoint_url="http://127.0.0.1:1")
     other = Settings(bucket="bkt", path="p", profile=None, endpoint_url="http://127.0.0.1:2")
-    assert protection(Memory(layout), one, hooks=True)["why"].endswith("(not yet tried on this server)")
-    assert Memory(layout).learn(one, "writes", "unsupported", "NotImplemented") is True
-    assert Memory(layout).learn(one, "writes", "unsupported", "NotImplemented") is False  # said once
-    assert Memory(layout).learn(other, "writes", "enforced") is False
-    assert not Memory(layout).supported(one) and Memory(layout).supported(other)
-    assert protection(Memory(layout), one, hooks=True)["mode"] == "checked after upload only"
-    assert protection(Memory(layout), other, hooks=True)["why"] == "the server enforces conditional writes"
-    assert protection(Memory(layout), other, hooks=False)["mode"] == "checked after upload only"
+    fresh = protection(Memory(layout), one, hooks=True)
+    assert {kind: value["mode"] for kind, value in fresh.items()} == {
+        "create": "checked after upload only", "replace": "checked after upload only",
+        "delete": "checked just before"}
+    assert all("not yet proven" in value["why"] for value in fresh.values())
+    assert Memory(layout).learn(one, "create", "unsupported", "NotImplemented") is True
+    assert Memory(layout).learn(one, "create", "unsupported", "NotImplemented") is False  # said once
+    assert Memory(layout).learn(other, "replace", "proven", "PreconditionFailed") is True
+    assert Memory(layout).learn(other, "delete", "ignored", "deleted") is True
+    assert not Memory(layout).supported(one, "create") and Memory(layout).supported(one, "replace")
+    assert Memory(layout).supported(other, "create")
+    found = protection(Memory(layout), other, hooks=True)
+    assert found["replace"]["mode"] == "compare-and-swap"
+    assert found["replace"]["why"].startswith("proven: the server refused an upload sent with a deliberately wrong "
+                                              "If-Match (PreconditionFailed, ")
+    assert found["create"]["mode"] == "checked after upload only"  # each kind on its own
+    assert found["delete"]["mode"] == "checked just before" and "ignored" in found["delete"]["why"]
+    assert protection(Memory(layout), other, hooks=False)["replace"]["mode"] == "checked after upload only"
+    assert protection(Memory(layout), other, hooks=False)["delete"]["mode"] == "checked just before"
     (tmp_path / ".datakit-data" / "conditions.json").write_text("{not json")
-    assert Memory(layout).supported(one)  # damaged: learned again
+    assert Memory(layout).supported(one, "create")  # damaged: learned again
+    # What an older datakit remembered (from its own checks too) is not taken on trust.
+    (tmp_path / ".datakit-data" / "conditions.json").write_text(json.dumps(
+        {"http://127.0.0.1:2 bucket bkt": {"writes": "enforced", "deletes": "enforced"}}))
+    assert protection(Memory(layout), other, hooks=True)["replace"]["mode"] == "checked after upload only"
+
+
+def test_a_file_is_known_to_hold_the_parts_it_was_sent_in(tmp_path):
+    import hashlib
+
+    from datakit_data.conditions import _digest, _holds
+
+    path = tmp_path / "f"
+    path.write_bytes(b"abcdefghij")
+    parts = [(hashlib.md5(b"abcd").digest(), 4), (hashlib.md5(b"efgh").digest(), 4), (hashlib.md5(b"ij").digest(), 2)]
+    assert _holds(str(path), parts)
+    assert not _holds(str(path), parts[:2])  # more bytes than were sent
+    path.write_bytes(b"abcdXfghij")
+    assert not _holds(str(path), parts)
+    assert not _holds(str(tmp_path / "gone"), parts)
+    with open(path, "rb") as fh:
+        fh.seek(3)
+        assert _digest(fh) == (hashlib.md5(b"dXfghij").digest(), 7) and fh.tell() == 3  # put back

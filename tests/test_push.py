@@ -3,8 +3,8 @@ import pytest
 
 from datakit_data.plan import Remote
 from datakit_data.push import (
-    CHANGED_LOCALLY, CONFLICTS, DELETED_MEANWHILE, GONE_AFTER_UPLOAD, NOT_UPLOADED, RACED, RECORDED, SKIPS,
-    SOMEONE_ELSES, WORDS, WRONG_REFUSAL, same_object, upload_verdict,
+    BUSY, CHANGED_LOCALLY, CONFLICTS, DELETED_MEANWHILE, GONE_AFTER_UPLOAD, NOT_UPLOADED, RACED, RECORDED,
+    SENT_CHANGED, SKIPS, SOMEONE_ELSES, WORDS, WRONG_REFUSAL, same_object, upload_verdict,
 )
 
 
@@ -36,10 +36,19 @@ THEIRS = Remote(7, "theirs", "2026-11-14T15:31:02Z")
     (PLANNED, THEIRS, {"refusal": "PreconditionFailed"}, RACED),
     (None, THEIRS, {"refusal": "412"}, RACED),
     (PLANNED, None, {"refusal": "NoSuchKey"}, DELETED_MEANWHILE),
+    (PLANNED, None, {"refusal": "PreconditionFailed"}, DELETED_MEANWHILE),  # SeaweedFS's word for it
     (PLANNED, THEIRS, {"refusal": "ConditionalRequestConflict"}, RACED),
     # Refused, yet S3 holds what the plan saw: the refusal was wrong.
     (PLANNED, PLANNED, {"refusal": "PreconditionFailed"}, WRONG_REFUSAL),
     (None, None, {"refusal": "412"}, WRONG_REFUSAL),
+    # 409 to every try, nothing changed there: a file to push again, not a conflict.
+    (PLANNED, PLANNED, {"refusal": "ConditionalRequestConflict"}, BUSY),
+    (None, None, {"refusal": "ConditionalRequestConflict"}, BUSY),
+    # Stopped because the file changed as it was sent, before S3 took any of it.
+    (PLANNED, PLANNED, {"changed": True}, CHANGED_LOCALLY),
+    (None, None, {"changed": True}, CHANGED_LOCALLY),
+    # S3 holds whole bytes this push sent, which the file no longer holds.
+    (PLANNED, THEIRS, {"sent": True, "sent_etag": "theirs"}, SENT_CHANGED),
     # Another version, not refused: someone else's, unless the file changed here meanwhile.
     (PLANNED, THEIRS, {}, SOMEONE_ELSES),
     (PLANNED, THEIRS, {"as_scanned": False}, CHANGED_LOCALLY),
@@ -53,5 +62,6 @@ def test_the_verdict_of_the_check_after_upload(planned, now, asked, expected):
 
 
 def test_every_verdict_that_names_the_file_has_its_words_and_is_a_conflict_or_a_skip():
-    named = {SOMEONE_ELSES, CHANGED_LOCALLY, RACED, DELETED_MEANWHILE, GONE_AFTER_UPLOAD, WRONG_REFUSAL}
+    named = {SOMEONE_ELSES, CHANGED_LOCALLY, RACED, DELETED_MEANWHILE, GONE_AFTER_UPLOAD, WRONG_REFUSAL, BUSY,
+             SENT_CHANGED}
     assert set(WORDS) == named == set(CONFLICTS) | set(SKIPS) and not set(CONFLICTS) & set(SKIPS)
