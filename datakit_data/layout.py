@@ -6,7 +6,7 @@
         lock                          one push or pull at a time
         running                       which command holds the lock (its pid)
         record.json                   the sync record
-        conditions.json               which endpoints reject conditional writes
+        conditions.json               what each store proved of each kind of condition
         push-<pid>/, pull-<pid>/      staging folders of running transfers
 """
 import os
