@@ -189,8 +189,9 @@ class Push(Run):
         guard = None
         if self.cli.carries_conditions:
             report_file = os.path.join(self.staging, "guard.jsonl")
+            # Each kind until it is proven (a store that ignores it is asked again each time).
             probe = tuple(kind for kind in (conditions.CREATE, conditions.REPLACE)
-                          if self.memory.supported(self.settings, kind))
+                          if self.memory.get(self.settings, kind) in (None, conditions.IGNORED))
             guard = conditions.Guard(self.settings, self._expected(), report_file, probe)
         try:
             self.cli.run(args, self.settings, "push", guard=guard, listing=[] if told else None)
@@ -278,7 +279,7 @@ class Push(Run):
         check_first = state != conditions.PROVEN
         try:
             refused, probed = s3.delete_remote(self.settings, expect, conditional=conditional,
-                                               check_first=check_first)
+                                               check_first=check_first, probe=check_first)
         except s3.ConditionsUnsupported as err:
             if self.memory.learn(self.settings, conditions.DELETE, conditions.UNSUPPORTED, err.code):
                 log.warning(conditions.unsupported_notice(self.settings, err.code, conditions.DELETE))

@@ -164,7 +164,7 @@ def history_lines(versions: Iterable["Version"], total: int, url: str) -> list[s
     for v in versions:
         # The time and id as S3 gives them, so that either can be pasted into --as-of.
         what = "deleted" if v.deleted else human_bytes(v.size)
-        who = printable(v.pushed_by) or "-"
+        who = printable(v.pushed_by) or ("-" if v.deleted else "(not pushed by datakit)")
         mark = "  (current)" if v.latest and not v.deleted else ""
         lines.append(f"{printable(v.time)}  {what:>10}  {printable(v.version_id)}  {who}  data/{printable(v.path)}{mark}")
     if not versions:

@@ -363,14 +363,14 @@ class ConditionsUnsupported(Exception):
 
 
 def delete_remote(settings: Settings, expect: Mapping[str, str], *, conditional: bool = True,
-                  check_first: bool = True) -> tuple[list[str], tuple[str, str] | None]:
+                  check_first: bool = True, probe: bool = True) -> tuple[list[str], tuple[str, str] | None]:
     """Delete objects under s3_path, each only while it is still the version the plan saw
     (``expect``: {path: ETag}), up to 1000 per request: (the paths refused, because S3
     holds another version now; what the probe showed, or None).
 
-    ``conditional`` sends each ETag with its key (S3's conditional delete), first one
-    key alone under an ETag no object has (the probe: a store that enforces the
-    condition refuses it, one that ignores it deletes what was planned anyway), and
+    ``conditional`` sends each ETag with its key (S3's conditional delete), with
+    ``probe`` first one key alone under an ETag no object has (a store that enforces
+    the condition refuses it, one that ignores it deletes what was planned anyway), and
     raises ConditionsUnsupported if the store rejects the ETags. ``check_first``
     (always so without conditions) reads each object's ETag just before (HEAD) and
     deletes only those still the same: on a store that ignores the conditions, a push
@@ -401,7 +401,7 @@ def delete_remote(settings: Settings, expect: Mapping[str, str], *, conditional:
 
     probed = None
     pending = sorted(expect)
-    if conditional:
+    if conditional and probe:
         subject = next((path for path in pending if expect[path]), None)
         if subject is not None:
             errors = delete([{"Key": prefix + subject, "ETag": f'"{conditions.WRONG_ETAG}"'}])

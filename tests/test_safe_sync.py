@@ -368,9 +368,13 @@ def test_an_aws_cli_v2_pushes_and_pulls_and_status_says_what_protects_its_pushes
     report = json.loads(ok(a.run("data", "status", "--json", env=v2)).stdout)
 
     assert "Push: 2 file(s) sent" in pushed.stdout and "Pull: 2 file(s) received" in pulled.stdout
-    assert "This push is checked after upload only: DATAKIT_DATA_AWS runs another AWS CLI" in pushed.stderr
+    assert ("This push's changed files and new files are checked after upload only: DATAKIT_DATA_AWS runs another "
+            "AWS CLI") in pushed.stderr
     assert bucket.objects(a.name) == {"shared.csv": b"v2 from A\n", "raw/new.csv": b"new\n"}
     assert b.files() == {"shared.csv": b"v2 from A\n", "raw/new.csv": b"new\n"}
-    assert "concurrent pushes: checked after upload only: DATAKIT_DATA_AWS runs another AWS CLI" in status
-    assert report["protection"]["mode"] == "checked after upload only"
-    assert "compare-and-swap" in ok(a.run("data", "status")).stdout  # the bundled one again
+    for words in ("new files", "changed files"):
+        assert f"concurrent pushes, {words}: checked after upload only: DATAKIT_DATA_AWS runs another AWS CLI" \
+            in status
+    assert report["protection"]["replace"]["mode"] == "checked after upload only"
+    bundled = ok(a.run("data", "status")).stdout  # the bundled one again: conditions, being proven
+    assert "DATAKIT_DATA_AWS" not in bundled and "changed files: checked after upload only: not yet proven" in bundled

@@ -433,6 +433,13 @@ def test_an_aws_config_the_aws_cli_reads_never_breaks_a_push(project, tmp_path, 
             raw_config_parse(str(project.home.aws_config))["default"].get("s3", {}))
 
 
+def _probe(request) -> bool:
+    """Is this upload a probe, sent under a deliberately wrong condition?"""
+    from datakit_data.conditions import WRONG_ETAG, WRONG_MD5
+
+    return request.headers.get("if-match") == f'"{WRONG_ETAG}"' or request.headers.get("content-md5") == WRONG_MD5
+
+
 def test_the_bundled_aws_cli_is_told_the_listing_and_lists_nothing_itself(project, colleague, standin):
     """datakit lists the folder once and plans; the AWS CLI's sync is told what that
     listing found (aws_cli.answer_listings) instead of listing every page again."""
@@ -449,7 +456,14 @@ def test_the_bundled_aws_cli_is_told_the_listing_and_lists_nothing_itself(projec
     project.write("d1/f.csv", "changed\n")
     ok(project.run("data", "push"))
     assert len(listings()) == 1  # datakit's own
-    assert [r.key for r in standin.seen if r.method == "PUT"] == [f"told-{project.name}/d1/f.csv"]
+    # That file only: sent once, after the probes of what the store enforces (conditions.py).
+    puts = [r for r in standin.seen if r.method == "PUT"]
+    assert {r.key for r in puts} == {f"told-{project.name}/d1/f.csv"}
+    assert len([r for r in puts if not _probe(r)]) == 1
+    standin.seen.clear()
+    project.write("d1/f.csv", "changed again\n")
+    ok(project.run("data", "push"))
+    assert [r.key for r in standin.seen if r.method == "PUT"] == [f"told-{project.name}/d1/f.csv"]  # proven
 
     standin.seen.clear()
     ok(colleague.run("data", "pull"))

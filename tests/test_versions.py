@@ -203,3 +203,15 @@ def test_as_of_a_local_time_that_a_dst_change_makes_ambiguous_is_refused(monkeyp
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_history_says_which_versions_another_tool_wrote(project, versioned):
+    project.configure(s3_bucket=VERSIONED)
+    project.write("story.csv", "one\n")
+    ok(project.run("data", "push"))
+    versioned.put(f"{project.name}/story.csv", b"two, from another tool\n")
+
+    lines = ok(project.run("data", "history", "data/story.csv")).stdout.splitlines()
+
+    assert "(not pushed by datakit)  data/story.csv  (current)" in lines[0]
+    assert "(not pushed by datakit)" not in lines[1] and lines[1].endswith("data/story.csv")
