@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from datakit_data import awsconfig, s3
-from helpers import BUCKET, assert_clean_error, ok
+from datakit_data import s3
+from helpers import BUCKET, assert_clean_error, ok, read_page
 
 PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bkt</Name><Prefix>proj/</Prefix>
@@ -23,28 +23,8 @@ PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
 </ListBucketResult>"""
 
 
-def _parsed(body: bytes, fast: bool) -> dict:
-    """The page as botocore's S3 client returns it, with or without read_contents."""
-    botocore = awsconfig.botocore()
-    session = botocore.session.Session()
-    client = session.create_client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
-    model = client.meta.service_model.operation_model("ListObjectsV2")
-    response = {"status_code": 200, "headers": {}, "body": body}
-    customized: dict = {}
-    if fast:
-        s3.read_contents(response_dict=response, customized_response_dict=customized)
-    factory = session.get_component("response_parser_factory")
-    factory.set_parser_defaults(timestamp_parser=str)
-    parser = factory.create_parser("rest-xml")
-    parsed = parser.parse(response, model.output_shape)
-    parsed.update(customized)
-    context = {"encoding_type_auto_set": True}
-    botocore.handlers.decode_list_object_v2(parsed=parsed, context=context)
-    return parsed
-
-
 def test_a_listing_page_reads_the_same_with_and_without_the_shortcut():
-    plain, fast = _parsed(PAGE, fast=False), _parsed(PAGE, fast=True)
+    plain, fast = read_page(PAGE, fast=False), read_page(PAGE, fast=True)
     fields = ("Key", "Size", "ETag", "LastModified")
     assert [{f: c.get(f, "") for f in fields} for c in plain["Contents"]] == fast["Contents"]
     assert [c["Key"] for c in fast["Contents"]] == [
@@ -80,7 +60,7 @@ def test_a_page_of_another_shape_is_left_whole_to_botocore(body):
 
 def test_references_read_as_an_xml_parser_reads_them():
     page = PAGE.replace(b"proj/a%20b.csv", b"proj/&lt;&#233;&#xE9;&#x1F600;&apos;&gt;&amp;&#128;")
-    plain, fast = _parsed(page, fast=False), _parsed(page, fast=True)
+    plain, fast = read_page(page, fast=False), read_page(page, fast=True)
     assert fast["Contents"][0]["Key"] == plain["Contents"][0]["Key"] == "proj/<\u00e9\u00e9\U0001f600'>&\x80"
 
 
@@ -151,7 +131,7 @@ AWS = ("Key", "LastModified", "ETag", "ChecksumAlgorithm", "Size", "StorageClass
     _compact(OBJECTS, AWS, orders=[AWS, AWS, SEAWEED, SEAWEED]),  # orders differ
 ], ids=["seaweedfs", "aws", "few fields", "apart", "mixed orders"])
 def test_a_page_of_alike_objects_reads_as_botocore_reads_it(body):
-    plain, fast = _parsed(body, fast=False), _parsed(body, fast=True)
+    plain, fast = read_page(body, fast=False), read_page(body, fast=True)
     fields = ("Key", "Size", "ETag", "LastModified")
     assert len(fast["Contents"]) == 4
     assert [{f: c.get(f, "") for f in fields} for c in plain["Contents"]] == fast["Contents"]
