@@ -17,6 +17,7 @@ import threading
 import time
 from sys import intern
 from typing import Any, Iterable, Mapping
+from xml.etree import ElementTree
 
 from . import conditions, failures
 from .awsconfig import botocore
@@ -85,6 +86,13 @@ _CONTENTS = re.compile(rb"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>"
 _XML_BYTES = bytes(c for c in range(256) if c >= 0x20 or c in (0x9, 0xA, 0xD))
 _REFERENCE = re.compile(r"&(?:#([0-9]{1,7})|#x([0-9a-fA-F]{1,6})|(lt|gt|amp|apos|quot));")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "apos": "'", "quot": '"'}
+#: Where each object was cut out of a page, in what is left of it: NUL, which no page read
+#: holds (it is not an XML character); and what stands in for each run of them for an
+#: XML parser to say where they stood (in a page whose rest holds no such name).
+_CUT_MARK = b"\0"
+_RUN = re.compile(rb"\0(?:[ \t\n]*\0)*")
+_CUT_NAME = "datakit-cut"
+_CUT = b"<datakit-cut/>"
 
 
 class _NotOurs(ValueError):
@@ -100,27 +108,68 @@ def read_contents(response_dict: dict, customized_response_dict: dict, **_: Any)
     100,000-object listing took. Here the objects' four fields we use are read from
     the page's bytes (references unescaped as an XML parser does) and the objects are
     cut out of the body, so botocore parses only what is left (the truncation mark,
-    the continuation token, the folders). A page of any other shape, or one an XML
-    parser would refuse in a way this reading could miss (a comment or CDATA, an
-    object tag with attributes or spaces, an unknown reference, a character XML does
-    not allow, bytes that are not UTF-8), is left whole to botocore. Keys are still
-    URL-decoded by botocore's own handler afterwards.
+    the continuation token, the folders). A page that botocore could read otherwise,
+    or refuse, is left whole to botocore: one of any other shape, or one an XML parser
+    would refuse in a way this reading could miss (a comment or CDATA, an object tag
+    with attributes or spaces, an unknown reference, a character XML does not allow,
+    "]]>", bytes that are not UTF-8), and one where an XML parser does not find each
+    object cut out as a child of the ListBucketResult, or finds another object there
+    (an object in a processing instruction, nested in another element, after the root,
+    or a namespaced <s3:Contents>). Line ends are read as XML reads them (CR LF and CR
+    as LF). Keys are still URL-decoded by botocore's own handler afterwards.
     """
     body = response_dict.get("body")
     if not isinstance(body, bytes) or response_dict.get("status_code", 200) >= 300 or b"<Contents>" not in body:
         return
     # Every object opened as "<Contents>" and closed as "</Contents>", else not ours (this
-    # also keeps the pattern from searching a page of unclosed objects at length).
+    # also keeps the pattern from searching a page of unclosed objects at length). A
+    # search for one byte costs 2 us a page, for two or more 70-230 us: the rare byte first.
     opened = body.count(b"<Contents")
     if opened != body.count(b"<Contents>") or opened != body.count(b"</Contents") \
-            or opened != body.count(b"</Contents>") or b"<!" in body or body.translate(None, _XML_BYTES):
-        return
+            or opened != body.count(b"</Contents>") or body.translate(None, _XML_BYTES) \
+            or (b"!" in body and b"<!" in body) or (b"]" in body and b"]]>" in body) \
+            or (b"\xef" in body and (b"\xef\xbf\xbe" in body or b"\xef\xbf\xbf" in body)):
+        return  # ("]]>" and U+FFFE, U+FFFF: what an XML parser refuses besides)
+    if b"\r" in body:
+        body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # as an XML parser reads any document
     try:
         contents, rest = _alike(body, opened) or _one_by_one(body)
     except (_NotOurs, UnicodeDecodeError):
         return  # botocore reads the whole page
-    response_dict["body"] = rest
+    if not _cut_from_the_root(rest):
+        return
+    response_dict["body"] = rest.replace(_CUT_MARK, b"")
     customized_response_dict["Contents"] = contents
+
+
+def _cut_from_the_root(rest: bytes) -> bool:
+    """Does an XML parser read what is left of a page (_CUT_MARK where each object
+    was) as a ListBucketResult with each run of objects cut out among its children,
+    and no other object? Then botocore reads the same objects in the whole page.
+
+    Parsed as botocore parses (UTF-8, whatever the page declares), with _CUT for each
+    run: about 10 us for a page's few other fields. An object's fields hold no
+    element of _CUT_NAME (their names have no "-"), so any in the rest is the page's.
+    """
+    if _CUT_NAME.encode("ascii") in rest:
+        return False
+    marked, cuts = _RUN.subn(_CUT, rest)
+    parser = ElementTree.XMLParser(target=ElementTree.TreeBuilder(), encoding="utf-8")
+    try:
+        parser.feed(marked)
+        root = parser.close()
+    except ElementTree.ParseError:
+        return False  # botocore refuses the whole page too
+    if root.tag.rpartition("}")[2] != "ListBucketResult":
+        return False
+    runs = 0
+    for child in root:
+        name = child.tag.rpartition("}")[2]
+        if name == _CUT_NAME:
+            runs += 1
+        elif name == "Contents":
+            return False  # one not cut out: <s3:Contents>
+    return runs == cuts
 
 
 def _one_by_one(body: bytes) -> tuple[list[dict], bytes]:
@@ -134,15 +183,17 @@ def _one_by_one(body: bytes) -> tuple[list[dict], bytes]:
         contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
                          "ETag": _xml_text(fields.get(b"ETag", b"")),
                          "LastModified": _xml_text(fields.get(b"LastModified", b""))})
-        rest.append(body[start:match.start()])
+        rest += (body[start:match.start()], _CUT_MARK)
         start = match.end()
     rest.append(body[start:])
     return contents, b"".join(rest)
 
 
 #: One field of an object, and the space before it: a plain element (groups 1 and 2:
-#: name and text), or one holding plain elements (group 3: its name), as <Owner> does.
-_FIELD = re.compile(rb"[ \t\r\n]*(?:<(\w+)>([^<]*)</\1>|<(\w+)>(?:[ \t\r\n]*<(\w+)>[^<]*</\4>)*[ \t\r\n]*</\3>)")
+#: name and text), or one holding plain elements (group 3: its name), as <Owner> does,
+#: their text without references (a name starts with a letter or "_", as XML's do).
+_FIELD = re.compile(rb"[ \t\n]*(?:<([A-Za-z_]\w*)>([^<]*)</\1>"
+                    rb"|<([A-Za-z_]\w*)>(?:[ \t\n]*<([A-Za-z_]\w*)>[^<&]*</\4>)*[ \t\n]*</\3>)")
 #: The fields of an object that datakit reads.
 _WANTED = ("Key", "Size", "ETag", "LastModified")
 _USED = tuple(name.encode() for name in _WANTED)
@@ -151,17 +202,21 @@ _USED = tuple(name.encode() for name in _WANTED)
 def _fields_of(inner: bytes) -> dict[bytes, bytes]:
     """{name: text} of an object's plain fields (what an element like <Owner> holds is
     not among them). Anything else in it (markup an XML parser would refuse, text
-    between fields, one of our four fields twice) raises _NotOurs: botocore reads
-    that page."""
+    between fields, one of our four fields twice or holding elements, a reference
+    XML does not know) raises _NotOurs: botocore reads that page."""
     fields, at = {}, 0
     while (field := _FIELD.match(inner, at)) is not None and field.end() > at:
         name = field.group(1)
         if name is not None:
             if name in fields and name in _USED:
                 raise _NotOurs
-            fields[name] = field.group(2)
+            text = fields[name] = field.group(2)
+            if b"&" in text and name not in _USED:
+                _xml_text(text)  # a field not read must still be XML
+        elif field.group(3) in _USED:
+            raise _NotOurs
         at = field.end()
-    if inner[at:].strip(b" \t\r\n"):
+    if inner[at:].strip(b" \t\n"):
         raise _NotOurs
     return fields
 
@@ -197,18 +252,21 @@ def _alike(body: bytes, opened: int) -> tuple[list[dict], bytes] | None:
                  "LastModified": "" if modified is None else _text(one[modified])} for one in found]
     # Every "</Contents>" ends one of them: n - 1 of them followed by "<Contents>" means
     # the objects stand together, nothing between them.
+    cut = _CUT_MARK.decode("ascii")
     if text.count("</Contents><Contents>") == len(found) - 1:
-        rest = text[:first.start()] + text[text.rindex("</Contents>") + len("</Contents>"):]
+        rest = text[:first.start()] + cut + text[text.rindex("</Contents>") + len("</Contents>"):]
     else:
-        rest = shape.sub("", text)
+        rest = shape.sub(cut, text)
     return contents, rest.encode("utf-8")
 
 
 @functools.lru_cache(maxsize=8)
 def _shape(fields: tuple[str, ...]) -> re.Pattern:
     """The pattern of an object with these fields in this order, each one's text a group
-    (a size in digits only)."""
-    parts = [f"<{name}>({'[0-9]+' if name == 'Size' else '[^<]*'})</{name}>" for name in fields]
+    (a size in digits only; a field not read without references, which would need a
+    look)."""
+    parts = [f"<{name}>({'[0-9]+' if name == 'Size' else '[^<]*' if name in _WANTED else '[^<&]*'})</{name}>"
+             for name in fields]
     return re.compile("<Contents>" + "".join(parts) + "</Contents>")
 
 

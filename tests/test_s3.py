@@ -50,12 +50,35 @@ def test_a_listing_page_reads_the_same_with_and_without_the_shortcut():
     b"<ListBucketResult><Contents><Key>a\x01</Key><Size>1</Size></Contents></ListBucketResult>",
     b"<ListBucketResult><Contents><Key>caf\xe9</Key><Size>1</Size></Contents></ListBucketResult>",
     b"<ListBucketResult>" + b"<Contents><Key>a</Key><Size>1</Size>" * 4000 + b"</ListBucketResult>",
+    # What botocore reads otherwise, or refuses, though every object is plain:
+    b"<ListBucketResult><?pi <Contents><Key>a</Key><Size>1</Size></Contents> ?><Contents><Key>b</Key><Size>2</Size>"
+    b"</Contents></ListBucketResult>",  # one object in a processing instruction
+    b"<ListBucketResult><CommonPrefixes><Contents><Key>a</Key><Size>1</Size></Contents></CommonPrefixes>"
+    b"</ListBucketResult>",  # an object nested in another element
+    b'<ListBucketResult xmlns:s3="u"><s3:Contents><Key>a</Key><Size>1</Size></s3:Contents><Contents><Key>b</Key>'
+    b"<Size>2</Size></Contents></ListBucketResult>",  # a namespaced object beside a plain one
+    b"<ListBucketResult><Contents><Key>a]]>b</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a\xef\xbf\xbe</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a\xef\xbf\xbf</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult></ListBucketResult><Contents><Key>a</Key><Size>1</Size></Contents>",  # after the root
+    b"<Other><Contents><Key>a</Key><Size>1</Size></Contents></Other>",
+    b"<ListBucketResult><Contents><Key>a</Key><Size>1</Size><1x>y</1x></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a</Key><Size>1</Size><StorageClass>&x;</StorageClass></Contents>"
+    b"</ListBucketResult>",  # a reference XML does not know, in a field not read
 ])
 def test_a_page_of_another_shape_is_left_whole_to_botocore(body):
     response = {"status_code": 200, "headers": {}, "body": body}
     customized: dict = {}
     s3.read_contents(response_dict=copy.copy(response), customized_response_dict=customized)
     assert customized == {}
+
+
+def test_line_ends_read_as_an_xml_parser_reads_them():
+    page = PAGE.replace(b"\n", b"\r\n").replace(b"proj/a%20b.csv", b"proj/a\r\nb\rc&#13;d")
+    plain, fast = read_page(page, fast=False), read_page(page, fast=True)
+    assert fast["Contents"][0]["Key"] == plain["Contents"][0]["Key"] == "proj/a\nb\nc\rd"
+    assert fast["Contents"] == [{f: c.get(f, "") for f in ("Key", "Size", "ETag", "LastModified")}
+                                for c in plain["Contents"]]
 
 
 def test_references_read_as_an_xml_parser_reads_them():
@@ -182,6 +205,29 @@ def test_a_store_writing_its_objects_in_another_shape_is_read_alike(project, buc
     assert report["unchanged"] == 30
     assert report["push"] == {"new": [], "changed": [], "restored": [], "deleted": [], "kept": {}}
     assert report["pull"]["new"] == [] and report["pull"]["changed"] == []
+
+
+def _namespaced(body: bytes) -> bytes:
+    """The page with its second object written as <s3:Contents>, the prefix declared."""
+    body = body.replace(b"<ListBucketResult ", b'<ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/" ', 1)
+    second = body.index(b"<Contents>", body.index(b"<Contents>") + 1)
+    end = body.index(b"</Contents>", second)
+    return body[:second] + b"<s3:Contents>" + body[second + 10:end] + b"</s3:Contents>" + body[end + 11:]
+
+
+def test_a_namespaced_object_beside_plain_ones_is_listed_and_pull_delete_keeps_its_file(project, bucket, standin):
+    project.configure()
+    for i in range(3):
+        project.write(f"rows/{i:02d}.csv", f"{i}\n")
+    ok(project.run("data", "push"))
+    project.configure(s3_endpoint_url=standin.endpoint_url)
+    standin.rewrite(_listing, _namespaced)
+
+    ok(project.run("data", "pull", "delete"))
+
+    assert project.files() == {f"rows/{i:02d}.csv": f"{i}\n".encode() for i in range(3)}
+    report = json.loads(ok(project.run("data", "status", "--json")).stdout)
+    assert report["unchanged"] == 3
 
 
 @pytest.mark.parametrize("change", [
