@@ -7,6 +7,7 @@ with the same credential chain, profile and endpoint as the CLI. Transfers still
 run in the AWS CLI (see aws_cli.py).
 """
 import concurrent.futures
+import contextlib
 import datetime
 import email.utils
 import functools
@@ -16,7 +17,7 @@ import re
 import threading
 import time
 from sys import intern
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 from xml.etree import ElementTree
 
 from . import conditions, failures
@@ -308,26 +309,34 @@ def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
     answers. A folder with more is listed again folder by folder: one request for
     its top-level names, then each top-level folder in parallel.
     """
-    exceptions = botocore().exceptions
     s3 = client(settings)
     base = settings.key_prefix
     prefix = base + under
-    try:
+    with _listing(settings):
+        # A listing of its own: its continuation token is never sent.
         first = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix)
         if not first.get("IsTruncated"):
             return _objects([first], base, prefix)
-        pages = list(s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.bucket, Prefix=prefix, Delimiter="/"))
+        pages = list(_pages(s3.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.bucket, Prefix=prefix, Delimiter="/"), _NEXT_PAGE))
         folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", ())]
         found = _objects(pages, base, prefix)
         with concurrent.futures.ThreadPoolExecutor(min(workers(settings), max(1, len(folders)))) as pool:
             for part in pool.map(lambda folder: _list_all(s3, settings.bucket, folder, base), folders):
                 found.update(part)
         return found
+
+
+@contextlib.contextmanager
+def _listing(settings: Settings) -> Iterator[None]:
+    """A listing's failures, each as one line: botocore's, and a listing no S3 server sends."""
+    exceptions = botocore().exceptions
+    try:
+        yield
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise explain_error(err, settings, "list")
     except _NotAListing as err:
-        raise _not_a_listing(settings, f"a listing that is not S3's: {err}") from err
+        raise _not_a_listing(settings, str(err)) from err
     except (AttributeError, KeyError, TypeError) as err:
         # What botocore's own handlers raise on a page no S3 server writes (a key twice).
         raise _not_a_listing(settings, "a listing page that is not S3's XML", debug=True) from err
@@ -340,11 +349,33 @@ def _not_a_listing(settings: Settings, what: str, debug: bool = False) -> SyncEr
 
 
 class _NotAListing(ValueError):
-    """An object in a listing page that no S3 server lists so."""
+    """What a server sent that no S3 server sends in a listing (the words after "sent")."""
+
+
+#: The fields of a page that say where the next page of its listing starts.
+_NEXT_PAGE = ("NextContinuationToken",)
+_NEXT_VERSIONS = ("NextKeyMarker", "NextVersionIdMarker")
+
+
+def _pages(pages: Iterable[dict], fields: tuple[str, ...]) -> Iterator[dict]:
+    """The pages of one listing, ended by an error when a page sends the listing back
+    to where it has been: the same continuation (``fields``) twice. botocore's
+    paginator stops a token sent twice in a row only; tokens going round (A, B, A)
+    would list forever. An S3 server's tokens move on: each is new in its listing."""
+    seen = set()
+    for page in pages:
+        if page.get("IsTruncated"):
+            then = tuple(page.get(field) for field in fields)
+            if then in seen:
+                raise _NotAListing("the same continuation token twice in one listing: its pages go round in a "
+                                   "circle and the listing would never end")
+            seen.add(then)
+        yield page
 
 
 def _list_all(s3: Any, bucket: str, folder: str, prefix: str) -> dict[str, Remote]:
-    return _objects(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), prefix, folder)
+    return _objects(_pages(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), _NEXT_PAGE),
+                    prefix, folder)
 
 
 def _objects(pages: Iterable[dict], prefix: str, asked: str) -> dict[str, Remote]:
@@ -357,9 +388,9 @@ def _objects(pages: Iterable[dict], prefix: str, asked: str) -> dict[str, Remote
             if not isinstance(key, str):
                 raise _NotAListing("an object without a key")
             if not key.startswith(asked):
-                raise _NotAListing(f'object "{printable(key)}" is outside {asked or "the bucket"}, which was asked for')
+                raise _NotAListing(f'object "{printable(key)}" outside {asked or "the bucket"}, which was asked for')
             if not isinstance(size, int):
-                raise _NotAListing(f'object "{printable(key)}" has no size')
+                raise _NotAListing(f'object "{printable(key)}" without a size')
             if key.endswith("/") and size == 0:
                 continue  # a folder marker, not a file (the AWS CLI skips it too)
             path = intern(key[len(prefix):])  # the scan and the record hold it as one string
@@ -403,12 +434,9 @@ def head_remote(settings: Settings, paths: Iterable[str]) -> dict[str, Remote]:
 
 def has_objects(settings: Settings, under: str = "") -> bool:
     """Does anything live under s3_path (or its folder ``under``) yet?"""
-    exceptions = botocore().exceptions
     s3 = client(settings)
-    try:
+    with _listing(settings):
         answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=settings.key_prefix + under, MaxKeys=1)
-    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise explain_error(err, settings, "list")
     return bool(answer.get("Contents"))
 
 
@@ -537,12 +565,12 @@ def versioning(settings: Settings) -> str | None:
 def list_versions(settings: Settings, under: str = "") -> list[dict]:
     """Every version and deletion marker under s3_path/under, as dicts: path, version_id,
     time (as S3 sent it), size, deleted, latest, etag. Folder markers are left out."""
-    exceptions = botocore().exceptions
     s3 = client(settings)
     base = settings.key_prefix
     found = []
-    try:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket, Prefix=base + under):
+    with _listing(settings):
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket, Prefix=base + under)
+        for page in _pages(pages, _NEXT_VERSIONS):
             for kind, deleted in (("Versions", False), ("DeleteMarkers", True)):
                 for item in page.get(kind, ()):
                     if item["Key"].endswith("/") and int(item.get("Size", 0)) == 0:
@@ -553,8 +581,6 @@ def list_versions(settings: Settings, under: str = "") -> list[dict]:
                         "deleted": deleted, "latest": bool(item.get("IsLatest")),
                         "etag": item.get("ETag", "").strip('"'),
                     })
-    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise explain_error(err, settings, "list")
     return found
 
 

@@ -248,3 +248,47 @@ def test_a_listing_page_no_s3_server_writes_is_a_clean_error(project, bucket, st
         text = assert_clean_error(project.run(*words))
         assert f"Listing s3://{BUCKET}/{project.name}/ failed: " in text, text
     assert bucket.objects(project.name) == before
+
+
+def _going_round(request) -> bytes:
+    """A listing page whose next page is the one before it: tokens A, B, A, ..."""
+    token = request.query.get("continuation-token", [""])[0]
+    return (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<Name>%s</Name><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>"
+            b"<NextContinuationToken>%s</NextContinuationToken></ListBucketResult>"
+            % (BUCKET.encode(), b"B" if token == "A" else b"A"))
+
+
+def test_a_listing_whose_pages_go_round_in_a_circle_ends_in_a_clean_error(project, bucket, standin):
+    project.configure()
+    project.write("rows/00.csv", "0\n")
+    ok(project.run("data", "push"))
+    project.write("rows/00.csv", "edited\n")
+    before = bucket.objects(project.name)
+    project.configure(s3_endpoint_url=standin.endpoint_url)
+    standin.reply(_listing, _going_round)
+
+    for command in (("data", "status"), ("data", "push"), ("data", "pull")):
+        text = assert_clean_error(project.run(*command, timeout=30))
+        assert (f"Listing s3://{BUCKET}/{project.name}/ failed: {standin.endpoint_url} sent the same continuation "
+                "token twice in one listing") in text, text
+    assert bucket.objects(project.name) == before
+    asked = [r.query.get("continuation-token", [""])[0] for r in standin.seen if _listing(r)]
+    assert len(asked) <= 3 * 4, asked  # each run: the first page, then A, B and A again
+
+
+def test_version_listing_markers_that_come_round_again_end_the_listing():
+    pages = [{"IsTruncated": True, "NextKeyMarker": "a", "NextVersionIdMarker": "1"},
+             {"IsTruncated": True, "NextKeyMarker": "a", "NextVersionIdMarker": "2"},
+             {"IsTruncated": True, "NextKeyMarker": "b", "NextVersionIdMarker": "1"},
+             {"IsTruncated": True, "NextKeyMarker": "a", "NextVersionIdMarker": "1"}]
+    read = []
+    with pytest.raises(s3._NotAListing, match="the same continuation token twice"):
+        for page in s3._pages(pages, s3._NEXT_VERSIONS):
+            read.append(page)
+    assert read == pages[:3]
+
+
+def test_the_last_page_of_a_listing_may_carry_a_token_seen_before():
+    pages = [{"IsTruncated": True, "NextContinuationToken": "A"}, {"IsTruncated": False, "NextContinuationToken": "A"}]
+    assert list(s3._pages(pages, s3._NEXT_PAGE)) == pages
