@@ -209,7 +209,8 @@ def test_a_store_writing_its_objects_in_another_shape_is_read_alike(project, buc
 
 def _namespaced(body: bytes) -> bytes:
     """The page with its second object written as <s3:Contents>, the prefix declared."""
-    body = body.replace(b"<ListBucketResult ", b'<ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/" ', 1)
+    declared = b'<ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/" '
+    body = body.replace(b"<ListBucketResult ", declared, 1)
     second = body.index(b"<Contents>", body.index(b"<Contents>") + 1)
     end = body.index(b"</Contents>", second)
     return body[:second] + b"<s3:Contents>" + body[second + 10:end] + b"</s3:Contents>" + body[end + 11:]
@@ -230,23 +231,40 @@ def test_a_namespaced_object_beside_plain_ones_is_listed_and_pull_delete_keeps_i
     assert report["unchanged"] == 3
 
 
-@pytest.mark.parametrize("change", [
-    lambda body: body.replace(b"</Key>", b"</Key><Key>other</Key>", 1),  # a key twice
-    lambda body: body.replace(b"<Size>", b"<Size><Size>", 1),  # not XML
-    lambda body: body.replace(b"<Key>", b"<Key>elsewhere/", 1),  # a key outside the folder asked
-], ids=["key twice", "broken", "outside"])
-def test_a_listing_page_no_s3_server_writes_is_a_clean_error(project, bucket, standin, change):
+def _first(field: bytes, text: bytes):
+    """A change of a page: the first object's ``field`` holds ``text``."""
+    return lambda body: re.sub(rb"<%s>[^<]*</%s>" % (field, field), b"<%s>%s</%s>" % (field, text, field), body,
+                               count=1)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda body: body.replace(b"</Key>", b"</Key><Key>other</Key>", 1), "sent a listing page that is not S3's XML"),
+    (lambda body: body.replace(b"<Size>", b"<Size><Size>", 1), ""),  # not XML
+    (lambda body: body.replace(b"<Key>", b"<Key>elsewhere/", 1),
+     'sent object "elsewhere/{name}/rows/00.csv" outside {name}/, which was asked for'),
+    (_first(b"Size", b"9" * 5000),
+     'sent object "{name}/rows/00.csv" with a size of 5000 digits, which no S3 object has'),
+    (_first(b"Size", b"9" * 25), 'sent object "{name}/rows/00.csv" with a size of 25 digits, which no S3 object has'),
+    (_first(b"LastModified", b"yesterday"),
+     'sent object "{name}/rows/00.csv" last modified "yesterday", which is not a time'),
+], ids=["key twice", "broken", "outside", "5000-digit size", "25-digit size", "time yesterday"])
+def test_a_listing_page_no_s3_server_writes_is_a_clean_error(project, bucket, standin, change, words):
     project.configure()
     for i in range(3):
         project.write(f"rows/{i:02d}.csv", f"{i}\n")
     ok(project.run("data", "push"))
+    project.write("rows/00.csv", "edited\n")
+    (project.data / "rows/01.csv").unlink()
     before = bucket.objects(project.name)
     project.configure(s3_endpoint_url=standin.endpoint_url)
     standin.rewrite(_listing, change)
 
-    for words in (("data", "status"), ("data", "push"), ("data", "pull")):
-        text = assert_clean_error(project.run(*words))
+    for command in (("data", "status"), ("data", "push"), ("data", "pull")):
+        text = assert_clean_error(project.run(*command))
         assert f"Listing s3://{BUCKET}/{project.name}/ failed: " in text, text
+        assert words.format(name=project.name) in text, text
+        if words:
+            assert f"failed: {standin.endpoint_url} sent " in text and "Check that it is an S3 server" in text, text
     assert bucket.objects(project.name) == before
 
 
@@ -292,3 +310,56 @@ def test_version_listing_markers_that_come_round_again_end_the_listing():
 def test_the_last_page_of_a_listing_may_carry_a_token_seen_before():
     pages = [{"IsTruncated": True, "NextContinuationToken": "A"}, {"IsTruncated": False, "NextContinuationToken": "A"}]
     assert list(s3._pages(pages, s3._NEXT_PAGE)) == pages
+
+
+# Times and sizes no S3 object has ----------------------------------------------
+
+STAMPS = ["2026-11-14T15:30:07.412Z", "2026-11-14T15:30:07Z", "2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z",
+          "2026-04-31T00:00:00Z", "2026-12-31T23:59:59.999999999Z", "2026-13-01T00:00:00Z", "2026-11-14T24:00:00Z",
+          "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "Thu, 14 Nov 2026 15:30:07 GMT", "2026-11-14 15:30:07",
+          "2026-11-14T15:30:07+01:00", "2026-11-14T15:30:07.1-0530", "2026-11-14T15:30:07+2400", "yesterday", "",
+          "1e9", "2026-11-14T15:30:07Z\n2026-11-14T15:30:07Z"]
+
+
+@pytest.mark.parametrize("stamp", STAMPS)
+def test_a_listed_time_is_refused_exactly_when_the_aws_cli_cannot_read_it(stamp):
+    from awscli.customizations.s3.utils import _date_parser  # how its sync reads a listed LastModified
+
+    try:
+        _date_parser(stamp)
+        cli_reads = True
+    except (ValueError, OverflowError):
+        cli_reads = False
+    page = {"Contents": [{"Key": "proj/a.csv", "Size": 1, "LastModified": "2026-11-14T15:30:07Z"},
+                         {"Key": "proj/b.csv", "Size": 1, "LastModified": stamp}]}
+
+    if cli_reads:
+        assert s3._objects([page], "proj/", "proj/")["b.csv"].last_modified == stamp
+    else:
+        with pytest.raises(s3._NotAListing, match='object "proj/b.csv" (last modified|without a time)'):
+            s3._objects([page], "proj/", "proj/")
+
+
+@pytest.mark.parametrize("size, words", [(-1, "-1 bytes"), (2 ** 63, "9223372036854775808 bytes"),
+                                         (10 ** 30, "31 digits"), ("12", None), (None, None)])
+def test_an_object_listed_with_a_size_no_object_has_is_named(size, words):
+    page = {"Contents": [{"Key": "proj/a.csv", "Size": size, "LastModified": "2026-11-14T15:30:07Z"}]}
+    expected = f"with a size of {words}, which no S3 object has" if words else "without a size"
+    with pytest.raises(s3._NotAListing, match=f'object "proj/a.csv" {re.escape(expected)}'):
+        s3._objects([page], "proj/", "proj/")
+
+
+def test_a_size_of_more_digits_than_python_reads_names_its_object_as_botocore_would_decode_it():
+    body = _compact(OBJECTS, SEAWEED).replace(b"<Size>1024</Size>", b"<Size>" + b"9" * 5000 + b"</Size>")
+    with pytest.raises(ValueError):
+        read_page(body, fast=False)  # botocore alone refuses it too, naming nothing
+    with pytest.raises(s3._NotAListing, match='object "proj/a b.csv" with a size of 5000 digits'):
+        read_page(body, fast=True)
+
+
+def test_a_size_of_more_digits_than_python_reads_in_an_object_botocore_never_reads_is_no_error():
+    hidden = b"<?pi <Contents><Key>proj/x</Key><Size>" + b"9" * 5000 + b"</Size></Contents> ?>"
+    body = _compact(OBJECTS, SEAWEED).replace(b"<CommonPrefixes>", hidden + b"<CommonPrefixes>")
+    plain, fast = read_page(body, fast=False), read_page(body, fast=True)
+    assert [c["Key"] for c in fast["Contents"]] == [c["Key"] for c in plain["Contents"]]
+    assert len(fast["Contents"]) == 4
