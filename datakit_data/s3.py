@@ -7,6 +7,7 @@ with the same credential chain, profile and endpoint as the CLI. Transfers still
 run in the AWS CLI (see aws_cli.py).
 """
 import concurrent.futures
+import contextlib
 import datetime
 import email.utils
 import functools
@@ -15,8 +16,10 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 from sys import intern
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
+from xml.etree import ElementTree
 
 from . import conditions, failures
 from .awsconfig import botocore
@@ -85,6 +88,13 @@ _CONTENTS = re.compile(rb"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>"
 _XML_BYTES = bytes(c for c in range(256) if c >= 0x20 or c in (0x9, 0xA, 0xD))
 _REFERENCE = re.compile(r"&(?:#([0-9]{1,7})|#x([0-9a-fA-F]{1,6})|(lt|gt|amp|apos|quot));")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "apos": "'", "quot": '"'}
+#: Where each object was cut out of a page, in what is left of it: NUL, which no page read
+#: holds (it is not an XML character); and what stands in for each run of them for an
+#: XML parser to say where they stood (in a page whose rest holds no such name).
+_CUT_MARK = b"\0"
+_RUN = re.compile(rb"\0(?:[ \t\n]*\0)*")
+_CUT_NAME = "datakit-cut"
+_CUT = b"<datakit-cut/>"
 
 
 class _NotOurs(ValueError):
@@ -100,49 +110,116 @@ def read_contents(response_dict: dict, customized_response_dict: dict, **_: Any)
     100,000-object listing took. Here the objects' four fields we use are read from
     the page's bytes (references unescaped as an XML parser does) and the objects are
     cut out of the body, so botocore parses only what is left (the truncation mark,
-    the continuation token, the folders). A page of any other shape, or one an XML
-    parser would refuse in a way this reading could miss (a comment or CDATA, an
-    object tag with attributes or spaces, an unknown reference, a character XML does
-    not allow, bytes that are not UTF-8), is left whole to botocore. Keys are still
-    URL-decoded by botocore's own handler afterwards.
+    the continuation token, the folders). A page that botocore could read otherwise,
+    or refuse, is left whole to botocore: one of any other shape, or one an XML parser
+    would refuse in a way this reading could miss (a comment or CDATA, an object tag
+    with attributes or spaces, an unknown reference, a character XML does not allow,
+    "]]>", bytes that are not UTF-8), and one where an XML parser does not find each
+    object cut out as a child of the ListBucketResult, or finds another object there
+    (an object in a processing instruction, nested in another element, after the root,
+    or a namespaced <s3:Contents>). Line ends are read as XML reads them (CR LF and CR
+    as LF). Keys are still URL-decoded by botocore's own handler afterwards. A size
+    with more digits than Python reads (which botocore refuses too) is an error that
+    names its object.
     """
     body = response_dict.get("body")
     if not isinstance(body, bytes) or response_dict.get("status_code", 200) >= 300 or b"<Contents>" not in body:
         return
     # Every object opened as "<Contents>" and closed as "</Contents>", else not ours (this
-    # also keeps the pattern from searching a page of unclosed objects at length).
+    # also keeps the pattern from searching a page of unclosed objects at length). A
+    # search for one byte costs 2 us a page, for two or more 70-230 us: the rare byte first.
     opened = body.count(b"<Contents")
     if opened != body.count(b"<Contents>") or opened != body.count(b"</Contents") \
-            or opened != body.count(b"</Contents>") or b"<!" in body or body.translate(None, _XML_BYTES):
-        return
+            or opened != body.count(b"</Contents>") or body.translate(None, _XML_BYTES) \
+            or (b"!" in body and b"<!" in body) or (b"]" in body and b"]]>" in body) \
+            or (b"\xef" in body and (b"\xef\xbf\xbe" in body or b"\xef\xbf\xbf" in body)):
+        return  # ("]]>" and U+FFFE, U+FFFF: what an XML parser refuses besides)
+    if b"\r" in body:
+        body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # as an XML parser reads any document
     try:
         contents, rest = _alike(body, opened) or _one_by_one(body)
     except (_NotOurs, UnicodeDecodeError):
         return  # botocore reads the whole page
-    response_dict["body"] = rest
+    except _Unread as err:
+        if _cut_from_the_root(err.rest):
+            raise _NotAListing(err.what) from None
+        return  # (the object is not one botocore would read)
+    if not _cut_from_the_root(rest):
+        return
+    response_dict["body"] = rest.replace(_CUT_MARK, b"")
     customized_response_dict["Contents"] = contents
+
+
+def _cut_from_the_root(rest: bytes) -> bool:
+    """Does an XML parser read what is left of a page (_CUT_MARK where each object
+    was) as a ListBucketResult with each run of objects cut out among its children,
+    and no other object? Then botocore reads the same objects in the whole page.
+
+    Parsed as botocore parses (UTF-8, whatever the page declares), with _CUT for each
+    run: about 10 us for a page's few other fields. An object's fields hold no
+    element of _CUT_NAME (their names have no "-"), so any in the rest is the page's.
+    """
+    if _CUT_NAME.encode("ascii") in rest:
+        return False
+    marked, cuts = _RUN.subn(_CUT, rest)
+    parser = ElementTree.XMLParser(target=ElementTree.TreeBuilder(), encoding="utf-8")
+    try:
+        parser.feed(marked)
+        root = parser.close()
+    except ElementTree.ParseError:
+        return False  # botocore refuses the whole page too
+    if root.tag.rpartition("}")[2] != "ListBucketResult":
+        return False
+    runs = 0
+    for child in root:
+        name = child.tag.rpartition("}")[2]
+        if name == _CUT_NAME:
+            runs += 1
+        elif name == "Contents":
+            return False  # one not cut out: <s3:Contents>
+    return runs == cuts
 
 
 def _one_by_one(body: bytes) -> tuple[list[dict], bytes]:
     """(objects, what is left of the page): each object read field by field."""
-    contents, rest, start = [], [], 0
+    contents, rest, start, unread = [], [], 0, None
     for match in _CONTENTS.finditer(body):
         fields = _fields_of(match.group(1))
-        size = fields.get(b"Size", b"")
-        if b"Key" not in fields or not size.isdigit():
+        digits = fields.get(b"Size", b"")
+        if b"Key" not in fields or not digits.isdigit():
             raise _NotOurs
-        contents.append({"Key": _xml_text(fields[b"Key"]), "Size": int(size),
-                         "ETag": _xml_text(fields.get(b"ETag", b"")),
+        key = _xml_text(fields[b"Key"])
+        try:
+            size = int(digits)
+        except ValueError:  # more digits than Python reads (4300): botocore refuses the page too
+            size, unread = 0, unread or (key, len(digits))
+        contents.append({"Key": key, "Size": size, "ETag": _xml_text(fields.get(b"ETag", b"")),
                          "LastModified": _xml_text(fields.get(b"LastModified", b""))})
-        rest.append(body[start:match.start()])
+        rest += (body[start:match.start()], _CUT_MARK)
         start = match.end()
     rest.append(body[start:])
+    if unread is not None:
+        key, digits = unread
+        if b"<EncodingType>url</EncodingType>" in body:
+            key = urllib.parse.unquote_plus(key)  # as botocore's handler decodes it
+        raise _Unread(_no_such_size(key, f"{digits} digits"), b"".join(rest))
     return contents, b"".join(rest)
 
 
+class _Unread(Exception):
+    """A page with an object whose size Python cannot read (``what``), and what is left
+    of it once its objects are cut out (``rest``): an error if botocore reads that object."""
+
+    def __init__(self, what: str, rest: bytes):
+        super().__init__(what)
+        self.what, self.rest = what, rest
+
+
 #: One field of an object, and the space before it: a plain element (groups 1 and 2:
-#: name and text), or one holding plain elements (group 3: its name), as <Owner> does.
-_FIELD = re.compile(rb"[ \t\r\n]*(?:<(\w+)>([^<]*)</\1>|<(\w+)>(?:[ \t\r\n]*<(\w+)>[^<]*</\4>)*[ \t\r\n]*</\3>)")
+#: name and text), or one holding plain elements (group 3: its name), as <Owner> does,
+#: their text without references (a name starts with a letter or "_", as XML's do).
+_FIELD = re.compile(rb"[ \t\n]*(?:<([A-Za-z_]\w*)>([^<]*)</\1>"
+                    rb"|<([A-Za-z_]\w*)>(?:[ \t\n]*<([A-Za-z_]\w*)>[^<&]*</\4>)*[ \t\n]*</\3>)")
 #: The fields of an object that datakit reads.
 _WANTED = ("Key", "Size", "ETag", "LastModified")
 _USED = tuple(name.encode() for name in _WANTED)
@@ -151,17 +228,21 @@ _USED = tuple(name.encode() for name in _WANTED)
 def _fields_of(inner: bytes) -> dict[bytes, bytes]:
     """{name: text} of an object's plain fields (what an element like <Owner> holds is
     not among them). Anything else in it (markup an XML parser would refuse, text
-    between fields, one of our four fields twice) raises _NotOurs: botocore reads
-    that page."""
+    between fields, one of our four fields twice or holding elements, a reference
+    XML does not know) raises _NotOurs: botocore reads that page."""
     fields, at = {}, 0
     while (field := _FIELD.match(inner, at)) is not None and field.end() > at:
         name = field.group(1)
         if name is not None:
             if name in fields and name in _USED:
                 raise _NotOurs
-            fields[name] = field.group(2)
+            text = fields[name] = field.group(2)
+            if b"&" in text and name not in _USED:
+                _xml_text(text)  # a field not read must still be XML
+        elif field.group(3) in _USED:
+            raise _NotOurs
         at = field.end()
-    if inner[at:].strip(b" \t\r\n"):
+    if inner[at:].strip(b" \t\n"):
         raise _NotOurs
     return fields
 
@@ -197,18 +278,21 @@ def _alike(body: bytes, opened: int) -> tuple[list[dict], bytes] | None:
                  "LastModified": "" if modified is None else _text(one[modified])} for one in found]
     # Every "</Contents>" ends one of them: n - 1 of them followed by "<Contents>" means
     # the objects stand together, nothing between them.
+    cut = _CUT_MARK.decode("ascii")
     if text.count("</Contents><Contents>") == len(found) - 1:
-        rest = text[:first.start()] + text[text.rindex("</Contents>") + len("</Contents>"):]
+        rest = text[:first.start()] + cut + text[text.rindex("</Contents>") + len("</Contents>"):]
     else:
-        rest = shape.sub("", text)
+        rest = shape.sub(cut, text)
     return contents, rest.encode("utf-8")
 
 
 @functools.lru_cache(maxsize=8)
 def _shape(fields: tuple[str, ...]) -> re.Pattern:
     """The pattern of an object with these fields in this order, each one's text a group
-    (a size in digits only)."""
-    parts = [f"<{name}>({'[0-9]+' if name == 'Size' else '[^<]*'})</{name}>" for name in fields]
+    (a size in digits only, as many as a size can have; a field not read without
+    references, which would need a look)."""
+    parts = [f"<{name}>({'[0-9]{1,19}' if name == 'Size' else '[^<]*' if name in _WANTED else '[^<&]*'})</{name}>"
+             for name in fields]
     return re.compile("<Contents>" + "".join(parts) + "</Contents>")
 
 
@@ -250,28 +334,37 @@ def list_remote(settings: Settings, under: str = "") -> dict[str, Remote]:
     answers. A folder with more is listed again folder by folder: one request for
     its top-level names, then each top-level folder in parallel.
     """
-    exceptions = botocore().exceptions
     s3 = client(settings)
     base = settings.key_prefix
     prefix = base + under
-    try:
+    with _listing(settings):
+        # A listing of its own: its continuation token is never sent.
         first = s3.list_objects_v2(Bucket=settings.bucket, Prefix=prefix)
         if not first.get("IsTruncated"):
             return _objects([first], base, prefix)
-        pages = list(s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.bucket, Prefix=prefix, Delimiter="/"))
+        pages = list(_pages(s3.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.bucket, Prefix=prefix, Delimiter="/"), _NEXT_PAGE))
         folders = [p["Prefix"] for page in pages for p in page.get("CommonPrefixes", ())]
         found = _objects(pages, base, prefix)
         with concurrent.futures.ThreadPoolExecutor(min(workers(settings), max(1, len(folders)))) as pool:
             for part in pool.map(lambda folder: _list_all(s3, settings.bucket, folder, base), folders):
                 found.update(part)
         return found
+
+
+@contextlib.contextmanager
+def _listing(settings: Settings) -> Iterator[None]:
+    """A listing's failures, each as one line: botocore's, and a listing no S3 server sends."""
+    exceptions = botocore().exceptions
+    try:
+        yield
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise explain_error(err, settings, "list")
     except _NotAListing as err:
-        raise _not_a_listing(settings, f"a listing that is not S3's: {err}") from err
-    except (AttributeError, KeyError, TypeError) as err:
-        # What botocore's own handlers raise on a page no S3 server writes (a key twice).
+        raise _not_a_listing(settings, str(err)) from err
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        # What botocore's parser and handlers raise on a page no S3 server writes (a key
+        # twice, a size of more digits than Python reads in a page left to botocore).
         raise _not_a_listing(settings, "a listing page that is not S3's XML", debug=True) from err
 
 
@@ -282,31 +375,114 @@ def _not_a_listing(settings: Settings, what: str, debug: bool = False) -> SyncEr
 
 
 class _NotAListing(ValueError):
-    """An object in a listing page that no S3 server lists so."""
+    """What a server sent that no S3 server sends in a listing (the words after "sent")."""
+
+
+#: The fields of a page that say where the next page of its listing starts.
+_NEXT_PAGE = ("NextContinuationToken",)
+_NEXT_VERSIONS = ("NextKeyMarker", "NextVersionIdMarker")
+
+
+def _pages(pages: Iterable[dict], fields: tuple[str, ...]) -> Iterator[dict]:
+    """The pages of one listing, ended by an error when a page sends the listing back
+    to where it has been: the same continuation (``fields``) twice. botocore's
+    paginator stops a token sent twice in a row only; tokens going round (A, B, A)
+    would list forever. An S3 server's tokens move on: each is new in its listing."""
+    seen = set()
+    for page in pages:
+        if page.get("IsTruncated"):
+            then = tuple(page.get(field) for field in fields)
+            if then in seen:
+                raise _NotAListing("the same continuation token twice in one listing: its pages go round in a "
+                                   "circle and the listing would never end")
+            seen.add(then)
+        yield page
 
 
 def _list_all(s3: Any, bucket: str, folder: str, prefix: str) -> dict[str, Remote]:
-    return _objects(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), prefix, folder)
+    return _objects(_pages(s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder), _NEXT_PAGE),
+                    prefix, folder)
+
+
+#: The largest size a listing can give: S3's Size is a 64-bit integer. (AWS S3's objects
+#: stop at 5 TiB, MinIO's at 50 TiB: a bound of 5 TiB would refuse real objects.)
+MAX_SIZE = 2 ** 63 - 1
+
+
+def _no_such_size(key: str, size: str) -> str:
+    """The words for an object listed with a size no S3 object has (``size``: "-1 bytes", "5000 digits")."""
+    return f'object "{printable(key)}" with a size of {size}, which no S3 object has'
+
+
+def _size_problem(key: str, size: object) -> str:
+    if not isinstance(size, int):
+        return f'object "{printable(key)}" without a size'
+    digits = str(size)
+    return _no_such_size(key, f"{digits} bytes" if len(digits) <= 20 else f"{len(digits.lstrip('-'))} digits")
 
 
 def _objects(pages: Iterable[dict], prefix: str, asked: str) -> dict[str, Remote]:
     """{path under prefix: Remote} for the objects of these pages, which list the
-    folder ``asked`` (prefix or a folder in it)."""
+    folder ``asked`` (prefix or a folder in it). An object no S3 server lists so (no
+    key, outside that folder, no size or one no object has, a time the AWS CLI cannot
+    read) raises _NotAListing, which names it."""
     found = {}
     for page in pages:
-        for item in page.get("Contents", ()):
+        contents = page.get("Contents", ())
+        stamps = [str(item.get("LastModified", "")) for item in contents]
+        odd_times = not _s3_times(stamps)
+        for item, stamp in zip(contents, stamps):
             key, size = item.get("Key"), item.get("Size")
             if not isinstance(key, str):
                 raise _NotAListing("an object without a key")
             if not key.startswith(asked):
-                raise _NotAListing(f'object "{printable(key)}" is outside {asked or "the bucket"}, which was asked for')
-            if not isinstance(size, int):
-                raise _NotAListing(f'object "{printable(key)}" has no size')
+                raise _NotAListing(f'object "{printable(key)}" outside {asked or "the bucket"}, which was asked for')
+            if not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
+                raise _NotAListing(_size_problem(key, size))
+            if odd_times:
+                _check_time(key, stamp)
             if key.endswith("/") and size == 0:
                 continue  # a folder marker, not a file (the AWS CLI skips it too)
             path = intern(key[len(prefix):])  # the scan and the record hold it as one string
-            found[path] = Remote(size, item.get("ETag", "").strip('"'), str(item.get("LastModified", "")))
+            found[path] = Remote(size, item.get("ETag", "").strip('"'), stamp)
     return found
+
+
+#: A time as S3 writes it in a listing (ISO 8601, in UTC or with an offset), on a day of
+#: the calendar (the 29th of February aside), which the AWS CLI reads (tested against
+#: its own reading); and a page's times, one a line.
+_S3_TIME = (r"[1-8][0-9]{3}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+            r"|(?:0[13578]|1[02])-31)T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+            r"(?:Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])")
+_S3_TIMES = re.compile(f"(?:{_S3_TIME}\n)*{_S3_TIME}").fullmatch
+
+
+def _s3_times(stamps: list[str]) -> bool:
+    """Are these all times as S3 writes them? (One match over a page's times costs
+    0.15 us an object, a match for each 0.25 us.)"""
+    lines = "\n".join(stamps)
+    return not stamps or (_S3_TIMES(lines) is not None and lines.count("\n") == len(stamps) - 1)
+
+
+def _check_time(key: str, stamp: str) -> None:
+    """Raise _NotAListing unless the AWS CLI reads this as an object's time.
+
+    Its sync reads every listed LastModified with dateutil (and a pull sets each
+    file's time from it): a time it cannot read stops it with Python's words
+    ("Unknown string format: yesterday"), after status and planning said all was well.
+    """
+    if _s3_times([stamp]):
+        return
+    import dateutil.parser  # what the AWS CLI reads times with (awscli.customizations.s3.utils)
+    import dateutil.tz
+
+    try:
+        dateutil.parser.parse(stamp).astimezone(dateutil.tz.tzlocal())
+    except (ValueError, OverflowError):
+        shown = printable(stamp)
+        raise _NotAListing(f'object "{printable(key)}" ' + (
+            f'last modified "{shown[:40]}{"..." if len(shown) > 40 else ""}", which is not a time' if stamp
+            else "without a time (LastModified)")) from None
 
 
 #: Parallel in-process requests (botocore keeps 10 connections per client).
@@ -345,12 +521,9 @@ def head_remote(settings: Settings, paths: Iterable[str]) -> dict[str, Remote]:
 
 def has_objects(settings: Settings, under: str = "") -> bool:
     """Does anything live under s3_path (or its folder ``under``) yet?"""
-    exceptions = botocore().exceptions
     s3 = client(settings)
-    try:
+    with _listing(settings):
         answer = s3.list_objects_v2(Bucket=settings.bucket, Prefix=settings.key_prefix + under, MaxKeys=1)
-    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise explain_error(err, settings, "list")
     return bool(answer.get("Contents"))
 
 
@@ -498,12 +671,12 @@ def versioning(settings: Settings) -> str | None:
 def list_versions(settings: Settings, under: str = "") -> list[dict]:
     """Every version and deletion marker under s3_path/under, as dicts: path, version_id,
     time (as S3 sent it), size, deleted, latest, etag. Folder markers are left out."""
-    exceptions = botocore().exceptions
     s3 = client(settings)
     base = settings.key_prefix
     found = []
-    try:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket, Prefix=base + under):
+    with _listing(settings):
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=settings.bucket, Prefix=base + under)
+        for page in _pages(pages, _NEXT_VERSIONS):
             for kind, deleted in (("Versions", False), ("DeleteMarkers", True)):
                 for item in page.get(kind, ()):
                     if item["Key"].endswith("/") and int(item.get("Size", 0)) == 0:
@@ -514,8 +687,6 @@ def list_versions(settings: Settings, under: str = "") -> list[dict]:
                         "deleted": deleted, "latest": bool(item.get("IsLatest")),
                         "etag": item.get("ETag", "").strip('"'),
                     })
-    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        raise explain_error(err, settings, "list")
     return found
 
 

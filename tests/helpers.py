@@ -6,6 +6,7 @@ The pytest fixtures that hand these out live in conftest.py.
 import json
 import os
 import signal
+import functools
 import subprocess
 import sys
 import time
@@ -272,3 +273,31 @@ def make_settings(path="proj", profile=None, endpoint=None):
     from datakit_data.settings import Settings
 
     return Settings(bucket="bkt", path=path, profile=profile, endpoint_url=endpoint)
+
+
+@functools.lru_cache(maxsize=1)
+def _page_parser():
+    """botocore's session, ListObjectsV2 model and parser factory, made once (0.1 s)."""
+    from datakit_data import awsconfig
+
+    botocore = awsconfig.botocore()
+    session = botocore.session.Session()
+    client = session.create_client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    factory = session.get_component("response_parser_factory")
+    factory.set_parser_defaults(timestamp_parser=str)
+    return botocore, client.meta.service_model.operation_model("ListObjectsV2"), factory
+
+
+def read_page(body: bytes, fast: bool) -> dict:
+    """A listing page as botocore's S3 client returns it, with or without s3.read_contents."""
+    from datakit_data import s3
+
+    botocore, model, factory = _page_parser()
+    response = {"status_code": 200, "headers": {}, "body": body}
+    customized: dict = {}
+    if fast:
+        s3.read_contents(response_dict=response, customized_response_dict=customized)
+    parsed = factory.create_parser("rest-xml").parse(response, model.output_shape)
+    parsed.update(customized)
+    botocore.handlers.decode_list_object_v2(parsed=parsed, context={"encoding_type_auto_set": True})
+    return parsed

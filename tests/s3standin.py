@@ -17,6 +17,9 @@ operation:
   writes its pages otherwise);
 - ``strip(match, header)``: forward such requests without that header, as a store
   that ignores it would (the session's SeaweedFS checks no signatures);
+- ``reply(match, make)``: answer such requests with 200 and ``make(request)`` as
+  the body, without forwarding them (a store whose listing pages depend on the
+  request, e.g. continuation tokens that go round in a circle);
 - ``seen`` records every request (method, path, headers).
 
 It forwards to the upstream server with the same Host header, so signatures stay
@@ -78,6 +81,7 @@ class StandIn:
         self._drop_version_ids = False
         self._rewrites: list[tuple] = []
         self._strips: list[tuple] = []
+        self._replies: list[tuple] = []
         self._lock = threading.Lock()
         standin = self
 
@@ -123,6 +127,10 @@ class StandIn:
         with self._lock:
             self._strips.append((match, header.lower()))
 
+    def reply(self, match, make) -> None:
+        with self._lock:
+            self._replies.append((match, make))
+
     def ignore_version_ids(self) -> None:
         self._drop_version_ids = True
 
@@ -147,12 +155,16 @@ class StandIn:
             rule = next((r for r in self._rules if (r.times is None or r.used < r.times) and r.match(request)), None)
             if rule is not None:
                 rule.used += 1
+            make = next((m for match, m in self._replies if match(request)), None)
         if hold is not None:
             with self._lock:
                 self.held.append(request)
             hold.event.wait(120)
         if rule is not None:
             self._error(handler, rule.status, rule.code)
+            return
+        if make is not None:
+            self._send(handler, 200, make(request))
             return
         self._forward(handler, request)
 
@@ -211,10 +223,14 @@ class StandIn:
         finally:
             upstream.close()
 
-    @staticmethod
-    def _error(handler, status: int, code: str) -> None:
+    @classmethod
+    def _error(cls, handler, status: int, code: str) -> None:
         payload = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
                    f"<Message>answered by the test's stand-in</Message></Error>").encode()
+        cls._send(handler, status, payload)
+
+    @staticmethod
+    def _send(handler, status: int, payload: bytes) -> None:
         handler.send_response_only(status)
         handler.send_header("Content-Type", "application/xml")
         handler.send_header("Content-Length", str(len(payload)))

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from datakit_data import awsconfig, s3
-from helpers import BUCKET, assert_clean_error, ok
+from datakit_data import s3
+from helpers import BUCKET, assert_clean_error, ok, read_page
 
 PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bkt</Name><Prefix>proj/</Prefix>
@@ -23,28 +23,8 @@ PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
 </ListBucketResult>"""
 
 
-def _parsed(body: bytes, fast: bool) -> dict:
-    """The page as botocore's S3 client returns it, with or without read_contents."""
-    botocore = awsconfig.botocore()
-    session = botocore.session.Session()
-    client = session.create_client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
-    model = client.meta.service_model.operation_model("ListObjectsV2")
-    response = {"status_code": 200, "headers": {}, "body": body}
-    customized: dict = {}
-    if fast:
-        s3.read_contents(response_dict=response, customized_response_dict=customized)
-    factory = session.get_component("response_parser_factory")
-    factory.set_parser_defaults(timestamp_parser=str)
-    parser = factory.create_parser("rest-xml")
-    parsed = parser.parse(response, model.output_shape)
-    parsed.update(customized)
-    context = {"encoding_type_auto_set": True}
-    botocore.handlers.decode_list_object_v2(parsed=parsed, context=context)
-    return parsed
-
-
 def test_a_listing_page_reads_the_same_with_and_without_the_shortcut():
-    plain, fast = _parsed(PAGE, fast=False), _parsed(PAGE, fast=True)
+    plain, fast = read_page(PAGE, fast=False), read_page(PAGE, fast=True)
     fields = ("Key", "Size", "ETag", "LastModified")
     assert [{f: c.get(f, "") for f in fields} for c in plain["Contents"]] == fast["Contents"]
     assert [c["Key"] for c in fast["Contents"]] == [
@@ -70,6 +50,21 @@ def test_a_listing_page_reads_the_same_with_and_without_the_shortcut():
     b"<ListBucketResult><Contents><Key>a\x01</Key><Size>1</Size></Contents></ListBucketResult>",
     b"<ListBucketResult><Contents><Key>caf\xe9</Key><Size>1</Size></Contents></ListBucketResult>",
     b"<ListBucketResult>" + b"<Contents><Key>a</Key><Size>1</Size>" * 4000 + b"</ListBucketResult>",
+    # What botocore reads otherwise, or refuses, though every object is plain:
+    b"<ListBucketResult><?pi <Contents><Key>a</Key><Size>1</Size></Contents> ?><Contents><Key>b</Key><Size>2</Size>"
+    b"</Contents></ListBucketResult>",  # one object in a processing instruction
+    b"<ListBucketResult><CommonPrefixes><Contents><Key>a</Key><Size>1</Size></Contents></CommonPrefixes>"
+    b"</ListBucketResult>",  # an object nested in another element
+    b'<ListBucketResult xmlns:s3="u"><s3:Contents><Key>a</Key><Size>1</Size></s3:Contents><Contents><Key>b</Key>'
+    b"<Size>2</Size></Contents></ListBucketResult>",  # a namespaced object beside a plain one
+    b"<ListBucketResult><Contents><Key>a]]>b</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a\xef\xbf\xbe</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a\xef\xbf\xbf</Key><Size>1</Size></Contents></ListBucketResult>",
+    b"<ListBucketResult></ListBucketResult><Contents><Key>a</Key><Size>1</Size></Contents>",  # after the root
+    b"<Other><Contents><Key>a</Key><Size>1</Size></Contents></Other>",
+    b"<ListBucketResult><Contents><Key>a</Key><Size>1</Size><1x>y</1x></Contents></ListBucketResult>",
+    b"<ListBucketResult><Contents><Key>a</Key><Size>1</Size><StorageClass>&x;</StorageClass></Contents>"
+    b"</ListBucketResult>",  # a reference XML does not know, in a field not read
 ])
 def test_a_page_of_another_shape_is_left_whole_to_botocore(body):
     response = {"status_code": 200, "headers": {}, "body": body}
@@ -78,9 +73,17 @@ def test_a_page_of_another_shape_is_left_whole_to_botocore(body):
     assert customized == {}
 
 
+def test_line_ends_read_as_an_xml_parser_reads_them():
+    page = PAGE.replace(b"\n", b"\r\n").replace(b"proj/a%20b.csv", b"proj/a\r\nb\rc&#13;d")
+    plain, fast = read_page(page, fast=False), read_page(page, fast=True)
+    assert fast["Contents"][0]["Key"] == plain["Contents"][0]["Key"] == "proj/a\nb\nc\rd"
+    assert fast["Contents"] == [{f: c.get(f, "") for f in ("Key", "Size", "ETag", "LastModified")}
+                                for c in plain["Contents"]]
+
+
 def test_references_read_as_an_xml_parser_reads_them():
     page = PAGE.replace(b"proj/a%20b.csv", b"proj/&lt;&#233;&#xE9;&#x1F600;&apos;&gt;&amp;&#128;")
-    plain, fast = _parsed(page, fast=False), _parsed(page, fast=True)
+    plain, fast = read_page(page, fast=False), read_page(page, fast=True)
     assert fast["Contents"][0]["Key"] == plain["Contents"][0]["Key"] == "proj/<\u00e9\u00e9\U0001f600'>&\x80"
 
 
@@ -151,7 +154,7 @@ AWS = ("Key", "LastModified", "ETag", "ChecksumAlgorithm", "Size", "StorageClass
     _compact(OBJECTS, AWS, orders=[AWS, AWS, SEAWEED, SEAWEED]),  # orders differ
 ], ids=["seaweedfs", "aws", "few fields", "apart", "mixed orders"])
 def test_a_page_of_alike_objects_reads_as_botocore_reads_it(body):
-    plain, fast = _parsed(body, fast=False), _parsed(body, fast=True)
+    plain, fast = read_page(body, fast=False), read_page(body, fast=True)
     fields = ("Key", "Size", "ETag", "LastModified")
     assert len(fast["Contents"]) == 4
     assert [{f: c.get(f, "") for f in fields} for c in plain["Contents"]] == fast["Contents"]
@@ -204,21 +207,159 @@ def test_a_store_writing_its_objects_in_another_shape_is_read_alike(project, buc
     assert report["pull"]["new"] == [] and report["pull"]["changed"] == []
 
 
-@pytest.mark.parametrize("change", [
-    lambda body: body.replace(b"</Key>", b"</Key><Key>other</Key>", 1),  # a key twice
-    lambda body: body.replace(b"<Size>", b"<Size><Size>", 1),  # not XML
-    lambda body: body.replace(b"<Key>", b"<Key>elsewhere/", 1),  # a key outside the folder asked
-], ids=["key twice", "broken", "outside"])
-def test_a_listing_page_no_s3_server_writes_is_a_clean_error(project, bucket, standin, change):
+def _namespaced(body: bytes) -> bytes:
+    """The page with its second object written as <s3:Contents>, the prefix declared."""
+    declared = b'<ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/" '
+    body = body.replace(b"<ListBucketResult ", declared, 1)
+    second = body.index(b"<Contents>", body.index(b"<Contents>") + 1)
+    end = body.index(b"</Contents>", second)
+    return body[:second] + b"<s3:Contents>" + body[second + 10:end] + b"</s3:Contents>" + body[end + 11:]
+
+
+def test_a_namespaced_object_beside_plain_ones_is_listed_and_pull_delete_keeps_its_file(project, bucket, standin):
     project.configure()
     for i in range(3):
         project.write(f"rows/{i:02d}.csv", f"{i}\n")
     ok(project.run("data", "push"))
+    project.configure(s3_endpoint_url=standin.endpoint_url)
+    standin.rewrite(_listing, _namespaced)
+
+    ok(project.run("data", "pull", "delete"))
+
+    assert project.files() == {f"rows/{i:02d}.csv": f"{i}\n".encode() for i in range(3)}
+    report = json.loads(ok(project.run("data", "status", "--json")).stdout)
+    assert report["unchanged"] == 3
+
+
+def _first(field: bytes, text: bytes):
+    """A change of a page: the first object's ``field`` holds ``text``."""
+    return lambda body: re.sub(rb"<%s>[^<]*</%s>" % (field, field), b"<%s>%s</%s>" % (field, text, field), body,
+                               count=1)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda body: body.replace(b"</Key>", b"</Key><Key>other</Key>", 1), "sent a listing page that is not S3's XML"),
+    (lambda body: body.replace(b"<Size>", b"<Size><Size>", 1), ""),  # not XML
+    (lambda body: body.replace(b"<Key>", b"<Key>elsewhere/", 1),
+     'sent object "elsewhere/{name}/rows/00.csv" outside {name}/, which was asked for'),
+    (_first(b"Size", b"9" * 5000),
+     'sent object "{name}/rows/00.csv" with a size of 5000 digits, which no S3 object has'),
+    (_first(b"Size", b"9" * 25), 'sent object "{name}/rows/00.csv" with a size of 25 digits, which no S3 object has'),
+    (_first(b"LastModified", b"yesterday"),
+     'sent object "{name}/rows/00.csv" last modified "yesterday", which is not a time'),
+], ids=["key twice", "broken", "outside", "5000-digit size", "25-digit size", "time yesterday"])
+def test_a_listing_page_no_s3_server_writes_is_a_clean_error(project, bucket, standin, change, words):
+    project.configure()
+    for i in range(3):
+        project.write(f"rows/{i:02d}.csv", f"{i}\n")
+    ok(project.run("data", "push"))
+    project.write("rows/00.csv", "edited\n")
+    (project.data / "rows/01.csv").unlink()
     before = bucket.objects(project.name)
     project.configure(s3_endpoint_url=standin.endpoint_url)
     standin.rewrite(_listing, change)
 
-    for words in (("data", "status"), ("data", "push"), ("data", "pull")):
-        text = assert_clean_error(project.run(*words))
+    for command in (("data", "status"), ("data", "push"), ("data", "pull")):
+        text = assert_clean_error(project.run(*command))
         assert f"Listing s3://{BUCKET}/{project.name}/ failed: " in text, text
+        assert words.format(name=project.name) in text, text
+        if words:
+            assert f"failed: {standin.endpoint_url} sent " in text and "Check that it is an S3 server" in text, text
     assert bucket.objects(project.name) == before
+
+
+def _going_round(request) -> bytes:
+    """A listing page whose next page is the one before it: tokens A, B, A, ..."""
+    token = request.query.get("continuation-token", [""])[0]
+    return (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<Name>%s</Name><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>"
+            b"<NextContinuationToken>%s</NextContinuationToken></ListBucketResult>"
+            % (BUCKET.encode(), b"B" if token == "A" else b"A"))
+
+
+def test_a_listing_whose_pages_go_round_in_a_circle_ends_in_a_clean_error(project, bucket, standin):
+    project.configure()
+    project.write("rows/00.csv", "0\n")
+    ok(project.run("data", "push"))
+    project.write("rows/00.csv", "edited\n")
+    before = bucket.objects(project.name)
+    project.configure(s3_endpoint_url=standin.endpoint_url)
+    standin.reply(_listing, _going_round)
+
+    for command in (("data", "status"), ("data", "push"), ("data", "pull")):
+        text = assert_clean_error(project.run(*command, timeout=30))
+        assert (f"Listing s3://{BUCKET}/{project.name}/ failed: {standin.endpoint_url} sent the same continuation "
+                "token twice in one listing") in text, text
+    assert bucket.objects(project.name) == before
+    asked = [r.query.get("continuation-token", [""])[0] for r in standin.seen if _listing(r)]
+    assert len(asked) <= 3 * 4, asked  # each run: the first page, then A, B and A again
+
+
+def test_version_listing_markers_that_come_round_again_end_the_listing():
+    pages = [{"IsTruncated": True, "NextKeyMarker": "a", "NextVersionIdMarker": "1"},
+             {"IsTruncated": True, "NextKeyMarker": "a", "NextVersionIdMarker": "2"},
+             {"IsTruncated": True, "NextKeyMarker": "b", "NextVersionIdMarker": "1"},
+             {"IsTruncated": True, "NextKeyMarker": "a", "NextVersionIdMarker": "1"}]
+    read = []
+    with pytest.raises(s3._NotAListing, match="the same continuation token twice"):
+        for page in s3._pages(pages, s3._NEXT_VERSIONS):
+            read.append(page)
+    assert read == pages[:3]
+
+
+def test_the_last_page_of_a_listing_may_carry_a_token_seen_before():
+    pages = [{"IsTruncated": True, "NextContinuationToken": "A"}, {"IsTruncated": False, "NextContinuationToken": "A"}]
+    assert list(s3._pages(pages, s3._NEXT_PAGE)) == pages
+
+
+# Times and sizes no S3 object has ----------------------------------------------
+
+STAMPS = ["2026-11-14T15:30:07.412Z", "2026-11-14T15:30:07Z", "2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z",
+          "2026-04-31T00:00:00Z", "2026-12-31T23:59:59.999999999Z", "2026-13-01T00:00:00Z", "2026-11-14T24:00:00Z",
+          "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "Thu, 14 Nov 2026 15:30:07 GMT", "2026-11-14 15:30:07",
+          "2026-11-14T15:30:07+01:00", "2026-11-14T15:30:07.1-0530", "2026-11-14T15:30:07+2400", "yesterday", "",
+          "1e9", "2026-11-14T15:30:07Z\n2026-11-14T15:30:07Z"]
+
+
+@pytest.mark.parametrize("stamp", STAMPS)
+def test_a_listed_time_is_refused_exactly_when_the_aws_cli_cannot_read_it(stamp):
+    from awscli.customizations.s3.utils import _date_parser  # how its sync reads a listed LastModified
+
+    try:
+        _date_parser(stamp)
+        cli_reads = True
+    except (ValueError, OverflowError):
+        cli_reads = False
+    page = {"Contents": [{"Key": "proj/a.csv", "Size": 1, "LastModified": "2026-11-14T15:30:07Z"},
+                         {"Key": "proj/b.csv", "Size": 1, "LastModified": stamp}]}
+
+    if cli_reads:
+        assert s3._objects([page], "proj/", "proj/")["b.csv"].last_modified == stamp
+    else:
+        with pytest.raises(s3._NotAListing, match='object "proj/b.csv" (last modified|without a time)'):
+            s3._objects([page], "proj/", "proj/")
+
+
+@pytest.mark.parametrize("size, words", [(-1, "-1 bytes"), (2 ** 63, "9223372036854775808 bytes"),
+                                         (10 ** 30, "31 digits"), ("12", None), (None, None)])
+def test_an_object_listed_with_a_size_no_object_has_is_named(size, words):
+    page = {"Contents": [{"Key": "proj/a.csv", "Size": size, "LastModified": "2026-11-14T15:30:07Z"}]}
+    expected = f"with a size of {words}, which no S3 object has" if words else "without a size"
+    with pytest.raises(s3._NotAListing, match=f'object "proj/a.csv" {re.escape(expected)}'):
+        s3._objects([page], "proj/", "proj/")
+
+
+def test_a_size_of_more_digits_than_python_reads_names_its_object_as_botocore_would_decode_it():
+    body = _compact(OBJECTS, SEAWEED).replace(b"<Size>1024</Size>", b"<Size>" + b"9" * 5000 + b"</Size>")
+    with pytest.raises(ValueError):
+        read_page(body, fast=False)  # botocore alone refuses it too, naming nothing
+    with pytest.raises(s3._NotAListing, match='object "proj/a b.csv" with a size of 5000 digits'):
+        read_page(body, fast=True)
+
+
+def test_a_size_of_more_digits_than_python_reads_in_an_object_botocore_never_reads_is_no_error():
+    hidden = b"<?pi <Contents><Key>proj/x</Key><Size>" + b"9" * 5000 + b"</Size></Contents> ?>"
+    body = _compact(OBJECTS, SEAWEED).replace(b"<CommonPrefixes>", hidden + b"<CommonPrefixes>")
+    plain, fast = read_page(body, fast=False), read_page(body, fast=True)
+    assert [c["Key"] for c in fast["Contents"]] == [c["Key"] for c in plain["Contents"]]
+    assert len(fast["Contents"]) == 4
