@@ -227,6 +227,18 @@ def _answers(url: str, statuses) -> bool:
         return False
 
 
+def _signed_listing_works(endpoint_url: str, access_key: str, secret_key: str, bucket: str) -> bool:
+    """Does a listing of the bucket signed with these keys succeed?"""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = isolated_client(endpoint_url, access_key, secret_key)
+    try:
+        client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+        return True
+    except (BotoCoreError, ClientError):
+        return False
+
+
 class S3Server(_Server):
     """SeaweedFS `weed mini` with one bucket, bound to 127.0.0.1 on free ports."""
 
@@ -275,14 +287,7 @@ class S3Server(_Server):
         # required it answers 403 at once, so then a signed listing must succeed.
         if not self.access_key:
             return _answers(f"{self.endpoint_url}/{self.bucket}", (200,))
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = isolated_client(self.endpoint_url, self.access_key, self.secret_key)
-        try:
-            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
-            return True
-        except (BotoCoreError, ClientError):
-            return False
+        return _signed_listing_works(self.endpoint_url, self.access_key, self.secret_key, self.bucket)
 
 
 class MotoServer(_Server):
@@ -354,11 +359,4 @@ class RcloneServer(_Server):
                 "--etag-hash", "MD5", "--cache-dir", str(self.workdir / "cache")]
 
     def ready(self) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = isolated_client(self.endpoint_url, self.access_key, self.secret_key)
-        try:
-            client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
-            return True
-        except (BotoCoreError, ClientError):
-            return False
+        return _signed_listing_works(self.endpoint_url, self.access_key, self.secret_key, self.bucket)
