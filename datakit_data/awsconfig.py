@@ -1,44 +1,20 @@
 """The user's AWS config file: what its S3 transfer settings mean for us.
 
 The AWS CLI reads S3 transfer settings only from its config (nested under ``s3 =``
-in the profile's section). For ``max_concurrent_requests``, the bundled AWS CLI
-gets the value in its own process, in the config it has read (see
-aws_cli._LAUNCHER): the user's file is never copied nor edited. Another AWS CLI
-(DATAKIT_DATA_AWS) gets a copy of the user's file with that one value set by the
-AWS CLI's own config writer, used only if it reads as the original but for that
-value. ``multipart_threshold`` and
-``multipart_chunksize`` shape the ETags S3 gives uploaded files, so comparing a
-local file with an object must read them as the AWS CLI does.
+in the profile's section). ``max_concurrent_requests`` and the transfer client are
+set for datakit's command only, by the plugin in the config as the CLI has read it
+(engine/plugin.py): the user's file is never edited. AWS CLI v2 loads the plugin
+from a copy of the user's file with our ``[plugins]`` lines added (plugin_config).
+``multipart_threshold`` and ``multipart_chunksize`` shape the ETags S3 gives
+uploaded files, so comparing a local file with an object must read them as the
+AWS CLI does.
 """
-import contextlib
-import logging
 import os
-from types import ModuleType
-from typing import Iterator, Mapping
+import re
+from typing import Mapping
 
+from .engine import aws
 from .settings import Settings
-
-log = logging.getLogger(__name__)
-
-
-def botocore() -> ModuleType:
-    """The botocore that the bundled awscli carries, with the submodules we use.
-
-    awscli 1.44+ carries its own botocore and, once imported, serves it as the
-    top-level `botocore` (its modules use that name, so their classes do too).
-    Imported when first needed: loading awscli costs about 80 ms that most runs
-    never need.
-    """
-    import awscli  # noqa: F401
-    import botocore as served
-    import botocore.config  # noqa: F401
-    import botocore.configloader  # noqa: F401
-    import botocore.exceptions  # noqa: F401
-    import botocore.session  # noqa: F401
-
-    # The CLI is quiet about where it found credentials; so are we.
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    return served
 
 #: The AWS CLI's defaults for when an upload goes in parts, and how big each part is
 #: (``multipart_threshold`` / ``multipart_chunksize`` under ``s3 =`` in ~/.aws/config).
@@ -55,25 +31,71 @@ KEY = "max_concurrent_requests"
 DEFAULT_CONCURRENCY = 32
 
 
-def section_name(profile: str | None) -> str:
-    """The config file section that holds a profile's settings."""
-    if not profile or profile == "default":
-        return "default"
-    return f"profile {profile}"
-
-
-def set_s3_value(path: str, section: str, key: str, value: str) -> None:
-    """Set ``s3 = / key = value`` in one section of a config file, every other line kept,
-    with the writer `aws configure set` uses."""
-    botocore()
-    from awscli.customizations.configure.writer import ConfigFileWriter
-
-    ConfigFileWriter().update_config({"__section__": section, "s3": {key: value}}, path)
-
-
 def user_config_path(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     return environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
+
+
+#: A section header line of a config file, and a plain ``key = value`` line in one.
+_HEADER = re.compile(r"^\[\s*(?P<name>[^\]]*?)\s*\]")
+_SETTING = re.compile(r"^(?P<key>[^\s=:][^=:]*?)\s*[=:]\s*(?P<value>.*?)\s*$")
+_PATH_KEY = "cli_legacy_plugin_path"
+
+
+def plugin_config(path: str, folder: str, module: str, environ: Mapping[str, str] | None = None
+                  ) -> tuple[str, str | None]:
+    """Write to ``path`` a copy of the user's AWS config that makes AWS CLI v2 load
+    ``module`` from ``folder`` before any plugin of the user's: ``[plugins]`` gets
+    ``cli_legacy_plugin_path = folder`` and ``<module> = <module>`` as its first lines,
+    every other line is kept. Returns (path, the user's own cli_legacy_plugin_path,
+    which the plugin puts back on the import path for their plugins, or None).
+
+    Raises ValueError if the copy does not parse, as botocore parses config files,
+    to the original with exactly those lines added (the user's config wins: the CLI
+    then runs with it and without the plugin). The copy may hold credentials, like
+    the original: readable by the user only. The user's file is never written."""
+    environ = os.environ if environ is None else environ
+    original = os.path.expanduser(user_config_path(environ))
+    try:
+        with open(original, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    except UnicodeDecodeError:
+        raise ValueError(f"{original} is not UTF-8 text") from None
+    if any(c in folder for c in "\r\n"):
+        raise ValueError("the staging folder's path holds a line break")
+    ours = [f"{_PATH_KEY} = {folder}", f"{module} = {module}"]
+    header = next((i for i, line in enumerate(lines) if (m := _HEADER.match(line)) and m["name"] == "plugins"), None)
+    users_path = None
+    if header is None:
+        copy = [*lines, "", "[plugins]", *ours]
+    else:
+        end = next((i for i in range(header + 1, len(lines)) if _HEADER.match(lines[i])), len(lines))
+        kept = []
+        for line in lines[header + 1:end]:
+            setting = _SETTING.match(line)
+            if setting and setting["key"] == _PATH_KEY:
+                users_path = setting["value"]
+                continue
+            kept.append(line)
+        copy = [*lines[:header + 1], *ours, *kept, *lines[end:]]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(copy) + "\n")
+    try:
+        before = aws.parse_config(original) if lines else {}
+        after = aws.parse_config(path)
+    except aws.botocore().exceptions.BotoCoreError as err:
+        raise ValueError(f"the AWS config does not parse: {err}") from None
+    plugins = dict(before.get("plugins") or {})
+    if users_path is not None and plugins.pop(_PATH_KEY, None) != users_path or module in plugins:
+        raise ValueError("its [plugins] section is not one datakit can add to")
+    expected = {**before, "plugins": {_PATH_KEY: folder, module: module, **plugins}}
+    found = after.get("plugins") or {}
+    if after != expected or [k for k in found if k != _PATH_KEY][:1] != [module]:
+        raise ValueError("the copy does not read as the original does")
+    return path, users_path
 
 
 def concurrency(settings: Settings) -> tuple[int, bool] | None:
@@ -87,87 +109,22 @@ def concurrency(settings: Settings) -> tuple[int, bool] | None:
     return DEFAULT_CONCURRENCY, False
 
 
-@contextlib.contextmanager
-def config_copy(settings: Settings, folder: str, environ: Mapping[str, str] | None = None
-                ) -> Iterator[dict[str, str]]:
-    """For another AWS CLI (DATAKIT_DATA_AWS), which only reads its config file:
-    environment overrides pointing it at a copy of the user's config with the
-    concurrency set, in ``folder`` (our staging folder, which the next run removes
-    if this one is killed). The copy is used only if it reads exactly as the user's
-    file does but for that one value; else nothing is overridden (noted in the log)."""
-    environ = os.environ if environ is None else environ
-    wanted = concurrency(settings)
-    if wanted is None:
-        yield {}
-        return
-    original = os.path.expanduser(user_config_path(environ))
-    path = os.path.join(folder, "aws-config")
-    try:
-        try:
-            with open(original, encoding="utf-8") as fh:
-                text = fh.read()
-        except FileNotFoundError:
-            text = ""
-        profile = settings.profile or environ.get("AWS_PROFILE")
-        # The copy may hold credentials, like the original: readable by the user only.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        set_s3_value(path, section_name(profile), KEY, str(wanted[0]))
-        if not _reads_the_same(original if text else None, path, section_name(profile), wanted[0]):
-            raise ValueError("the copy does not read as the original does")
-    except Exception as err:  # noqa: BLE001  whatever the writer makes of a file, the user's file wins
-        log.info("Leaving S3 concurrency to the AWS CLI's config (%s): %s", KEY, err)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        yield {}
-        return
-    try:
-        yield {"AWS_CONFIG_FILE": path}
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-def _reads_the_same(original: str | None, copy: str, section: str, value: int) -> bool:
-    """Does the copy parse, as botocore parses config files, to the original but for
-    our one value under ``s3 =`` in ``section``?"""
-    parse = botocore().configloader.raw_config_parse
-    before = parse(original) if original else {}
-    after = parse(copy)
-    s3 = after.get(section, {}).get("s3")
-    if not isinstance(s3, dict) or s3.get(KEY) != str(value):
-        return False
-    expected = {name: dict(values) for name, values in before.items()}
-    ours = expected.setdefault(section, {})
-    nested = ours.get("s3", {})
-    if not isinstance(nested, dict):
-        return False
-    ours["s3"] = {**nested, KEY: str(value)}
-    return after == expected
-
-
 def _users_own_value(settings: Settings) -> bool | None:
     """Does the user's AWS config set max_concurrent_requests for this profile?
     (None: the file or profile cannot be read.)"""
-    served = botocore()
     try:
-        s3 = served.session.Session(profile=settings.profile).get_scoped_config().get("s3")
-    except served.exceptions.BotoCoreError:
+        return KEY in aws.s3_config(settings.profile)
+    except aws.botocore().exceptions.BotoCoreError:
         return None
-    return isinstance(s3, dict) and KEY in s3
 
 
 def multipart_sizes(settings: Settings) -> tuple[int, int]:
     """(multipart_threshold, multipart_chunksize) in bytes, as the AWS CLI reads them."""
-    served = botocore()
-    from awscli.customizations.s3.transferconfig import InvalidConfigError, RuntimeConfig
-
     try:
-        s3 = served.session.Session(profile=settings.profile).get_scoped_config().get("s3") or {}
+        s3 = aws.s3_config(settings.profile)
         wanted = {k: v for k, v in s3.items() if k in ("multipart_threshold", "multipart_chunksize")}
-        sizes = RuntimeConfig().build_config(**wanted)
-    except (served.exceptions.BotoCoreError, InvalidConfigError, ValueError, AttributeError):
+        sizes = aws.transfer_config(wanted)
+    except (aws.botocore().exceptions.BotoCoreError, ValueError, AttributeError):
         # The AWS CLI refuses such a config itself; until then, its defaults.
         return MULTIPART_THRESHOLD, MULTIPART_CHUNK
     return sizes["multipart_threshold"], sizes["multipart_chunksize"]

@@ -13,7 +13,7 @@ import signal
 from cliff.command import Command
 
 from . import project, pull, push, safesync, scan, versions
-from .aws_cli import signals_stop_the_run
+from .engine.cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
 from .flags import Flags, accepted_list, parse_flags

@@ -10,7 +10,7 @@ import os
 import re
 import signal
 
-from .awsconfig import botocore
+from .engine.aws import botocore
 from .exceptions import ConfigError, DatakitDataError, Interrupted, SkippedFiles, SyncError
 from .layout import PROJECT_CONFIG
 from .masking import mask_secrets

@@ -89,9 +89,9 @@ class Pull(Run):
         """Download exactly the planned paths in one concurrent `aws s3 sync`, and move
         each whole one into data/ (also when the AWS CLI fails part-way).
 
-        No other object is downloaded: the bundled AWS CLI is told that S3 holds
-        exactly the planned objects (aws_cli.answer_listings); another one is kept to
-        them by filters and placeholders (aws_cli.pull_scope). A file is moved into
+        No other object is downloaded: an AWS CLI with datakit's plugin is told that S3
+        holds exactly the planned objects; one without is kept to them by filters and
+        placeholders (aws_cli.pull_scope). A file is moved into
         data/ only if data/ still holds what the scan saw there; files that cannot be
         moved, or did not arrive, are named as skipped.
         """
@@ -99,9 +99,9 @@ class Pull(Run):
         paths = outcome.plan.transfer
         stage = os.path.join(self.staging, "data")
         root = self.selection.root
-        if self.cli.answers_listings:
-            # Told that S3 holds exactly the planned objects, the bundled AWS CLI
-            # downloads those and no other, without listing the folder again.
+        if self.cli.hooks:
+            # Told that S3 holds exactly the planned objects, the AWS CLI downloads
+            # those and no other, without listing the folder again.
             wanted = paths
             listing = aws_cli.listing_entries(self.settings, {path: outcome.remote[path] for path in paths})
             runs_from, filters = root, []
@@ -129,7 +129,8 @@ class Pull(Run):
         log.info("Running: %s", aws_cli.describe(args))
         finished = False
         try:
-            self.cli.run(args, self.settings, "pull", listing=listing)
+            self.cli.run(args, self.settings, "pull", events=os.path.join(self.staging, "events.jsonl"),
+                         listing=listing)
             finished = True
         finally:
             self._receive(wanted, finished)

@@ -14,6 +14,7 @@ import time
 from typing import Callable, Iterable
 
 from . import aws_cli, conditions, files, names, s3, versions
+from .engine import cli as engine_cli
 from .exceptions import DatakitDataError, Interrupted
 from .files import copy_into, link_or_copy, why
 from .plan import Local, Remote
@@ -123,7 +124,7 @@ class Push(Run):
         # Asked while the run plans and transfers, for the uploads' metadata.
         self.pushed_by = Beside(versions.pusher, self.layout.root)
         self.memory = conditions.Memory(self.layout)
-        self.answers: conditions.Answers | None = None  # what became of the conditional uploads
+        self.answers: engine_cli.Answers | None = None  # what became of the conditional uploads
         self.staged: dict[str, None] = {}  # the paths in the staging folder
         self.all_sent = False  # an AWS CLI without conditions uploaded every staged path
 
@@ -153,16 +154,16 @@ class Push(Run):
     def _upload(self) -> None:
         """Upload exactly the planned paths in one concurrent `aws s3 sync` of the staging folder.
 
-        The staging folder holds only the planned files, as hard links. The bundled AWS
-        CLI is told that S3 holds none of them (aws_cli.answer_listings): it sends each
-        one without listing the folder again. Another AWS CLI lists it, and skips a file
-        of the object's size that is not newer than it, so such a file is staged as a
-        copy with a fresh time instead. A file that vanished or became unreadable since
-        the scan is named as skipped.
+        The staging folder holds only the planned files, as hard links. An AWS CLI with
+        datakit's plugin is told that S3 holds none of them: it sends each one without
+        listing the folder again. One without lists it, and skips a file of the object's
+        size that is not newer than it, so such a file is staged as a copy with a fresh
+        time instead. A file that vanished or became unreadable since the scan is named
+        as skipped.
         """
         outcome = self.outcome
         stage = os.path.join(self.staging, "data")
-        told = self.cli.answers_listings
+        told = self.cli.hooks
         into_stage = names.Inside(stage)
         for path in outcome.plan.transfer:
             source = os.path.join(self.layout.data, path)
@@ -187,17 +188,18 @@ class Push(Run):
         args = aws_cli.upload_args(self.settings, [*self.flags.cli, *who], root=self.selection.root)
         log.info("Running: %s", aws_cli.describe(args))
         guard = None
-        if self.cli.carries_conditions:
-            report_file = os.path.join(self.staging, "guard.jsonl")
+        if self.cli.hooks:
             # Each kind until it is proven (a store that ignores it is asked again each time).
             probe = tuple(kind for kind in (conditions.CREATE, conditions.REPLACE)
                           if self.memory.get(self.settings, kind) in (None, conditions.IGNORED))
-            guard = conditions.Guard(self.settings, self._expected(), report_file, probe)
+            guard = conditions.Guard(self.settings, self._expected(), probe)
         try:
-            self.cli.run(args, self.settings, "push", guard=guard, listing=[] if told else None)
+            self.cli.run(args, self.settings, "push", events=os.path.join(self.staging, "events.jsonl"),
+                         guard=guard and guard.message(), guarded=guard.expect if guard else {},
+                         probes=guard.probe if guard else (), listing=[] if told else None)
         finally:
             if guard is not None:
-                self.answers = guard.read()
+                self.answers = self.cli.answers
                 self._learn(self.answers)
         if guard is None:
             # The AWS CLI ended well: it uploaded every staged file (each is newer than,
@@ -227,7 +229,7 @@ class Push(Run):
                 expect[path] = seen.etag
         return expect
 
-    def _learn(self, found: conditions.Answers) -> None:
+    def _learn(self, found: engine_cli.Answers) -> None:
         """Remember what the probes, and a store rejecting the headers, showed of each kind."""
         rejected = {}
         for path, code in found.unsupported.items():
@@ -244,7 +246,7 @@ class Push(Run):
     def _say_protection(self) -> None:
         """Say which of this push's uploads were not protected by a proven compare-and-swap."""
         kinds = sorted({self._kind(path) for path in self.staged}, reverse=True)  # (replace, create)
-        found = conditions.protection(self.memory, self.settings, self.cli.carries_conditions)
+        found = conditions.protection(self.memory, self.settings, self.cli.without_hooks)
         said: dict[tuple[str, str], list[str]] = {}
         for kind in kinds:
             if found[kind]["mode"] != conditions.SWAP:
@@ -260,13 +262,13 @@ class Push(Run):
         into_again = names.Inside(os.path.join(again, "data"))
         for path in sorted(paths):
             link_or_copy(staged(path), into_again.prepared(path))
-        guard = conditions.Guard(self.settings, {}, os.path.join(self.staging, "again.jsonl"))
-        with aws_cli.Cli() as cli:
-            cli.prepare(again, self.cli_env, self.cli_concurrency)
+        with engine_cli.open_engine() as cli:
+            cli.prepare(again, {}, self.cli_concurrency)
             try:
-                cli.run(args, self.settings, "push", guard=guard, listing=[] if cli.answers_listings else None)
+                cli.run(args, self.settings, "push", events=os.path.join(again, "events.jsonl"),
+                        guard={"expect": {}, "probe": []}, listing=[] if cli.hooks else None)
             finally:
-                self.answers.merge(guard.read(), paths)
+                self.answers.merge(cli.answers, paths)
 
     def _delete(self) -> None:
         """Delete on S3 what was deleted locally, each object only if it is still the
@@ -302,7 +304,7 @@ class Push(Run):
             else:
                 after = s3.list_remote(self.settings, under=self.selection.root)
         except DatakitDataError:
-            answers = self.answers or conditions.Answers()
+            answers = self.answers or engine_cli.Answers()
             for path, code in answers.refused.items():
                 self._name(path, refused_verdict(code))
             if in_flight is None:
@@ -319,7 +321,7 @@ class Push(Run):
     def _verify_upload(self, path: str, now: Remote | None) -> None:
         """Record path only if S3 now holds exactly the bytes this push sent."""
         outcome = self.outcome
-        answers = self.answers or conditions.Answers()
+        answers = self.answers or engine_cli.Answers()
         ours = None
         if now is not None:
             # S3's ETag in whatever shape the store gives it (rclone's is a plain MD5), else ours.

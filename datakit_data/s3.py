@@ -22,7 +22,8 @@ from typing import Any, Iterable, Iterator, Mapping
 from xml.etree import ElementTree
 
 from . import conditions, failures
-from .awsconfig import botocore
+from .engine import aws
+from .engine.aws import botocore
 from .failures import explain_error
 from .exceptions import DatakitDataError, SyncError
 from .layout import PROJECT_CONFIG
@@ -35,12 +36,11 @@ from .settings import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, Settin
 @functools.lru_cache(maxsize=4)
 def client(settings: Settings) -> Any:
     """An S3 client for these settings: profile, endpoint, bounded retries, and no
-    signature with `no-sign-request` (made once per settings)."""
+    signature with `no-sign-request` (made once per settings); its listing pages are
+    read by read_contents first."""
     served = botocore()
     try:
-        sess = served.session.Session(profile=settings.profile)
-        # Timestamps are only compared as text: parsing 10,000 of them costs a second.
-        sess.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        sess = aws.session(settings.profile, text_times=True)
         options = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
         if not any(key in os.environ for key in RETRY_ENV):
             # total_max_attempts counts the first attempt; botocore's max_attempts does not.
@@ -49,35 +49,10 @@ def client(settings: Settings) -> Any:
             options["signature_version"] = served.UNSIGNED
         made = sess.create_client(
             "s3", endpoint_url=without_credentials(settings.endpoint_url), config=served.config.Config(**options))
-        _read_contents_first(made, served)
+        aws.read_pages_first(made, read_contents)
         return made
     except served.exceptions.BotoCoreError as err:
         raise explain_error(err, settings, "list")
-
-
-def _read_contents_first(made: Any, served: Any) -> None:
-    """Have listing pages read by read_contents before botocore looks at them.
-
-    botocore's first look at every S3 answer (``_handle_200_error``) parses the whole
-    body with ElementTree to find an error sent with status 200: 1.9 ms for a page of
-    500 objects, more than reading them. Run after read_contents, it parses what is
-    left of the page (the objects cut out) and still finds an error page, or a page
-    cut short by the network (an unfinished object is never cut out). Where this
-    botocore has no such handler, read_contents runs after botocore's handlers.
-    """
-    events = made.meta.events
-    look = getattr(getattr(served, "handlers", None), "_handle_200_error", None)
-    if look is None:
-        events.register("before-parse.s3.ListObjectsV2", read_contents)
-        return
-    events.unregister("before-parse.s3.*", look)
-
-    def before_parse(operation_model: Any, response_dict: dict, **kwargs: Any) -> None:
-        if operation_model.name == "ListObjectsV2" and "customized_response_dict" in kwargs:
-            read_contents(response_dict, kwargs["customized_response_dict"])
-        look(operation_model=operation_model, response_dict=response_dict, **kwargs)
-
-    events.register_first("before-parse.s3.*", before_parse)
 
 
 #: A listing page's objects, and the fields of one, as S3 writes them. (Written out

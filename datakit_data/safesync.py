@@ -12,10 +12,12 @@ import contextlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from typing import Callable, Iterator, Mapping
 
-from . import aws_cli, awsconfig, conditions, report, s3, versions
+from . import awsconfig, conditions, report, s3, versions
+from .engine import cli as engine_cli
 from .flags import Flags
 from .layout import Layout
 from .masking import mask_secrets
@@ -49,9 +51,8 @@ class Run:
         self.record: SyncRecord | None = None
         self.outcome: Outcome | None = None
         self.staging: str | None = None  # set while a transfer is prepared
-        self.cli: aws_cli.Cli | None = None
-        self.cli_env: Mapping[str, str] = {}  # the AWS CLI's environment for this run
-        self.cli_concurrency: tuple[int, bool] | None = None  # what the bundled AWS CLI is told
+        self.cli: engine_cli.Engine | None = None
+        self.cli_concurrency: tuple[int, bool] | None = None  # what the AWS CLI is told
 
     def run(self) -> Outcome:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
@@ -86,9 +87,9 @@ class Run:
 
     @contextlib.contextmanager
     def _transfer(self) -> Iterator[None]:
-        """A staging folder and an AWS CLI process, prepared while the plan is made."""
+        """A staging folder and the engine, prepared while the plan is made."""
         # Started first: it loads awscli while everything else is prepared.
-        with aws_cli.Cli() if self.uses_cli() else contextlib.nullcontext() as cli:
+        with engine_cli.open_engine() if self.uses_cli() else contextlib.nullcontext() as cli:
             for folder in self.layout.stale_staging():  # left by killed runs; we hold the lock
                 shutil.rmtree(folder, ignore_errors=True)
             if self.flags.dryrun:
@@ -97,14 +98,11 @@ class Run:
             self.staging = self.layout.staging(self.direction)
             os.makedirs(os.path.join(self.staging, "data"))
             try:
-                bundled = cli is None or cli.carries_conditions
-                copy = contextlib.nullcontext({}) if bundled else awsconfig.config_copy(self.settings, self.staging)
-                with copy as env:
-                    self.cli_concurrency = awsconfig.concurrency(self.settings) if bundled and cli else None
-                    if cli is not None:
-                        cli.prepare(self.staging, env, self.cli_concurrency)
-                    self.cli, self.cli_env = cli, env
-                    yield
+                if cli is not None:
+                    self.cli_concurrency = awsconfig.concurrency(self.settings)
+                    cli.prepare(self.staging, {}, self.cli_concurrency)
+                self.cli = cli
+                yield
             finally:
                 self.cli = None
                 shutil.rmtree(self.staging, ignore_errors=True)
@@ -195,6 +193,11 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "versioning": {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(s3.versioning(settings),
                                                                                     "unknown"),
         "path": f"data/{selection.path}" if selection.path else "data/",
-        "protection": conditions.protection(conditions.Memory(layout), settings,
-                                            aws_cli.carries_conditions(aws_cli.aws_command())),
+        "protection": conditions.protection(conditions.Memory(layout), settings, _without_hooks(settings)),
     }
+
+
+def _without_hooks(settings: Settings) -> str:
+    """Why pushes would run without datakit's plugin now ("" when they would not)."""
+    with tempfile.TemporaryDirectory(prefix="datakit-data-") as folder:
+        return engine_cli.hooks_for_status(settings, folder)[1]

@@ -278,9 +278,9 @@ def make_settings(path="proj", profile=None, endpoint=None):
 @functools.lru_cache(maxsize=1)
 def _page_parser():
     """botocore's session, ListObjectsV2 model and parser factory, made once (0.1 s)."""
-    from datakit_data import awsconfig
+    from datakit_data.engine import aws
 
-    botocore = awsconfig.botocore()
+    botocore = aws.botocore()
     session = botocore.session.Session()
     client = session.create_client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
     factory = session.get_component("response_parser_factory")

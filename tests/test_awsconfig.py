@@ -1,43 +1,49 @@
-"""awsconfig.py: the user's AWS config, and the multipart part sizes."""
+"""awsconfig.py: the user's AWS config with the plugin added, and the multipart part sizes."""
 import pytest
 
 from datakit_data import awsconfig
 
 
-def with_s3_setting(tmp_path, text, section, value):
-    path = tmp_path / "config"
-    path.write_text(text)
-    awsconfig.set_s3_value(str(path), section, "max_concurrent_requests", value)
-    return path.read_text()
+def plugin_copy(tmp_path, text):
+    """The config copy that loads the plugin, from a user's config of this text (None: no file)."""
+    user = tmp_path / "user-config"
+    if text is not None:
+        user.write_text(text)
+    before = user.read_bytes() if text is not None else None
+    copy, users_path = awsconfig.plugin_config(str(tmp_path / "copy"), "/stage/aws-plugin", "dk_plugin",
+                                               {"AWS_CONFIG_FILE": str(user)})
+    assert (user.read_bytes() if text is not None else None) == before  # never written
+    assert not user.exists() or text is not None
+    return (tmp_path / "copy").read_text(), users_path
 
 
-def test_s3_setting_is_added_to_an_empty_config(tmp_path):
-    assert with_s3_setting(tmp_path, "", "default", "64") == "[default]\ns3 =\n    max_concurrent_requests = 64\n"
+def test_the_plugin_is_added_to_a_config_without_plugins_and_to_none(tmp_path):
+    text = "# mine\n[default]\nregion = eu-west-1\ns3 =\n    max_concurrent_requests = 4\n"
+    copy, users_path = plugin_copy(tmp_path, text)
+    assert copy == text + "\n[plugins]\ncli_legacy_plugin_path = /stage/aws-plugin\ndk_plugin = dk_plugin\n"
+    assert users_path is None
+    (tmp_path / "none").mkdir()
+    assert plugin_copy(tmp_path / "none", None)[0] == (
+        "\n[plugins]\ncli_legacy_plugin_path = /stage/aws-plugin\ndk_plugin = dk_plugin\n")
 
 
-def test_s3_setting_keeps_every_other_line_of_the_users_config(tmp_path):
-    text = (
-        "# my settings\n[default]\nregion = eu-west-1\ns3 =\n    multipart_chunksize = 16MB\n"
-        "    max_concurrent_requests = 4\n\n[profile team]\nregion = us-east-1\n"
-    )
-    got = with_s3_setting(tmp_path, text, "default", "64")
-    assert got == text.replace("max_concurrent_requests = 4", "max_concurrent_requests = 64")
-
-    team = with_s3_setting(tmp_path, text, "profile team", "32")
-    assert team == text + "s3 =\n    max_concurrent_requests = 32\n"
+def test_the_plugin_comes_first_among_the_users_own_plugins_whose_folder_is_handed_on(tmp_path):
+    text = ("[plugins]\nmine = my_plugin\ncli_legacy_plugin_path = /home/me/plugins\n\n"
+            "[profile team]\nregion = us-east-1\n")
+    copy, users_path = plugin_copy(tmp_path, text)
+    assert copy == ("[plugins]\ncli_legacy_plugin_path = /stage/aws-plugin\ndk_plugin = dk_plugin\n"
+                    "mine = my_plugin\n\n[profile team]\nregion = us-east-1\n")
+    assert users_path == "/home/me/plugins"
 
 
-def test_s3_setting_joins_an_existing_nested_block(tmp_path):
-    text = "[profile a]\ns3 =\n    multipart_threshold = 64MB\nregion = x\n"
-    assert with_s3_setting(tmp_path, text, "profile a", "20") == (
-        "[profile a]\ns3 =\n    multipart_threshold = 64MB\n    max_concurrent_requests = 20\nregion = x\n"
-    )
-
-
-def test_section_names():
-    assert awsconfig.section_name(None) == "default"
-    assert awsconfig.section_name("default") == "default"
-    assert awsconfig.section_name("team") == "profile team"
+@pytest.mark.parametrize("text", [
+    "[default]\nregion = x\n[default]\nregion = y\n",  # botocore refuses it: so will the CLI
+    "[plugins]\ndk_plugin = theirs\n",  # our name is taken
+    "[plugins]\nx = y\nx = z\n",  # a key twice
+])
+def test_a_config_the_plugin_cannot_be_added_to_exactly_is_left_alone(tmp_path, text):
+    with pytest.raises(ValueError):
+        plugin_copy(tmp_path, text)
 
 
 @pytest.mark.parametrize("file_size, chunk, expected", [

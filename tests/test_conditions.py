@@ -1,11 +1,12 @@
-"""conditions.py: what the answers to conditional writes mean, and what is remembered of them."""
+"""conditions.py and the plugin's verdicts: what the answers to conditional writes mean, what is
+remembered of them, and what a run's events say."""
 import json
 
 import pytest
 
 
 @pytest.mark.parametrize("status, code, message, matching, expected", [
-    (200, "", "", True, "sent"),
+    (200, "", "", True, "done"),
     (412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold", True, "refused"),
     (412, "", "", False, "refused"),  # no body: botocore's code is the status
     (404, "NoSuchKey", "", True, "refused"),  # If-Match on a key deleted meanwhile (AWS)
@@ -23,13 +24,13 @@ import pytest
     (500, "InternalError", "", True, None),
 ])
 def test_what_a_response_to_a_conditional_write_means(status, code, message, matching, expected):
-    from datakit_data.conditions import verdict
+    from datakit_data.engine.plugin import verdict
 
     assert verdict(status, code, message, matching) == expected
 
 
 def test_refused_uploads_are_told_apart_from_other_lines_of_the_aws_cli():
-    from datakit_data.conditions import refusal_line
+    from datakit_data.engine.cli import refusal_line
 
     line = ("upload failed: data/a b.csv to s3://bkt/p/a b.csv An error occurred (PreconditionFailed) when "
             "calling the PutObject operation: At least one of the pre-conditions you specified did not hold")
@@ -44,30 +45,38 @@ def test_refused_uploads_are_told_apart_from_other_lines_of_the_aws_cli():
     assert refusal_line("fatal error: An error occurred (NoSuchBucket) when calling the ListObjectsV2") is None
 
 
-def test_the_guard_reads_back_what_the_launcher_reported_and_nothing_else(tmp_path):
+def test_a_runs_events_are_read_back_for_its_own_keys_and_nothing_else(tmp_path):
     from datakit_data.conditions import Guard
+    from datakit_data.engine.cli import read_events
     from datakit_data.settings import Settings
 
     settings = Settings(bucket="bkt", path="proj", profile=None, endpoint_url=None)
-    report = tmp_path / "guard.jsonl"
-    guard = Guard(settings, {"a.csv": "e1", "b.csv": None, "c.csv": "e3"}, str(report), ("create", "replace"))
-    assert guard.message()["expect"] == {"proj/a.csv": "e1", "proj/b.csv": None, "proj/c.csv": "e3"}
-    assert guard.message()["probe"] == ["create", "replace"]
-    report.write_text(
-        '{"key": "proj/a.csv", "result": "sent", "code": "200", "etag": "e9"}\n'
-        '{"key": "proj/b.csv", "result": "refused", "code": "PreconditionFailed"}\n'
-        '{"key": "proj/other.csv", "result": "refused", "code": "PreconditionFailed"}\n'  # not guarded
-        '{"key": "elsewhere/x", "result": "sent", "code": "200", "etag": "e"}\n'  # not ours
-        '{"key": "proj/d.bin", "result": "changed", "code": "ChangedWhileSent"}\n'
-        '{"probe": "replace", "key": "proj/a.csv", "result": "proven", "code": "PreconditionFailed"}\n'
-        '{"probe": "delete", "key": "proj/a.csv", "result": "proven", "code": "PreconditionFailed"}\n'  # not asked
+    events = tmp_path / "events.jsonl"
+    guard = Guard(settings, {"a.csv": "e1", "b.csv": None, "c.csv": "e3"}, ("create", "replace", "delete"))
+    assert guard.message() == {"expect": {"proj/a.csv": "e1", "proj/b.csv": None, "proj/c.csv": "e3"},
+                               "probe": ["create", "replace"]}  # deletes are probed by datakit itself
+    events.write_text(
+        '{"event": "loaded", "cli": "aws-cli/2.9.19\\u001b[31m", "plugin": 2}\n'
+        '{"event": "note", "text": "preferred_transfer_client = crt"}\n'
+        '{"event": "started", "key": "proj/a.csv", "op": "upload"}\n'
+        '{"event": "done", "key": "proj/a.csv", "etag": "e9", "version_id": "v9", "checksums": {}, "bytes": 3}\n'
+        '{"event": "received", "key": "proj/r.csv", "etag": "e7", "version_id": "", "bytes": 3}\n'
+        '{"event": "refused", "key": "proj/b.csv", "code": "PreconditionFailed", "condition": "If-None-Match"}\n'
+        '{"event": "refused", "key": "proj/other.csv", "code": "PreconditionFailed"}\n'  # not guarded
+        '{"event": "done", "key": "elsewhere/x", "etag": "e"}\n'  # not ours
+        '{"event": "changed", "key": "proj/d.bin", "code": "ChangedWhileSent"}\n'
+        '{"event": "failed", "key": "proj/f.bin", "code": "AccessDenied", "status": 403}\n'
+        '{"event": "probe", "probe": "replace", "key": "proj/a.csv", "result": "proven", "code": "PreconditionFailed"}\n'
+        '{"event": "probe", "probe": "delete", "key": "proj/a.csv", "result": "proven", "code": "412"}\n'  # not asked
         '["not", "an", "entry"]\n'
-        '{"key": "proj/c.csv", "result": "unsupported", "code": "NotImpl'  # cut short by a kill
+        '{"event": "unsupported", "key": "proj/c.csv", "code": "NotImpl'  # cut short by a kill
     )
-    found = guard.read()
-    assert found.sent == {"a.csv": "e9"}
+    found = read_events(str(events), "proj/", guard.expect, guard.probe)
+    assert found.loaded == "aws-cli/2.9.19\\x1b[31m" and found.notes == ["preferred_transfer_client = crt"]
+    assert found.sent == {"a.csv": "e9"} and found.versions == {"a.csv": "v9"}
+    assert found.received == {"r.csv": "e7"}
     assert found.refused == {"b.csv": "PreconditionFailed"}
-    assert found.changed == {"d.bin": "ChangedWhileSent"}
+    assert found.changed == {"d.bin": "ChangedWhileSent"} and found.failed == {"f.bin": "AccessDenied"}
     assert found.probes == {"replace": ("proven", "PreconditionFailed")}
     assert found.unsupported == {} and found.explains("b.csv", "PreconditionFailed")
     assert found.explains("d.bin", "ChangedWhileSent")
@@ -87,7 +96,7 @@ def test_the_guard_reads_back_what_the_launcher_reported_and_nothing_else(tmp_pa
     (500, "InternalError", "replace", None),
 ])
 def test_what_the_answer_to_a_probe_proves(status, code, kind, expected):
-    from datakit_data.conditions import probe_verdict
+    from datakit_data.engine.plugin import probe_verdict
 
     assert probe_verdict(status, code, "", kind) == expected
 
@@ -100,7 +109,7 @@ def test_what_a_store_showed_is_remembered_per_endpoint_and_per_kind(tmp_path):
     layout = Layout(str(tmp_path))
     one = Settings(bucket="bkt", path="p", profile=None, endpoint_url="http://127.0.0.1:1")
     other = Settings(bucket="bkt", path="p", profile=None, endpoint_url="http://127.0.0.1:2")
-    fresh = protection(Memory(layout), one, hooks=True)
+    fresh = protection(Memory(layout), one, without_hooks="")
     assert {kind: value["mode"] for kind, value in fresh.items()} == {
         "create": "checked after upload only", "replace": "checked after upload only",
         "delete": "checked just before"}
@@ -111,26 +120,26 @@ def test_what_a_store_showed_is_remembered_per_endpoint_and_per_kind(tmp_path):
     assert Memory(layout).learn(other, "delete", "ignored", "deleted") is True
     assert not Memory(layout).supported(one, "create") and Memory(layout).supported(one, "replace")
     assert Memory(layout).supported(other, "create")
-    found = protection(Memory(layout), other, hooks=True)
+    found = protection(Memory(layout), other, without_hooks="")
     assert found["replace"]["mode"] == "compare-and-swap"
     assert found["replace"]["why"].startswith("proven: the server refused an upload sent with a deliberately wrong "
                                               "If-Match (PreconditionFailed, ")
     assert found["create"]["mode"] == "checked after upload only"  # each kind on its own
     assert found["delete"]["mode"] == "checked just before" and "ignored" in found["delete"]["why"]
-    assert protection(Memory(layout), other, hooks=False)["replace"]["mode"] == "checked after upload only"
-    assert protection(Memory(layout), other, hooks=False)["delete"]["mode"] == "checked just before"
+    assert protection(Memory(layout), other, without_hooks="DATAKIT_DATA_AWS runs another AWS CLI")["replace"]["mode"] == "checked after upload only"
+    assert protection(Memory(layout), other, without_hooks="DATAKIT_DATA_AWS runs another AWS CLI")["delete"]["mode"] == "checked just before"
     (tmp_path / ".datakit-data" / "conditions.json").write_text("{not json")
     assert Memory(layout).supported(one, "create")  # damaged: learned again
     # What an older datakit remembered (from its own checks too) is not taken on trust.
     (tmp_path / ".datakit-data" / "conditions.json").write_text(json.dumps(
         {"http://127.0.0.1:2 bucket bkt": {"writes": "enforced", "deletes": "enforced"}}))
-    assert protection(Memory(layout), other, hooks=True)["replace"]["mode"] == "checked after upload only"
+    assert protection(Memory(layout), other, without_hooks="")["replace"]["mode"] == "checked after upload only"
 
 
 def test_a_file_is_known_to_hold_the_parts_it_was_sent_in(tmp_path):
     import hashlib
 
-    from datakit_data.conditions import _digest, _holds
+    from datakit_data.engine.plugin import digest as _digest, holds as _holds
 
     path = tmp_path / "f"
     path.write_bytes(b"abcdefghij")

@@ -1,5 +1,6 @@
 """failures.py: why a request failed, in one line."""
-from datakit_data import awsconfig, failures
+from datakit_data import failures
+from datakit_data.engine import aws
 from datakit_data.exceptions import ConfigError, Interrupted, SkippedFiles, SyncError
 
 from helpers import make_settings
@@ -22,7 +23,7 @@ def test_failures_are_explained_in_one_line():
         assert "\n" not in str(error)
     # The reason travels as a fact, not to be cut back out of the message.
     assert nobucket.reason.startswith('bucket "bkt" does not exist on AWS S3.')
-    errors = awsconfig.botocore().exceptions
+    errors = aws.botocore().exceptions
     gone = errors.ClientError({"Error": {"Code": "NoSuchBucket", "Message": "something odd"}}, "ListObjectsV2")
     in_process = failures.explain_error(gone, s, "list")
     assert str(in_process).startswith('Listing s3://bkt/proj/ failed: bucket "bkt" does not exist')
@@ -31,7 +32,7 @@ def test_failures_are_explained_in_one_line():
 def test_in_process_failures_are_told_apart_by_their_type():
     """botocore's exceptions, as botocore raises them: classified by type and code, never by their words."""
     s = make_settings(profile="team", endpoint="http://127.0.0.1:9")
-    errors = awsconfig.botocore().exceptions
+    errors = aws.botocore().exceptions
     url = "http://127.0.0.1:9/bkt"
     cases = [
         (errors.NoCredentialsError(), SyncError, "no AWS credentials found"),

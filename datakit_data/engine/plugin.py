@@ -1,0 +1,495 @@
+"""datakit-data's AWS CLI plugin: every hook datakit adds to an AWS CLI, v1 or v2.
+
+An AWS CLI runs `aws s3 sync` for datakit; this module, loaded into that CLI's own
+process, adds through botocore's events what `aws s3 sync` has no option for:
+
+- **conditions**: each upload names the version of the object it replaces
+  (``If-Match``) or that there is none (``If-None-Match: *``), with the probes that
+  prove a store enforces them (see datakit_data/conditions.py);
+- **whole bytes**: each single upload and each part carries the MD5 of the bytes
+  read for it, and a multipart upload is completed only if the file still holds
+  every part;
+- **listing answers**: the sync's own listing answered with what datakit planned;
+- **settings for this command only**: S3 concurrency, the classic transfer client
+  (the CRT client bypasses botocore, and so these hooks), quiet logs;
+- **events**: one JSON line per thing that happened, in order, to one file that
+  datakit reads (``EVENTS``).
+
+The bundled AWS CLI v1 runs in datakit's launcher (launcher.py), which calls
+``install``. AWS CLI v2 imports this file as a plugin (``[plugins]`` in a copy of
+the user's AWS config, see awsconfig.plugin_config) and calls
+``awscli_initialize``, which reads its setup from the file named by
+``DATAKIT_DATA_PLUGIN``. So this file uses the standard library only, and
+nothing of datakit: it must import in any AWS CLI's Python.
+"""
+import base64
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import sys
+import threading
+
+#: The environment variable naming the setup file (JSON) of one AWS CLI run.
+SETUP_ENV = "DATAKIT_DATA_PLUGIN"
+#: Bumped when the setup or the events change shape.
+VERSION = 2
+
+# Events, one JSON object per line, each with "event" set to one of these:
+LOADED = "loaded"  # the plugin is in this CLI: {"cli": its version, "plugin": VERSION}
+NOTE = "note"  # something datakit shows with --debug: {"text": ...}
+STARTED = "started"  # an upload or download began: {"key", "op": "upload"|"download"}
+BYTES = "bytes"  # bytes of a file reached S3 (a part): {"key", "bytes", "part"}
+DONE = "done"  # S3 took an upload: {"key", "etag", "version_id", "checksums", "bytes"}
+RECEIVED = "received"  # S3 answered a download: {"key", "etag", "version_id", "bytes"}
+REFUSED = "refused"  # S3 refused an upload under its condition: {"key", "code", "condition"}
+UNSUPPORTED = "unsupported"  # S3 rejected the condition itself: {"key", "code"}
+CHANGED = "changed"  # the file changed while it was sent: {"key", "code"}
+FAILED = "failed"  # any other failure of a request of ours: {"key", "code", "status"}
+PROBE = "probe"  # what a probe showed: {"probe": kind, "result", "key", "code"}
+
+#: The kinds of condition, each learned on its own.
+CREATE, REPLACE, DELETE = "create", "replace", "delete"
+#: What a probe showed of a kind.
+PROVEN, IGNORED = "proven", "ignored"
+#: The ETag a probe names: well formed, and no object's (its bytes would have an MD5 of 0).
+WRONG_ETAG = "0" * 32
+#: The Content-MD5 a create probe carries: no bytes have it.
+WRONG_MD5 = base64.b64encode(bytes(16)).decode("ascii")
+#: A probe rides only on an upload this small: a store may answer 412 only after the
+#: whole body has arrived, so a probe costs at most this many bytes more.
+PROBE_MAX_BYTES = 1024 * 1024
+#: Attempts of a write that S3 answers 409 ConditionalRequestConflict (another
+#: conditional write to the key was in flight), before it counts as refused.
+CONFLICT_ATTEMPTS = 4
+#: The S3 error code a multipart upload abandoned by us is reported under.
+CHANGED_CODE = "ChangedWhileSent"
+#: What S3 answers a part or an upload whose bytes are not those of its Content-MD5.
+DIGEST_CODES = ("BadDigest", "InvalidDigest")
+#: A 400 that names the conditional headers themselves (not "the ETag of a part").
+_HEADER_WORDS = re.compile(r"if-match|if-none-match|ifmatch|ifnonematch|conditional (?:write|request|header)s?",
+                           re.IGNORECASE)
+
+
+def backoff(attempt):
+    """Seconds to wait before trying a 409 again: doubling, with jitter."""
+    return random.uniform(0.05, 0.2) * 2 ** attempt
+
+
+def verdict(status, code, message, matching):
+    """What a response to a guarded write means: DONE, REFUSED, UNSUPPORTED, or None
+    (another failure, which the AWS CLI reports itself).
+
+    ``matching`` is True for If-Match (the plan saw an object), False for
+    If-None-Match. AWS answers 404 NoSuchKey to If-Match on a key deleted meanwhile.
+    A store without conditional writes answers 501 or NotImplemented, or 400 naming
+    the header.
+    """
+    if 200 <= status < 300:
+        return DONE
+    if status == 412 or code == "PreconditionFailed":
+        return REFUSED
+    if status == 409 and code == "ConditionalRequestConflict":
+        return REFUSED  # still racing after CONFLICT_ATTEMPTS
+    if matching and status == 404 and code == "NoSuchKey":
+        return REFUSED
+    if status == 501 or code == "NotImplemented":
+        return UNSUPPORTED
+    if status == 400 and _HEADER_WORDS.search("%s %s" % (code, message)):
+        return UNSUPPORTED
+    return None
+
+
+def probe_verdict(status, code, message, kind):
+    """What the answer to an upload sent under a deliberately wrong condition of this
+    kind shows: PROVEN (refused: the store enforces it), IGNORED (done anyway),
+    UNSUPPORTED (the header itself rejected), or None (nothing: a 409 race, a
+    network or server error)."""
+    if 200 <= status < 300:
+        return IGNORED
+    if status == 412 or code == "PreconditionFailed":
+        return PROVEN
+    if kind == REPLACE and status == 404 and code == "NoSuchKey":
+        return PROVEN  # AWS: If-Match on a key deleted meanwhile; an ignoring store writes it
+    answer = verdict(status, code, message, kind == REPLACE)
+    return UNSUPPORTED if answer == UNSUPPORTED else None
+
+
+def digest(body):
+    """(MD5, size) of a request body read from where it stands, which is put back
+    there; None for a body that cannot be read twice."""
+    if isinstance(body, (bytes, bytearray)):
+        return hashlib.md5(body, usedforsecurity=False).digest(), len(body)
+    if not all(hasattr(body, name) for name in ("read", "seek", "tell")):
+        return None
+    start = body.tell()
+    found, size = hashlib.md5(usedforsecurity=False), 0
+    try:
+        while True:
+            block = body.read(1024 * 1024)
+            if not block:
+                break
+            found.update(block)
+            size += len(block)
+    finally:
+        body.seek(start)
+    return found.digest(), size
+
+
+def holds(path, parts):
+    """Does the file at path hold exactly these parts ((MD5, size), in order), and nothing more?"""
+    try:
+        with open(path, "rb") as fh:
+            for md5, size in parts:
+                found, left = hashlib.md5(usedforsecurity=False), size
+                while left:
+                    block = fh.read(min(left, 1024 * 1024))
+                    if not block:
+                        break
+                    found.update(block)
+                    left -= len(block)
+                if left or found.digest() != md5:
+                    return False
+            return not fh.read(1)
+    except OSError:
+        return False
+
+
+class Answer:
+    """The HTTP side of an answer given in the AWS CLI's process, without asking S3."""
+
+    headers = {}
+    content = b""
+    raw = None
+
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+class Events:
+    """The events file: one JSON line per event, written whole (line-buffered, under a lock)."""
+
+    def __init__(self, path):
+        self.lock = threading.Lock()
+        self.file = open(path, "a", encoding="utf-8", buffering=1)
+
+    def tell(self, event, **fields):
+        fields["event"] = event
+        line = json.dumps(fields) + "\n"
+        with self.lock:
+            self.file.write(line)
+
+
+def cli_version():
+    """The version of the AWS CLI this runs in, as it says it."""
+    try:
+        import awscli
+
+        return "aws-cli/%s" % awscli.__version__
+    except Exception:  # noqa: BLE001  not the AWS CLI: nothing to name
+        return "unknown"
+
+
+# The parts of a run's setup, each registered on the CLI's event emitter ---------
+
+def _settings(events, emitter, setup):
+    """S3 concurrency, the classic transfer client and quiet logs, for this command
+    only: set in the config as the CLI has read it, once the profile is known. The
+    user's files are never touched."""
+    concurrency = setup.get("concurrency")  # [value, whether it overrides the user's AWS config]
+    quiet = bool(setup.get("quiet"))
+
+    def initialized(session, **_):
+        if quiet:
+            # Without --debug the AWS CLI sets its logger to DEBUG and that logger's one
+            # handler to ERROR: every debug message became a record only to be thrown
+            # away. The logger itself at its handler's level shows the same, and makes none.
+            logger = logging.getLogger("awscli")
+            levels = [handler.level for handler in logger.handlers]
+            if levels:
+                logger.setLevel(min(levels))
+        try:
+            profiles = session.full_config["profiles"]
+            name = session.get_config_variable("profile") or "default"
+            if name not in profiles and name != "default":
+                return  # a missing profile: the command says so itself
+            s3 = profiles.setdefault(name, {}).setdefault("s3", {})
+        except Exception:  # noqa: BLE001  a config it cannot read: the command says so itself
+            return
+        if not isinstance(s3, dict):
+            return
+        if concurrency and (concurrency[1] or "max_concurrent_requests" not in s3):
+            s3["max_concurrent_requests"] = str(concurrency[0])
+            events.tell(NOTE, text="max_concurrent_requests = %d for this command" % int(concurrency[0]))
+        classic = _classic_transfer_client()
+        if classic is not None:
+            asked = s3.get("preferred_transfer_client")
+            if asked not in (None, classic):
+                events.tell(NOTE, text="preferred_transfer_client = %s in the AWS config: this command runs the "
+                            "classic transfer client (%s), which carries datakit's checks" % (str(asked)[:40], classic))
+            s3["preferred_transfer_client"] = classic
+
+    emitter.register("session-initialized", initialized)
+
+
+def _classic_transfer_client():
+    """The value of ``preferred_transfer_client`` that picks the transfer client built
+    on botocore: "classic" in newer AWS CLI v2 releases, "default" in older ones (where
+    "default" meant it); None in an AWS CLI without the setting (v1)."""
+    try:
+        from awscli.customizations.s3 import constants
+    except Exception:  # noqa: BLE001
+        return None
+    classic = getattr(constants, "CLASSIC_TRANSFER_CLIENT", None)
+    if classic:
+        return classic
+    default = getattr(constants, "DEFAULT_TRANSFER_CLIENT", None)
+    return default if default and getattr(constants, "CRT_TRANSFER_CLIENT", None) else None
+
+
+def _listing(emitter, setup):
+    """Answer the sync's own ListObjectsV2 requests with the objects datakit planned
+    (one page), instead of asking S3 (see datakit_data/engine/cli.py)."""
+    contents = setup["listing"]
+
+    def answer(**_):
+        # The sync lists only the folder datakit planned. A copy each time: the CLI changes the entries it is given.
+        page = [dict(entry) for entry in contents]
+        return Answer(200), {"Contents": page, "KeyCount": len(page), "IsTruncated": False,
+                             "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    emitter.register("before-call.s3.ListObjectsV2", answer)
+
+
+def _checksums(parsed):
+    return {name: str(value) for name, value in parsed.items() if name.startswith("Checksum") and value}
+
+
+def _transfers(events, emitter, setup):
+    """Events for every upload and download of the run's keys, the bytes S3 stores
+    kept whole, and (with a guard) the conditions and their probes."""
+    bucket, prefix = setup["bucket"], setup["prefix"]
+    guard = setup.get("guard") or {}
+    expect = guard.get("expect") or {}
+    guarded = "expect" in guard
+    pending = list(guard.get("probe") or ())  # kinds still to probe, one upload each
+    lock = threading.Lock()
+    parts = {}  # UploadId: {PartNumber: (MD5, size)}
+
+    def ours(params):
+        key = params.get("Key")
+        return key if params.get("Bucket") == bucket and isinstance(key, str) and key.startswith(prefix) else None
+
+    def started(params, context, model=None, **_):
+        key = ours(params)
+        if key is None:
+            return
+        context["datakit_key"] = key
+        events.tell(STARTED, key=key, op="download" if model is not None and model.name == "GetObject" else "upload")
+
+    def condition(params, context, **_):
+        key = ours(params)
+        if key is None or not guarded or key not in expect:
+            return
+        # Sent as headers when the request is signed (headers): an older AWS CLI's S3
+        # model has no IfMatch / IfNoneMatch parameters.
+        etag = expect[key]
+        context["datakit_condition"] = ("If-None-Match", "*") if etag is None else ("If-Match", '"%s"' % etag)
+        context["datakit_guarded"] = key
+
+    def whole(params, context, **_):
+        """A single upload or a part carries the MD5 of the bytes read for it."""
+        key = ours(params)
+        if key is None or params.get("ContentMD5"):
+            return
+        found = digest(params.get("Body"))
+        if found is None:
+            return
+        md5, size = found
+        params["ContentMD5"] = base64.b64encode(md5).decode("ascii")
+        context["datakit_key"] = key
+        context["datakit_bytes"] = size
+        if "PartNumber" in params:
+            with lock:
+                parts.setdefault(str(params.get("UploadId")), {})[int(params["PartNumber"])] = (md5, size)
+        elif size <= PROBE_MAX_BYTES and expect.get(key) is not None:
+            # An upload that replaces an object can carry the probes (If-None-Match: *
+            # is wrong for it, as is an ETag no object has).
+            with lock:
+                taken = [kind for kind in (CREATE, REPLACE) if kind in pending]
+                for kind in taken:
+                    pending.remove(kind)
+            if taken:
+                context["datakit_probes"] = taken
+
+    def headers(request, **_):
+        """Each attempt carries its condition: the next probe while probes are left,
+        else the right one."""
+        context = getattr(request, "context", None) or {}
+        probes = context.get("datakit_probes")
+        wanted = context.get("datakit_condition")
+        if not probes and wanted is None:
+            return
+        for name in ("If-Match", "If-None-Match"):
+            if name in request.headers:
+                del request.headers[name]
+        if not probes:
+            request.headers[wanted[0]] = wanted[1]
+            return
+        # (Each attempt's request is made again from its parameters: what is changed
+        # here holds for this attempt only.)
+        if probes[0] == CREATE:
+            request.headers["If-None-Match"] = "*"
+            # The key may have been deleted since the plan: a store honouring the condition
+            # would then take the upload, where its right condition (If-Match) would have
+            # refused it. A wrong Content-MD5 makes any store that checks it refuse the bytes.
+            if "Content-MD5" in request.headers:
+                del request.headers["Content-MD5"]
+            request.headers["Content-MD5"] = WRONG_MD5
+        else:
+            request.headers["If-Match"] = '"%s"' % WRONG_ETAG
+
+    def complete(params, context, **_):
+        """Complete a multipart upload only if the file still holds every part sent."""
+        key = ours(params)
+        if key is None:
+            return
+        context["datakit_key"] = key
+        with lock:
+            sent = parts.pop(str(params.get("UploadId")), None)
+        listed = (params.get("MultipartUpload") or {}).get("Parts") or []
+        numbers = sorted(int(part.get("PartNumber", 0)) for part in listed)
+        if sent is None or sorted(sent) != numbers:
+            return  # not parts this process sent: nothing to compare
+        path = os.path.join("data", *key[len(prefix):].split("/"))
+        context["datakit_bytes"] = sum(sent[n][1] for n in numbers)
+        if not holds(path, [sent[n] for n in numbers]):
+            context["datakit_changed"] = key
+            events.tell(CHANGED, key=key, code=CHANGED_CODE)
+
+    def abandon(context, **_):
+        if "datakit_changed" not in context:
+            return None
+        return Answer(400), {"Error": {"Code": CHANGED_CODE, "Message": "the file changed while it was sent; "
+                                       "the upload is abandoned"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+    def outcome(http_response, parsed, model, context, **_):
+        key = context.get("datakit_key")
+        if key is None or "datakit_changed" in context:
+            return
+        status = http_response.status_code
+        error = parsed.get("Error") or {}
+        code, message = str(error.get("Code") or ""), str(error.get("Message") or "")
+        if 200 <= status < 300:
+            etag = str(parsed.get("ETag") or "").strip('"')
+            version = str(parsed.get("VersionId") or "")
+            if model.name == "UploadPart":
+                events.tell(BYTES, key=key, bytes=context.get("datakit_bytes", 0), part=context.get("datakit_part"))
+            elif model.name == "GetObject":
+                events.tell(RECEIVED, key=key, etag=etag, version_id=version,
+                            bytes=int(parsed.get("ContentLength") or 0))
+            elif model.name != "CreateMultipartUpload":
+                events.tell(DONE, key=key, etag=etag, version_id=version, checksums=_checksums(parsed),
+                            bytes=context.get("datakit_bytes", 0))
+            return
+        if code in DIGEST_CODES:
+            events.tell(CHANGED, key=key, code=code)
+            return
+        if "datakit_guarded" in context:
+            result = verdict(status, code, message, expect[key] is not None)
+            if result == REFUSED:
+                events.tell(REFUSED, key=key, code=code or str(status),
+                            condition="If-Match" if expect[key] is not None else "If-None-Match")
+                return
+            if result == UNSUPPORTED:
+                events.tell(UNSUPPORTED, key=key, code=code or str(status))
+                return
+        events.tell(FAILED, key=key, code=code or str(status), status=status)
+
+    def part_number(params, context, **_):
+        if ours(params) is not None:
+            context["datakit_part"] = params.get("PartNumber")
+
+    def retry(response, attempts, request_dict, **_):
+        context = request_dict.get("context", {})
+        if response is None or "datakit_key" not in context:
+            return None
+        http_response, parsed = response
+        error = parsed.get("Error") or {}
+        code, message = str(error.get("Code") or ""), str(error.get("Message") or "")
+        probes = context.get("datakit_probes")
+        if probes:
+            found = probe_verdict(http_response.status_code, code, message, probes[0])
+            if found is None and code in DIGEST_CODES:
+                probes.pop(0)  # refused for its Content-MD5 alone: nothing shown, nothing written
+                return 0
+            if found is not None:
+                events.tell(PROBE, probe=probes.pop(0), result=found, key=context["datakit_key"],
+                            code=code or str(http_response.status_code))
+                if found == IGNORED:
+                    probes.clear()  # the upload is done: it was what the push planned
+                    return None
+                return 0  # at once, under the next probe or the right condition
+        if "datakit_guarded" in context and http_response.status_code == 409 \
+                and code == "ConditionalRequestConflict" and attempts < CONFLICT_ATTEMPTS:
+            return backoff(attempts)
+        return None
+
+    for operation in ("PutObject", "CreateMultipartUpload", "GetObject"):
+        emitter.register("before-parameter-build.s3.%s" % operation, started)
+    emitter.register("before-parameter-build.s3.UploadPart", part_number)
+    if setup.get("whole", True):
+        for operation in ("PutObject", "UploadPart"):
+            emitter.register("before-parameter-build.s3.%s" % operation, whole)
+        emitter.register("before-parameter-build.s3.CompleteMultipartUpload", complete)
+        emitter.register("before-call.s3.CompleteMultipartUpload", abandon)
+    if guarded:
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            emitter.register("before-parameter-build.s3.%s" % operation, condition)
+            emitter.register("needs-retry.s3.%s" % operation, retry)
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            emitter.register("before-sign.s3.%s" % operation, headers)
+    for operation in ("PutObject", "UploadPart", "CompleteMultipartUpload", "CreateMultipartUpload", "GetObject"):
+        emitter.register("after-call.s3.%s" % operation, outcome)
+
+
+def install(emitter, setup):
+    """Add this run's hooks (``setup``, see engine/cli.py) to an AWS CLI's event
+    emitter (or botocore session), and say in the events file that they are in."""
+    events = Events(setup["events"])
+    events.tell(LOADED, cli=cli_version(), plugin=VERSION, python=sys.version.split()[0])
+    if setup.get("preflight"):
+        return
+    _settings(events, emitter, setup)
+    if setup.get("listing") is not None:
+        _listing(emitter, setup)
+    if setup.get("bucket") is not None:
+        _transfers(events, emitter, setup)
+
+
+def _read_setup():
+    """This run's setup, from the file DATAKIT_DATA_PLUGIN names; None without one."""
+    path = os.environ.get(SETUP_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            setup = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return setup if isinstance(setup, dict) and isinstance(setup.get("events"), str) else None
+
+
+_SETUP = _read_setup()
+# The user's own [plugins] folder (cli_legacy_plugin_path), which the config copy
+# replaced with ours: their plugins, imported after this one, are found there.
+if _SETUP is not None and isinstance(_SETUP.get("user_plugin_path"), str):
+    sys.path.append(_SETUP["user_plugin_path"])
+
+
+def awscli_initialize(cli):
+    """The AWS CLI's plugin entry point: ``cli`` is its event emitter."""
+    if _SETUP is not None:
+        install(cli, _SETUP)
