@@ -1,5 +1,4 @@
 """aws_cli.py: the AWS CLI's arguments, environment and filters."""
-import sys
 import types
 
 
@@ -19,23 +18,10 @@ def test_upload_and_download_arguments():
     ]
 
 
-def test_default_aws_is_the_awscli_beside_the_plugin():
-    assert aws_cli.aws_command({}) == [sys.executable, "-m", "awscli"]
-    assert aws_cli.aws_command({"DATAKIT_DATA_AWS": "/opt/aws v2"}) == ["/opt/aws", "v2"]
-
-
 def test_url_credentials_are_never_passed_to_the_aws_cli():
     args = aws_cli.upload_args(make_settings(endpoint="https://key:p@ss/word@s3.example"), [])
     assert args[args.index("--endpoint-url") + 1] == "https://s3.example"
     assert aws_cli.describe(args).startswith("aws s3 sync data/ s3://bkt/proj/")
-
-
-def test_retry_policy_is_bounded_unless_the_user_set_one():
-    assert aws_cli.child_env({"PATH": "/bin"}) == {"PATH": "/bin", "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "3"}
-    assert aws_cli.child_env({"AWS_MAX_ATTEMPTS": "10"}) == {"AWS_MAX_ATTEMPTS": "10"}
-
-
-# pull scope: which objects one `aws s3 sync` may download ----------------
 
 
 def _downloaded_by(scope, keys, root="bkt/proj"):
@@ -125,50 +111,3 @@ def test_refused_keys_are_left_out_by_family_and_no_wanted_key_matches_a_family(
     for family in aws_cli.REFUSED_FAMILIES:
         for key in samples:
             assert not fnmatch.fnmatchcase(key, family) or key_problem(key), (family, key)
-
-
-def test_quiet_logs_makes_no_record_the_clis_handler_would_throw_away(capsys):
-    """What the AWS CLI does without --debug (set_stream_logger('awscli', ERROR)), in its
-    own session: after quiet_logs no debug record is made, an error is still shown."""
-    import logging
-
-    import awscli.clidriver
-    from datakit_data.aws_cli import quiet_logs
-
-    made = []
-    factory = logging.getLogRecordFactory()
-
-    def counting(*args, **kwargs):
-        record = factory(*args, **kwargs)
-        made.append(record.levelno)
-        return record
-
-    cli = logging.getLogger("awscli")
-    level, handlers = cli.level, list(cli.handlers)
-    sync = logging.getLogger("awscli.customizations.s3.syncstrategy.base")
-    logging.setLogRecordFactory(counting)
-    try:
-        for quiet in (False, True):
-            session = awscli.clidriver.create_clidriver().session
-            if quiet:
-                quiet_logs(session)
-            session.set_stream_logger(logger_name="awscli", log_level=logging.ERROR)
-            made.clear()
-            sync.debug("syncing: a -> b, file does not exist at destination")
-            sync.error("an error the user must see")
-            assert made == ([logging.ERROR] if quiet else [logging.DEBUG, logging.ERROR])
-            cli.handlers[:] = handlers
-        # With --debug the launcher does not call it; were it called, DEBUG stays DEBUG.
-        session = awscli.clidriver.create_clidriver().session
-        quiet_logs(session)
-        session.set_stream_logger("awscli", logging.DEBUG, format_string="%(message)s")
-        made.clear()
-        sync.debug("syncing: c -> d")
-        assert made == [logging.DEBUG]
-    finally:
-        logging.setLogRecordFactory(factory)
-        cli.setLevel(level)
-        cli.handlers[:] = handlers
-    err = capsys.readouterr().err
-    assert err.count("an error the user must see") == 2 and "syncing: c -> d" in err
-    assert "syncing: a -> b" not in err

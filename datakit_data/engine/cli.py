@@ -297,7 +297,7 @@ class Other(Engine):
         self.user_plugin_path: str | None = None
         self.preflight: subprocess.Popen | None = None
         self._hooks: bool | None = None
-        self._why = f"DATAKIT_DATA_AWS runs another AWS CLI, {printable(' '.join(self.aws))[:80]}"
+        self._why = f"DATAKIT_DATA_AWS runs another AWS CLI, {printable(' '.join(self.aws))[:200]}"
 
     def prepare(self, cwd: str, env: Mapping[str, str], concurrency: tuple[int, bool] | None = None) -> None:
         super().prepare(cwd, env, concurrency)
