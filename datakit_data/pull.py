@@ -22,6 +22,7 @@ from .scan import Scan, path_max
 log = logging.getLogger(__name__)
 
 CHANGED_MEANWHILE = "changed locally while the pull ran; left as it is"
+TORN = "it changed on S3 while it was downloaded (its parts came from two versions); pull again"
 CASE_CLASH = "its name is another object's when case is ignored, as here; rename one of them on S3"
 
 
@@ -58,13 +59,17 @@ class Pull(Run):
             elif outcome.plan.transfer:
                 self._download()
         finally:
-            # Recorded even when the AWS CLI failed part-way: these files are whole.
+            # Recorded even when the AWS CLI failed part-way: these files are whole. The
+            # ETag is the one S3 answered the download with (a push may have overtaken the
+            # listing), where the engine reports it.
+            answered = self.cli.answers.received if self.cli is not None else {}
             for path in self.received:
                 try:
                     st = os.stat(os.path.join(self.layout.data, path))
                 except OSError:
                     continue  # gone again already: not recorded
-                record.set(path, Local(st.st_size, st.st_mtime_ns, st.st_ino), outcome.remote[path].etag)
+                record.set(path, Local(st.st_size, st.st_mtime_ns, st.st_ino),
+                           answered.get(path) or outcome.remote[path].etag)
                 outcome.sent += 1
                 outcome.sent_bytes += st.st_size
             record.stamp("pull")
@@ -142,8 +147,12 @@ class Pull(Run):
         outcome = self.outcome
         from_stage = names.Inside(os.path.join(self.staging, "data"))
         into_data = names.Inside(self.layout.data)
+        torn = self.cli.answers.torn if self.cli is not None else set()
         for path in paths:
             staged = from_stage(path)
+            if path in torn:
+                outcome.skipped[path] = TORN
+                continue
             if not files.is_file_of_size(staged, outcome.remote[path].size):
                 if finished:
                     outcome.skipped[path] = "it was not downloaded"

@@ -226,3 +226,56 @@ def test_files_other_tools_uploaded_in_other_part_sizes_are_known_by_their_bytes
     report = json.loads(ok(colleague.run("data", "status", "--json")).stdout)
     assert report["push"]["changed"] == [] and report["pull"]["changed"] == []
     assert colleague.files()["s5cmd.bin"] == files["s5cmd.bin"]
+
+
+def _ranged_get(key: str, second: bool):
+    """A download request of key (a ranged part of it after the first, with ``second``)."""
+    def match(request) -> bool:
+        if request.method != "GET" or not request.path.split("?")[0].endswith(key):
+            return False
+        ranged = request.headers.get("range", "")
+        return ranged.startswith("bytes=") and not ranged.startswith("bytes=0-") if second else not ranged \
+            or ranged.startswith("bytes=0-")
+    return match
+
+
+def test_a_pull_overtaken_by_a_push_records_the_version_it_got(clones_on_standin):
+    """The download got the newer bytes (same size): the record takes the ETag S3
+    answered the download with, not the listing's, so nothing is a conflict after."""
+    standin, (project, colleague) = clones_on_standin
+    project.write("x.csv", "v1,aaaa\n")
+    ok(project.run("data", "push"))
+    standin.hold(lambda r: r.method == "GET" and r.path.split("?")[0].endswith("/x.csv"))
+    with colleague.start("data", "pull") as pulling:
+        wait_until(lambda: standin.held, "held download")
+        project.write("x.csv", "v2,bbbb\n")  # same size
+        ok(project.run("data", "push"))
+        standin.release()
+        result = pulling.finish(timeout=120)
+
+    ok(result)
+    assert colleague.files() == {"x.csv": b"v2,bbbb\n"}
+    report = json.loads(ok(colleague.run("data", "status", "--json")).stdout)
+    assert report["conflicts"] == {} and report["pull"]["changed"] == [] and report["push"]["changed"] == []
+
+
+def test_a_big_file_pushed_over_while_it_is_pulled_in_parts_never_lands_as_a_mix(clones_on_standin):
+    standin, (project, colleague) = clones_on_standin
+    first = os.urandom(12 * MiB)
+    project.write("big.bin", first)
+    ok(project.run("data", "push"))
+    second = bytes(reversed(first))  # same size: the listing cannot tell
+    standin.hold(_ranged_get("/big.bin", second=True))
+    with colleague.start("data", "pull") as pulling:
+        wait_until(lambda: standin.held, "held second part")
+        project.write("big.bin", second)
+        ok(project.run("data", "push"))
+        standin.release()
+        result = pulling.finish(timeout=120)
+
+    text = assert_clean_error(result, code=2)
+    assert "data/big.bin (it changed on S3 while it was downloaded (its parts came from two versions); pull again)" \
+        in text
+    assert colleague.files() == {}  # no mix of the two versions
+    ok(colleague.run("data", "pull"))
+    assert colleague.files() == {"big.bin": second}

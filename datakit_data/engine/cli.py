@@ -75,6 +75,7 @@ class Answers:
     sent: dict = field(default_factory=dict)  # {path: the ETag S3 answered}
     versions: dict = field(default_factory=dict)  # {path: the VersionId S3 answered, where it keeps versions}
     received: dict = field(default_factory=dict)  # {path: the ETag of the object a download got}
+    torn: set = field(default_factory=set)  # downloads whose parts came from different versions
     refused: dict = field(default_factory=dict)  # {path: S3 error code}
     unsupported: dict = field(default_factory=dict)  # {path: S3 error code}
     changed: dict = field(default_factory=dict)  # {path: code}: the file changed while it was sent
@@ -131,7 +132,9 @@ def read_events(path: str, prefix: str, guarded: Mapping[str, object] = {}, prob
             if entry.get("version_id"):
                 found.versions[path] = str(entry["version_id"])
         elif event == plugin.RECEIVED:
-            found.received[path] = str(entry.get("etag") or "")
+            etag = str(entry.get("etag") or "")
+            if found.received.setdefault(path, etag) != etag:
+                found.torn.add(path)  # a big file's ranges, some of one version, some of another
             if entry.get("version_id"):
                 found.versions[path] = str(entry["version_id"])
         elif event == plugin.CHANGED:
@@ -210,10 +213,12 @@ class Engine:
         def answers() -> Answers:
             return read_events(events, settings.key_prefix, guarded, probes)
 
+        torn: set[str] = set()
         try:
-            follow(proc, settings, direction, answers if guard is not None else None)
+            follow(proc, settings, direction, answers if guard is not None else None, torn)
         finally:
             found = self.answers = answers()
+            found.torn.update(torn)
             for note in found.notes:  # with the AWS CLI's own debug log, where it is shown
                 log.log(logging.INFO if "--debug" in args else logging.DEBUG, "The AWS CLI: %s", note)
         return found
@@ -422,7 +427,7 @@ def _dies_with_datakit() -> dict:
 
 
 def follow(proc: subprocess.Popen, settings: Settings, direction: str,
-           answers: Callable[[], Answers] | None = None) -> None:
+           answers: Callable[[], Answers] | None = None, torn: set | None = None) -> None:
     """Wait for an AWS CLI process, passing its output on; raise an explanation on failure.
 
     Its stdout (progress and one line per file) is passed on as it comes, with
@@ -431,7 +436,9 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str,
     (secrets masked) and kept, so that a failure can be explained in one line. With
     ``answers`` (a run's events, where its uploads carry conditions), uploads S3
     refused under its conditions are named by the caller instead: when they are the
-    only failures, the run did what it could.
+    only failures, the run did what it could. Downloads the AWS CLI gave up because
+    the object changed between their parts are added to ``torn``, named by the
+    caller, and not a failure of the run either.
     """
     pump = threading.Thread(target=_pass_on, args=(proc.stdout.fileno(), sys.stdout), daemon=True)
     pump.start()
@@ -443,6 +450,10 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str,
             failed_upload = refusal_line(line) if answers is not None else None
             if failed_upload is not None:
                 held.append((line, failed_upload))
+                continue
+            changed = _CHANGED_DOWNLOAD.match(line) if torn is not None else None
+            if changed is not None:
+                torn.add(changed.group("path"))
                 continue
             lines.append(line)
             if not withheld(line):
@@ -469,8 +480,9 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str,
         lines += others
     if returncode == 0:
         return
-    failed = [line for line in lines if line.startswith(("upload failed:", "fatal error:", "warning: Skipping"))]
-    if held and returncode == 1 and not failed:
+    failed = [line for line in lines if line.startswith(("upload failed:", "download failed:", "fatal error:",
+                                                         "warning: Skipping"))]
+    if (held or torn) and returncode == 1 and not failed:
         return
     raise explain_failure(returncode, lines, settings, direction)
 
@@ -528,6 +540,11 @@ def _stop(proc: subprocess.Popen) -> None:
 _FAILED_UPLOAD = re.compile(
     r"^upload failed: data/(?P<path>.+?) to s3://.*? An error occurred \((?P<code>[^)]+)\) when calling the "
     r"(?:PutObject|CompleteMultipartUpload|UploadPart|CreateMultipartUpload) operation")
+
+
+#: A download the AWS CLI gave up: the object changed between the ranges of a big file.
+_CHANGED_DOWNLOAD = re.compile(r"^download failed: s3://.+? to data/(?P<path>.+?) Contents of stored object "
+                               r".* did not match expected ETag\.?$")
 
 
 def refusal_line(line: str) -> tuple[str, str] | None:
