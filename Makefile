@@ -12,6 +12,7 @@ help:
 	@echo "make docs   - build the Sphinx docs (warnings are errors) into docs/_build/html"
 	@echo "make bench  - time datakit-data against aws s3 sync and s5cmd through 20 ms of RTT (BENCH_SCALE=1: 100,000 files)"
 	@echo "make soak   - 3 clones pushing at once for 20 rounds: acknowledged pushes, conflicts, lost lines"
+	@echo "              (SOAK_AWS=/usr/bin/aws make soak: the same with AWS CLI v2; BENCH_AWS likewise for bench)"
 	@echo "make clean  - remove $(VENV) and build output"
 
 $(STAMP): setup.cfg setup.py

@@ -23,11 +23,14 @@ Environment: BENCH_REPEAT (runs of the 500-file rows, default 3; the larger tree
 run once), BENCH_TREES (comma-separated, default small,many,big), BENCH_CONCURRENCY=0
 to skip the concurrency rows, BENCH_PARTIAL=0 to skip the one-folder rows, BENCH_SCALE=1 for the 100,000-file
 rows (BENCH_SCALE=300k: and 300,000), BENCH_FIRST=1 for the first push and pull of 100,000 files
-(BENCH_FIRST=10k or another tree name: of that tree).
+(BENCH_FIRST=10k or another tree name: of that tree). BENCH_AWS=/usr/bin/aws runs
+datakit with that AWS CLI (DATAKIT_DATA_AWS, e.g. AWS CLI v2) and times plain
+`aws s3 sync` with the same CLI.
 """
 import datetime
 import json
 import os
+import shlex
 import platform
 import random
 import shutil
@@ -51,7 +54,10 @@ BUCKET = "bench-bucket"
 BIN = Path(sys.executable).parent
 DATAKIT = str(BIN / "datakit")
 S5CMD = str(BIN / "s5cmd")
-AWS = [sys.executable, "-m", "awscli"]
+#: The AWS CLI under test: the bundled one, or BENCH_AWS (e.g. /usr/bin/aws, an AWS CLI v2),
+#: which datakit then runs too (DATAKIT_DATA_AWS): each is timed beside itself.
+BENCH_AWS = os.environ.get("BENCH_AWS", "").strip()
+AWS = shlex.split(BENCH_AWS) if BENCH_AWS else [sys.executable, "-m", "awscli"]
 ONE_WAY_DELAY = 0.010  # seconds each way: 20 ms of round-trip time
 EDITED = 5
 TOUCHED = 100
@@ -145,6 +151,8 @@ class Runner:
         home = tmp / "home"
         (home / ".aws").mkdir(parents=True)
         self.env = isolated_env(home, "bench", "bench-secret")
+        if BENCH_AWS:
+            self.env["DATAKIT_DATA_AWS"] = BENCH_AWS
         self.peak_kib = 0
         self.last_peak_kib = 0
         # Plain aws s3 sync runs with datakit's default concurrency, so that the ratios
@@ -495,6 +503,8 @@ def main() -> int:
         sys.exit(f"BENCH_FIRST={first}: say 1 (100,000 files) or one of {', '.join(TREES)}")
     started = time.perf_counter()
     print(f"{datetime.date.today()}, {machine()}")
+    version = subprocess.run([*AWS, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"AWS CLI: {version}" + (" (BENCH_AWS)" if BENCH_AWS else " (bundled)"))
     help_times = []
     for _ in range(5):
         begun = time.perf_counter()

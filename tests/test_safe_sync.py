@@ -272,8 +272,14 @@ def test_of_two_concurrent_pushes_through_another_aws_cli_neither_edit_is_lost(p
     wrapper = tmp_path / "gated-aws"
     wrapper.write_text(GATED_AWS)
     wrapper.chmod(wrapper.stat().st_mode | stat_module.S_IXUSR)
+    big = os.urandom(9 * 1024 * 1024)  # a multipart upload
+    a.write("big.bin", big)
+    ok(a.run("data", "push"))
+    ok(b.run("data", "pull"))
     a.write("shared.csv", "v2,A's!\n")
     b.write("shared.csv", "v2,B's edit\n")
+    a.write("big.bin", big[::-1])
+    b.write("big.bin", big + b"B")  # another size: a CLI listing for itself sends it too
 
     def env(who):
         return {"DATAKIT_DATA_AWS": str(wrapper), "GATE": str(gate), "WHO": who, "AWS": command}
@@ -295,21 +301,24 @@ def test_of_two_concurrent_pushes_through_another_aws_cli_neither_edit_is_lost(p
     if aws == "v2":
         assert a_result.returncode == 0, output(a_result)
         text = assert_clean_error(b_result)
-        assert "conflict: data/shared.csv (S3 holds another version: someone pushed data/shared.csv after this push planned it" in text
-        assert bucket.objects(a.name) == {"shared.csv": b"v2,A's!\n"}
-        assert b.files() == {"shared.csv": b"v2,B's edit\n"}  # B's edit waits, named
+        for name in ("shared.csv", "big.bin"):  # a single upload and a multipart one, both refused
+            assert f"conflict: data/{name} (S3 holds another version: someone pushed data/{name} after this push " \
+                   "planned it" in text
+        assert bucket.objects(a.name) == {"shared.csv": b"v2,A's!\n", "big.bin": big[::-1]}
+        assert b.files() == {"shared.csv": b"v2,B's edit\n", "big.bin": big + b"B"}  # B's edits wait, named
         assert "checked after upload only" not in output(a_result)
         return
     assert b_result.returncode == 0, output(b_result)
     text = assert_clean_error(a_result)
-    assert "conflict: data/shared.csv (S3 holds another version: someone pushed this file while this push ran)" in text
+    for name in ("shared.csv", "big.bin"):
+        assert f"conflict: data/{name} (S3 holds another version: someone pushed this file while this push ran)" in text
     assert "did not load datakit's plugin" in text
-    assert bucket.objects(a.name) == {"shared.csv": b"v2,B's edit\n"}
-    # A's edit is not forgotten: status and pull both call it a conflict.
+    assert bucket.objects(a.name) == {"shared.csv": b"v2,B's edit\n", "big.bin": big + b"B"}
+    # A's edits are not forgotten: status and pull both call them conflicts.
     report = json.loads(ok(a.run("data", "status", "--json")).stdout)
-    assert report["conflicts"] == {"shared.csv": "changed on both sides"}
+    assert report["conflicts"] == {"shared.csv": "changed on both sides", "big.bin": "changed on both sides"}
     assert_clean_error(a.run("data", "pull"))
-    assert a.files() == {"shared.csv": b"v2,A's!\n"}
+    assert a.files() == {"shared.csv": b"v2,A's!\n", "big.bin": big[::-1]}
 
 
 def test_a_same_size_edit_with_an_old_time_is_still_pushed(pair, bucket):
