@@ -50,6 +50,10 @@ def plugin_config(path: str, folder: str, module: str, environ: Mapping[str, str
     every other line is kept. Returns (path, the user's own cli_legacy_plugin_path,
     which the plugin puts back on the import path for their plugins, or None).
 
+    AWS CLI v2 loads the plugins of ``[plugins]`` only where it names a
+    ``cli_legacy_plugin_path``: without one, the user's own entries are left out of
+    the copy, so that datakit's command loads exactly what theirs would.
+
     Raises ValueError if the copy does not parse, as botocore parses config files,
     to the original with exactly those lines added (the user's config wins: the CLI
     then runs with it and without the plugin). The copy may hold credentials, like
@@ -79,6 +83,8 @@ def plugin_config(path: str, folder: str, module: str, environ: Mapping[str, str
                 users_path = setting["value"]
                 continue
             kept.append(line)
+        if users_path is None:
+            kept = [line for line in kept if not line.strip() or line.lstrip().startswith(("#", ";"))]
         copy = [*lines[:header + 1], *ours, *kept, *lines[end:]]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -89,7 +95,9 @@ def plugin_config(path: str, folder: str, module: str, environ: Mapping[str, str
     except aws.botocore().exceptions.BotoCoreError as err:
         raise ValueError(f"the AWS config does not parse: {err}") from None
     plugins = dict(before.get("plugins") or {})
-    if users_path is not None and plugins.pop(_PATH_KEY, None) != users_path or module in plugins:
+    if users_path is None:
+        plugins = {}  # (not loaded by the CLI: see above)
+    elif plugins.pop(_PATH_KEY, None) != users_path or module in plugins:
         raise ValueError("its [plugins] section is not one datakit can add to")
     expected = {**before, "plugins": {_PATH_KEY: folder, module: module, **plugins}}
     found = after.get("plugins") or {}

@@ -201,12 +201,22 @@ class Push(Run):
             if guard is not None:
                 self.answers = self.cli.answers
                 self._learn(self.answers)
+        if guard is not None and not self.answers.loaded:
+            # It said it loads the plugin, and then ran without it: nothing it sent carried
+            # a condition, and it listed the folder itself. Trust nothing but the check after.
+            log.warning("The AWS CLI ran this push without datakit's plugin, though it loaded it when asked: this "
+                        "push's uploads are checked after upload only, and a file it did not send is named.")
+            guard, self.answers = None, None
         if guard is None:
             # The AWS CLI ended well: it uploaded every staged file (each is newer than,
             # or differs in size from, what its listing saw).
             self.all_sent = True
         elif self.answers.unsupported:
             self._upload_again(args, set(self.answers.unsupported))
+        if guard is not None and self.answers.unguarded:
+            unguarded = sorted(self.answers.unguarded)
+            log.warning("%d file(s) went to S3 without their condition (the store ignored a probe's, e.g. %s): "
+                        "checked after upload only.", len(unguarded), names.printable(unguarded[0]))
         self._say_protection()
 
     def _kind(self, path: str) -> str:

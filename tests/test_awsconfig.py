@@ -36,9 +36,16 @@ def test_the_plugin_comes_first_among_the_users_own_plugins_whose_folder_is_hand
     assert users_path == "/home/me/plugins"
 
 
+def test_plugins_the_cli_would_not_load_without_a_folder_are_left_out_of_the_copy(tmp_path):
+    # AWS CLI v2 loads [plugins] entries only where cli_legacy_plugin_path names their folder.
+    copy, users_path = plugin_copy(tmp_path, "[plugins]\n# mine\nendpoint = awscli_plugin_endpoint\n")
+    assert copy == "[plugins]\ncli_legacy_plugin_path = /stage/aws-plugin\ndk_plugin = dk_plugin\n# mine\n"
+    assert users_path is None
+
+
 @pytest.mark.parametrize("text", [
     "[default]\nregion = x\n[default]\nregion = y\n",  # botocore refuses it: so will the CLI
-    "[plugins]\ndk_plugin = theirs\n",  # our name is taken
+    "[plugins]\ncli_legacy_plugin_path = /x\ndk_plugin = theirs\n",  # our name is taken
     "[plugins]\nx = y\nx = z\n",  # a key twice
 ])
 def test_a_config_the_plugin_cannot_be_added_to_exactly_is_left_alone(tmp_path, text):

@@ -224,6 +224,33 @@ def test_a_v2_that_does_not_load_the_plugin_pushes_checked_after_upload_and_says
 
 
 @pytest.mark.skipif(not AWS_V2, reason=NO_V2)
+def test_a_cli_that_loads_the_plugin_when_asked_and_runs_without_it_is_not_trusted(project, bucket, tmp_path):
+    # It answers datakit's question with the plugin, then runs the push with the user's config alone.
+    wrapper = _script(tmp_path / "aws-two-faced", f"#!/bin/sh\nif [ \"$1\" = --version ]; then exec {AWS_V2} \"$@\"; fi\n"
+                      f"unset AWS_CONFIG_FILE\nexec {AWS_V2} \"$@\"\n")
+    project.configure()
+    project.write("a.csv", "a\n")
+
+    pushed = ok(project.run("data", "push", env={"DATAKIT_DATA_AWS": wrapper}))
+
+    assert bucket.objects(project.name) == {"a.csv": b"a\n"}  # verified after upload, and recorded
+    assert ("The AWS CLI ran this push without datakit's plugin, though it loaded it when asked: this push's "
+            "uploads are checked after upload only") in pushed.stderr
+    assert "1 file(s) sent" in pushed.stdout
+
+
+def test_the_users_plugin_folders_are_put_back_as_the_aws_cli_reads_them(tmp_path):
+    """cli_legacy_plugin_path may name several folders (os.pathsep between them)."""
+    setup = tmp_path / "setup.json"
+    setup.write_text(json.dumps({"events": str(tmp_path / "e.jsonl"), "user_plugin_path": f"/a{os.pathsep}/b"}))
+    (tmp_path / "dk.py").write_bytes(open(plugin.__file__, "rb").read())
+    found = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import dk; "
+                            "print(sys.path[-2:])"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, plugin.SETUP_ENV: str(setup)})
+    assert found.stdout.strip() == "['/a', '/b']", found.stderr
+
+
+@pytest.mark.skipif(not AWS_V2, reason=NO_V2)
 def test_v2_keeps_the_users_own_plugins_and_runs_classic_for_a_config_that_asks_for_crt(pair, bucket, tmp_path):
     a, b = pair
     theirs = tmp_path / "my-plugins"

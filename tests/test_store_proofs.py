@@ -39,6 +39,8 @@ def test_a_store_that_ignores_every_condition_is_never_said_to_enforce_one(proje
     assert "This push's new files are checked after upload only: not yet proven on this server" in first.stderr
     assert ("This push's changed files are checked after upload only: the server ignored an upload sent with a "
             "deliberately wrong If-Match") in second.stderr
+    # The upload that carried the ignored probe landed under it, not under its own condition: said.
+    assert "1 file(s) went to S3 without their condition (the store ignored a probe's, e.g. a.csv)" in second.stderr
     assert "1 deleted" in third.stdout
     # The probes wrote nothing that was not planned: exactly the pushed state.
     assert rclone_bucket.objects(project.name) == {"a.csv": b"a2\n"}

@@ -1,6 +1,6 @@
 """botocore and awscli as datakit itself uses them: the one module outside the AWS
-CLI's process that reaches into their internals (tests/test_engine_internals.py
-holds each one we rely on to a test of its own).
+CLI's process that reaches into their internals (tests/test_engine.py holds each
+one we rely on to a test of its own).
 """
 import logging
 from types import ModuleType

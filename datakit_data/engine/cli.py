@@ -76,6 +76,7 @@ class Answers:
     versions: dict = field(default_factory=dict)  # {path: the VersionId S3 answered, where it keeps versions}
     received: dict = field(default_factory=dict)  # {path: the ETag of the object a download got}
     torn: set = field(default_factory=set)  # downloads whose parts came from different versions
+    unguarded: set = field(default_factory=set)  # guarded uploads S3 took under no condition of theirs
     refused: dict = field(default_factory=dict)  # {path: S3 error code}
     unsupported: dict = field(default_factory=dict)  # {path: S3 error code}
     changed: dict = field(default_factory=dict)  # {path: code}: the file changed while it was sent
@@ -129,6 +130,8 @@ def read_events(path: str, prefix: str, guarded: Mapping[str, object] = {}, prob
                 found.probes.setdefault(kind, (result, code))
         elif event == plugin.DONE:
             found.sent[path] = str(entry.get("etag") or "")
+            if key in guarded and not entry.get("condition"):
+                found.unguarded.add(path)
             if entry.get("version_id"):
                 found.versions[path] = str(entry["version_id"])
         elif event == plugin.RECEIVED:
@@ -302,7 +305,7 @@ class Other(Engine):
         self.user_plugin_path: str | None = None
         self.preflight: subprocess.Popen | None = None
         self._hooks: bool | None = None
-        self._why = f"DATAKIT_DATA_AWS runs another AWS CLI, {printable(' '.join(self.aws))[:200]}"
+        self._why = f"DATAKIT_DATA_AWS runs another AWS CLI, {printable(mask_secrets(' '.join(self.aws)))[:200]}"
 
     def prepare(self, cwd: str, env: Mapping[str, str], concurrency: tuple[int, bool] | None = None) -> None:
         super().prepare(cwd, env, concurrency)
@@ -346,16 +349,16 @@ class Other(Engine):
 
     def _loaded(self) -> bool:
         """Did the first run say the plugin loaded, and end well?"""
-        proc, self.preflight = self.preflight, None
+        proc = self.preflight
         if proc is None:
             return False
         try:
             _, err = proc.communicate(timeout=PREFLIGHT_SECONDS)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
             self._why += ", which did not answer `--version` in time"
             return False
+        finally:
+            self.close()  # (kills it if it is still running: a timeout, Ctrl-C)
         found = read_events(os.path.join(self.cwd, "preflight.jsonl"), "")
         if proc.returncode == 0 and found.loaded:
             log.debug("datakit's plugin is in %s", found.loaded)
@@ -384,8 +387,10 @@ class Other(Engine):
     def close(self) -> None:
         proc, self.preflight = self.preflight, None
         if proc is not None:
-            proc.kill()
-            proc.communicate()
+            proc.kill()  # (nothing, if it has ended)
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
 
 
 def open_engine(environ: Mapping[str, str] | None = None) -> Engine:

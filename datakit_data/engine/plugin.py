@@ -117,15 +117,24 @@ def probe_verdict(status, code, message, kind):
     return UNSUPPORTED if answer == UNSUPPORTED else None
 
 
+def _md5(data=b""):
+    """An MD5 object (for S3's Content-MD5, not for security): Pythons before 3.9 take
+    no usedforsecurity."""
+    try:
+        return hashlib.md5(data, usedforsecurity=False)
+    except TypeError:
+        return hashlib.md5(data)
+
+
 def digest(body):
     """(MD5, size) of a request body read from where it stands, which is put back
     there; None for a body that cannot be read twice."""
     if isinstance(body, (bytes, bytearray)):
-        return hashlib.md5(body, usedforsecurity=False).digest(), len(body)
+        return _md5(body).digest(), len(body)
     if not all(hasattr(body, name) for name in ("read", "seek", "tell")):
         return None
     start = body.tell()
-    found, size = hashlib.md5(usedforsecurity=False), 0
+    found, size = _md5(), 0
     try:
         while True:
             block = body.read(1024 * 1024)
@@ -143,7 +152,7 @@ def holds(path, parts):
     try:
         with open(path, "rb") as fh:
             for md5, size in parts:
-                found, left = hashlib.md5(usedforsecurity=False), size
+                found, left = _md5(), size
                 while left:
                     block = fh.read(min(left, 1024 * 1024))
                     if not block:
@@ -293,11 +302,22 @@ def _transfers(events, emitter, setup):
         key = ours(params)
         if key is None or not guarded or key not in expect:
             return
-        # Sent as headers when the request is signed (headers): an older AWS CLI's S3
-        # model has no IfMatch / IfNoneMatch parameters.
         etag = expect[key]
         context["datakit_condition"] = ("If-None-Match", "*") if etag is None else ("If-Match", '"%s"' % etag)
         context["datakit_guarded"] = key
+
+    def apply(params, context, **_):
+        """The condition goes into the request's headers, from which every attempt's
+        request is made (an older AWS CLI's S3 model has no IfMatch / IfNoneMatch
+        parameters)."""
+        wanted = context.get("datakit_condition")
+        if wanted is None:
+            return
+        headers = params.setdefault("headers", {})
+        for name in ("If-Match", "If-None-Match"):
+            headers.pop(name, None)
+        headers[wanted[0]] = wanted[1]
+        context["datakit_applied"] = wanted[0]
 
     def whole(params, context, **_):
         """A single upload or a part carries the MD5 of the bytes read for it."""
@@ -324,22 +344,18 @@ def _transfers(events, emitter, setup):
             if taken:
                 context["datakit_probes"] = taken
 
-    def headers(request, **_):
-        """Each attempt carries its condition: the next probe while probes are left,
-        else the right one."""
+    def probe(request, **_):
+        """An attempt with probes left is sent under the next one instead of its
+        condition (the next attempt's request is made again from the request's headers,
+        with the right condition)."""
         context = getattr(request, "context", None) or {}
         probes = context.get("datakit_probes")
-        wanted = context.get("datakit_condition")
-        if not probes and wanted is None:
+        context["datakit_probing"] = bool(probes)
+        if not probes:
             return
         for name in ("If-Match", "If-None-Match"):
             if name in request.headers:
                 del request.headers[name]
-        if not probes:
-            request.headers[wanted[0]] = wanted[1]
-            return
-        # (Each attempt's request is made again from its parameters: what is changed
-        # here holds for this attempt only.)
         if probes[0] == CREATE:
             request.headers["If-None-Match"] = "*"
             # The key may have been deleted since the plan: a store honouring the condition
@@ -391,8 +407,11 @@ def _transfers(events, emitter, setup):
                 events.tell(RECEIVED, key=key, etag=etag, version_id=version,
                             bytes=int(parsed.get("ContentLength") or 0))
             elif model.name != "CreateMultipartUpload":
+                # The condition this upload went out under (None: none, or a probe that
+                # the store ignored, so that the upload landed under no condition of its own).
+                applied = None if context.get("datakit_probing") else context.get("datakit_applied")
                 events.tell(DONE, key=key, etag=etag, version_id=version, checksums=_checksums(parsed),
-                            bytes=context.get("datakit_bytes", 0))
+                            bytes=context.get("datakit_bytes", 0), condition=applied)
             return
         if code in DIGEST_CODES:
             events.tell(CHANGED, key=key, code=code)
@@ -449,8 +468,8 @@ def _transfers(events, emitter, setup):
         for operation in ("PutObject", "CompleteMultipartUpload"):
             emitter.register("before-parameter-build.s3.%s" % operation, condition)
             emitter.register("needs-retry.s3.%s" % operation, retry)
-        for operation in ("PutObject", "CompleteMultipartUpload"):
-            emitter.register("before-sign.s3.%s" % operation, headers)
+            emitter.register("before-call.s3.%s" % operation, apply)
+        emitter.register("before-sign.s3.PutObject", probe)
     for operation in ("PutObject", "UploadPart", "CompleteMultipartUpload", "CreateMultipartUpload", "GetObject"):
         emitter.register("after-call.s3.%s" % operation, outcome)
 
@@ -486,7 +505,7 @@ _SETUP = _read_setup()
 # The user's own [plugins] folder (cli_legacy_plugin_path), which the config copy
 # replaced with ours: their plugins, imported after this one, are found there.
 if _SETUP is not None and isinstance(_SETUP.get("user_plugin_path"), str):
-    sys.path.append(_SETUP["user_plugin_path"])
+    sys.path.extend(_SETUP["user_plugin_path"].split(os.pathsep))  # as the AWS CLI reads it
 
 
 def awscli_initialize(cli):
