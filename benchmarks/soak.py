@@ -125,7 +125,7 @@ def main() -> int:
                 started = time.monotonic()
                 counts = soak(server, bucket, clones, rounds, tmp / bucket, aws)
                 lost += counts["lost"]
-                kind = "keeps versions" if bucket == VERSIONED else "no versions"
+                kind = "keeps versions" if bucket == VERSIONED else "keeps no versions"
                 print(f"bucket that {kind}: {counts['acknowledged']} acknowledged pushes, "
                       f"{counts['conflicts']} conflicts, {counts['errors']} other failures, "
                       f"{counts['gave_up']} rounds given up, {counts['lost']} acknowledged lines lost "
