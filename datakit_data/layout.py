@@ -53,6 +53,10 @@ class Layout:
     def conditions(self) -> str:
         return os.path.join(self.state, "conditions.json")
 
+    @property
+    def engine(self) -> str:
+        return os.path.join(self.state, "engine.json")
+
     def staging(self, direction: str, pid: int | None = None) -> str:
         """The staging folder of a push or pull run (this process's by default)."""
         return os.path.join(self.state, f"{direction}-{os.getpid() if pid is None else pid}")

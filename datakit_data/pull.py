@@ -37,6 +37,9 @@ class Pull(Run):
         self.version_ids: dict[str, str] = {}
         self.received: list[str] = []  # moved into data/ whole: recorded
 
+    def transfer_args(self) -> list[str]:
+        return aws_cli.download_args(self.settings, self.flags.cli, root=self.selection.root)
+
     def uses_cli(self) -> bool:
         return super().uses_cli() and self.as_of is None
 

@@ -151,6 +151,10 @@ class Push(Run):
                 record.stamp("push")
                 record.save()
 
+    def transfer_args(self) -> list[str]:
+        who = versions.metadata_options(self.pushed_by.answer() or "")
+        return aws_cli.upload_args(self.settings, [*self.flags.cli, *who], root=self.selection.root)
+
     def _upload(self) -> None:
         """Upload exactly the planned paths in one concurrent `aws s3 sync` of the staging folder.
 
@@ -184,8 +188,7 @@ class Push(Run):
             self.staged[path] = None
         if not self.staged:
             return
-        who = versions.metadata_options(self.pushed_by.answer() or "")
-        args = aws_cli.upload_args(self.settings, [*self.flags.cli, *who], root=self.selection.root)
+        args = self.transfer_args()
         log.info("Running: %s", aws_cli.describe(args))
         guard = None
         if self.cli.hooks:
@@ -272,7 +275,7 @@ class Push(Run):
         into_again = names.Inside(os.path.join(again, "data"))
         for path in sorted(paths):
             link_or_copy(staged(path), into_again.prepared(path))
-        with engine_cli.open_engine() as cli:
+        with engine_cli.open_engine(memory=self.layout.engine) as cli:
             cli.prepare(again, {}, self.cli_concurrency)
             try:
                 cli.run(args, self.settings, "push", events=os.path.join(again, "events.jsonl"),

@@ -76,6 +76,10 @@ class Run:
         """Transfer what the plan says, and record what was verified."""
         raise NotImplementedError
 
+    def transfer_args(self) -> list[str]:
+        """The AWS CLI's arguments for this run's transfer, with datakit's plugin."""
+        raise NotImplementedError
+
     def uses_cli(self) -> bool:
         """Does this run transfer through an AWS CLI process?"""
         return not self.flags.dryrun
@@ -89,7 +93,7 @@ class Run:
     def _transfer(self) -> Iterator[None]:
         """A staging folder and the engine, prepared while the plan is made."""
         # Started first: it loads awscli while everything else is prepared.
-        with engine_cli.open_engine() if self.uses_cli() else contextlib.nullcontext() as cli:
+        with engine_cli.open_engine(memory=self.layout.engine) if self.uses_cli() else contextlib.nullcontext() as cli:
             for folder in self.layout.stale_staging():  # left by killed runs; we hold the lock
                 shutil.rmtree(folder, ignore_errors=True)
             if self.flags.dryrun:
@@ -101,6 +105,7 @@ class Run:
                 if cli is not None:
                     self.cli_concurrency = awsconfig.concurrency(self.settings)
                     cli.prepare(self.staging, {}, self.cli_concurrency)
+                    cli.start(self.transfer_args)  # (where it can: it loads while the plan is made)
                 self.cli = cli
                 yield
             finally:
@@ -193,11 +198,11 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "versioning": {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(s3.versioning(settings),
                                                                                     "unknown"),
         "path": f"data/{selection.path}" if selection.path else "data/",
-        "protection": conditions.protection(conditions.Memory(layout), settings, _without_hooks(settings)),
+        "protection": conditions.protection(conditions.Memory(layout), settings, _without_hooks(layout)),
     }
 
 
-def _without_hooks(settings: Settings) -> str:
+def _without_hooks(layout: Layout) -> str:
     """Why pushes would run without datakit's plugin now ("" when they would not)."""
     with tempfile.TemporaryDirectory(prefix="datakit-data-") as folder:
-        return engine_cli.hooks_for_status(settings, folder)[1]
+        return engine_cli.hooks_for_status(folder, layout.engine)[1]

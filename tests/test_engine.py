@@ -225,18 +225,24 @@ def test_a_v2_that_does_not_load_the_plugin_pushes_checked_after_upload_and_says
 
 @pytest.mark.skipif(not AWS_V2, reason=NO_V2)
 def test_a_cli_that_loads_the_plugin_when_asked_and_runs_without_it_is_not_trusted(project, bucket, tmp_path):
-    # It answers datakit's question with the plugin, then runs the push with the user's config alone.
+    # It answers `--version` with the plugin, and runs everything else with the user's config alone.
     wrapper = _script(tmp_path / "aws-two-faced", f"#!/bin/sh\nif [ \"$1\" = --version ]; then exec {AWS_V2} \"$@\"; fi\n"
                       f"unset AWS_CONFIG_FILE\nexec {AWS_V2} \"$@\"\n")
     project.configure()
     project.write("a.csv", "a\n")
+    env = {"DATAKIT_DATA_AWS": wrapper}
+    assert "concurrent pushes, new files: checked after upload only: not yet proven" in ok(
+        project.run("data", "status", env=env)).stdout  # `status` asked it: it said it loads the plugin
 
-    pushed = ok(project.run("data", "push", env={"DATAKIT_DATA_AWS": wrapper}))
+    pushed = ok(project.run("data", "push", env=env))
 
-    assert bucket.objects(project.name) == {"a.csv": b"a\n"}  # verified after upload, and recorded
-    assert ("The AWS CLI ran this push without datakit's plugin, though it loaded it when asked: this push's "
-            "uploads are checked after upload only") in pushed.stderr
+    # The push runs with an option only the plugin knows: this CLI refuses it before it
+    # sends anything, and the push goes on without the plugin, and says so.
+    assert bucket.objects(project.name) == {"a.csv": b"a\n"}
+    assert "did not load datakit's plugin" in pushed.stderr and "Unknown options: --datakit-data-run" in pushed.stderr
     assert "1 file(s) sent" in pushed.stdout
+    status = ok(project.run("data", "status", env=env)).stdout  # what the push found is what status says now
+    assert "concurrent pushes, new files: checked after upload only: DATAKIT_DATA_AWS runs another" in status
 
 
 def test_the_users_plugin_folders_are_put_back_as_the_aws_cli_reads_them(tmp_path):
@@ -269,7 +275,7 @@ def test_v2_keeps_the_users_own_plugins_and_runs_classic_for_a_config_that_asks_
 
     assert bucket.objects(a.name) == {"shared.csv": b"v2 from A\n"}
     assert a.home.aws_config.read_text() == user_config  # never edited
-    assert marker.read_text().count("ran") >= 2  # their plugin, in datakit's first question and in the push
+    assert marker.read_text().count("ran") == 1  # their plugin, in the push
     assert ("The AWS CLI: preferred_transfer_client = crt in the AWS config: this command runs the classic "
             "transfer client") in pushed.stderr
     status = ok(a.run("data", "status", env=v2)).stdout

@@ -239,18 +239,49 @@ def test_pull_restores_a_file_deleted_locally(pair):
     assert b.files() == {"shared.csv": b"v1,aaaa\n", "other.csv": b"B's other file\n"}
 
 
-GATED_AWS = """#!/bin/sh
-# The AWS CLI, held at two points the test opens: before it starts, and before
-# datakit sees it end (so that datakit's check of S3 comes when the test says).
-# datakit's first question (does the plugin load?) passes straight through.
-if [ "$1" = --version ]; then exec $AWS "$@"; fi
-touch "$GATE/ready-$WHO"
-while [ ! -e "$GATE/go-$WHO" ]; do sleep 0.02; done
-$AWS "$@"
-code=$?
-touch "$GATE/sent-$WHO"
-while [ ! -e "$GATE/end-$WHO" ]; do sleep 0.02; done
-exit $code
+GATED_AWS = """#!PYTHON
+# The AWS CLI, held at two points the test opens: once datakit has planned (before the
+# CLI sends anything), and before datakit sees it end (so that datakit's check of S3
+# comes when the test says). datakit starts a CLI that takes its plugin early and sends
+# it the rest of its setup once it has planned (on stdin): that line is held. One that
+# does not take the plugin is started once datakit has planned: it is held before it starts.
+import os, subprocess, sys, threading, time
+gate, who, aws, args = os.environ["GATE"], os.environ["WHO"], os.environ["AWS"].split(), sys.argv[1:]
+
+def wait(name):
+    while not os.path.exists(os.path.join(gate, name)):
+        time.sleep(0.02)
+
+def touch(name):
+    open(os.path.join(gate, name), "w").close()
+
+if args[:1] == ["--version"]:
+    os.execvp(aws[0], aws + args)
+if "--datakit-data-run" in args:
+    proc = subprocess.Popen(aws + args, stdin=subprocess.PIPE, text=True)
+    got = []
+    threading.Thread(target=lambda: got.append(sys.stdin.readline()), daemon=True).start()
+    while not got:
+        if proc.poll() is not None:  # it refused the option: datakit starts another
+            sys.exit(proc.returncode)
+        time.sleep(0.02)
+    line = got[0]
+    touch("ready-" + who)
+    wait("go-" + who)
+    proc.stdin.write(line)
+    proc.stdin.flush()
+    def forward():
+        sys.stdin.read()
+        proc.stdin.close()
+    threading.Thread(target=forward, daemon=True).start()
+else:
+    touch("ready-" + who)
+    wait("go-" + who)
+    proc = subprocess.Popen(aws + args, stdin=subprocess.DEVNULL)
+code = proc.wait()
+touch("sent-" + who)
+wait("end-" + who)
+sys.exit(code)
 """
 
 
@@ -270,7 +301,7 @@ def test_of_two_concurrent_pushes_through_another_aws_cli_neither_edit_is_lost(p
     gate = tmp_path / "gate"
     gate.mkdir()
     wrapper = tmp_path / "gated-aws"
-    wrapper.write_text(GATED_AWS)
+    wrapper.write_text(GATED_AWS.replace("PYTHON", sys.executable, 1))
     wrapper.chmod(wrapper.stat().st_mode | stat_module.S_IXUSR)
     big = os.urandom(9 * 1024 * 1024)  # a multipart upload
     a.write("big.bin", big)

@@ -26,12 +26,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence, TextIO
 
 from .. import awsconfig
 from ..exceptions import ConfigError, Interrupted, Stop
 from ..failures import explain_failure, withheld
+from ..files import write_json
 from ..masking import mask_secrets
 from ..names import printable
 from ..settings import RETRY_ENV, Settings
@@ -185,6 +187,10 @@ class Engine:
         self.env = {**self.env, **env}
         self.concurrency = concurrency
 
+    def start(self, args: Callable[[], Sequence[str]]) -> None:
+        """Start the run with these arguments (asked for only here) now, where the engine
+        can: its setup follows in run()."""
+
     def setup(self, settings: Settings, args: Sequence[str], events: str, *,
               guard: Mapping | None = None, listing: list[dict] | None = None) -> dict:
         """The plugin's setup for one run (see plugin.install)."""
@@ -210,8 +216,10 @@ class Engine:
         if not self.hooks:
             guard = listing = None
         setup = self.setup(settings, args, events, guard=guard, listing=listing)
+        self._events = events
         proc = self._start(list(args), setup)
         self.runs += 1
+        events = self._events  # (where the run reports: a run started early has its own file)
 
         def answers() -> Answers:
             return read_events(events, settings.key_prefix, guarded, probes)
@@ -291,18 +299,26 @@ class Bundled(Engine):
 
 
 class Other(Engine):
-    """Another AWS CLI (DATAKIT_DATA_AWS), started for each run. It gets the plugin
-    through its own plugin mechanism (AWS CLI v2: ``[plugins]`` with
-    ``cli_legacy_plugin_path``), from a copy of the user's AWS config in the staging
-    folder that adds our lines and keeps everything else; the plugin's file is copied
-    beside it. Whether it loaded is asked first (``aws --version`` with that config,
-    made in prepare() while datakit plans); where it did not, the CLI runs with the
-    user's own config and no hooks."""
+    """Another AWS CLI (DATAKIT_DATA_AWS). It gets the plugin through its own plugin
+    mechanism (AWS CLI v2: ``[plugins]`` with ``cli_legacy_plugin_path``), from a copy
+    of the user's AWS config in the staging folder that adds our lines and keeps
+    everything else; the plugin's file is copied beside it.
 
-    def __init__(self, aws: Sequence[str]) -> None:
+    The run starts early (``start``, while datakit plans), with ``--datakit-data-run``,
+    an option only the plugin adds: the plugin says it loaded, then waits for the
+    rest of its setup on stdin before the command does anything. A CLI without the
+    plugin refuses the option at once, having transferred nothing; it then runs with
+    the user's own config and no hooks. A run not started early asks first
+    (``aws --version`` with the copy). What was found is remembered per CLI, config and
+    plugin in ``memory`` (for `status`, which transfers nothing)."""
+
+    def __init__(self, aws: Sequence[str], memory: str | None = None) -> None:
         super().__init__(aws)
+        self.memory = memory
         self.plugin_env: dict[str, str] = {}
         self.user_plugin_path: str | None = None
+        self.early: subprocess.Popen | None = None  # the run, started early
+        self.early_args: list[str] = []
         self.preflight: subprocess.Popen | None = None
         self._hooks: bool | None = None
         self._why = f"DATAKIT_DATA_AWS runs another AWS CLI, {printable(mask_secrets(' '.join(self.aws)))[:200]}"
@@ -320,16 +336,24 @@ class Other(Engine):
             self._why += f", and its AWS config could not be copied with datakit's plugin added ({printable(str(err))[:120]})"
             return
         self.plugin_env = {"AWS_CONFIG_FILE": config}
-        setup = os.path.join(cwd, "preflight.json")
-        self._write(setup, {"events": os.path.join(cwd, "preflight.jsonl"), "preflight": True,
-                            "user_plugin_path": self.user_plugin_path})
+
+    def start(self, args: Callable[[], Sequence[str]]) -> None:
+        if self._hooks is False or not self.plugin_env:
+            return
+        setup = os.path.join(self.cwd, "setup-early.json")
+        self._write(setup, {"events": self._early_events, "wait": True, "user_plugin_path": self.user_plugin_path})
+        args = self.early_args = list(args())
         try:
-            self.preflight = subprocess.Popen(
-                [*self.aws, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd,
+            self.early = subprocess.Popen(
+                [*self.aws, *args, "--" + plugin.INTERLOCK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, errors="replace", cwd=self.cwd,
                 env={**self.env, **self.plugin_env, plugin.SETUP_ENV: setup}, **_dies_with_datakit())
         except OSError:
             raise cannot_start(self.aws)
+
+    @property
+    def _early_events(self) -> str:
+        return os.path.join(self.cwd, "events-early.jsonl")
 
     @staticmethod
     def _write(path: str, setup: dict) -> None:
@@ -340,18 +364,49 @@ class Other(Engine):
     @property
     def hooks(self) -> bool:
         if self._hooks is None:
-            self._hooks = self._loaded()
+            self._hooks = self._early_loaded() if self.early is not None else self._asked()
+            self._remember(self._hooks)
         return self._hooks
 
     @property
     def without_hooks(self) -> str:
         return "" if self.hooks else self._why
 
-    def _loaded(self) -> bool:
-        """Did the first run say the plugin loaded, and end well?"""
-        proc = self.preflight
-        if proc is None:
+    def _early_loaded(self) -> bool:
+        """Did the run started early say the plugin loaded (and wait for its setup)?"""
+        proc, events = self.early, self._early_events
+        deadline = time.monotonic() + PREFLIGHT_SECONDS
+        while time.monotonic() < deadline:
+            found = read_events(events, "")
+            if found.loaded:
+                log.debug("datakit's plugin is in %s", found.loaded)
+                return True
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        self.early = None
+        proc.kill()
+        _, err = proc.communicate()
+        self._not_loaded(proc.returncode, err)
+        return False
+
+    def _asked(self) -> bool:
+        """Does the CLI load the plugin? Asked with ``aws --version``, unless remembered."""
+        if not self.plugin_env:
             return False
+        known = self._remembered()
+        if known is not None:
+            return known
+        setup = os.path.join(self.cwd, "preflight.json")
+        self._write(setup, {"events": os.path.join(self.cwd, "preflight.jsonl"), "preflight": True,
+                            "user_plugin_path": self.user_plugin_path})
+        try:
+            proc = self.preflight = subprocess.Popen(
+                [*self.aws, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True, errors="replace", cwd=self.cwd,
+                env={**self.env, **self.plugin_env, plugin.SETUP_ENV: setup}, **_dies_with_datakit())
+        except OSError:
+            raise cannot_start(self.aws)
         try:
             _, err = proc.communicate(timeout=PREFLIGHT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -359,17 +414,68 @@ class Other(Engine):
             return False
         finally:
             self.close()  # (kills it if it is still running: a timeout, Ctrl-C)
-        found = read_events(os.path.join(self.cwd, "preflight.jsonl"), "")
-        if proc.returncode == 0 and found.loaded:
-            log.debug("datakit's plugin is in %s", found.loaded)
+        if proc.returncode == 0 and read_events(os.path.join(self.cwd, "preflight.jsonl"), "").loaded:
             return True
+        self._not_loaded(proc.returncode, err)
+        return False
+
+    def _not_loaded(self, returncode: int | None, err: str) -> None:
         last = printable(mask_secrets(err.strip().splitlines()[-1]))[:160] if err.strip() else ""
         self._why += (", which did not load datakit's plugin (AWS CLI v2 loads it; "
                       f"{'it said: ' + last if last else 'it gave no reason'})")
-        log.debug("The AWS CLI did not load datakit's plugin: exit %s, %s", proc.returncode, last)
-        return False
+        log.debug("The AWS CLI did not load datakit's plugin: exit %s, %s", returncode, last)
+
+    def _signature(self) -> str:
+        """What decides whether the plugin loads: the CLI's file, the user's AWS config, the plugin."""
+        def stamp(path: str | None) -> list:
+            try:
+                st = os.stat(path) if path else None
+            except OSError:
+                st = None
+            return [path, st.st_mtime_ns, st.st_size] if st else [path]
+
+        exe = shutil.which(self.aws[0]) or self.aws[0]
+        return json.dumps([self.aws, stamp(os.path.realpath(exe)), plugin.VERSION,
+                           stamp(os.path.expanduser(awsconfig.user_config_path(self.env)))])
+
+    def _remembered(self) -> bool | None:
+        if self.memory is None:
+            return None
+        try:
+            with open(self.memory, encoding="utf-8") as fh:
+                entry = json.load(fh).get(self._signature())
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("loaded"), bool):
+            return None
+        if not entry["loaded"]:
+            self._why += f", which did not load datakit's plugin ({printable(str(entry.get('why') or ''))[:160]})"
+        return entry["loaded"]
+
+    def _remember(self, loaded: bool) -> None:
+        if self.memory is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(self.memory), exist_ok=True)
+            write_json(self.memory, {self._signature(): {"loaded": loaded, "why": "" if loaded else self._why}})
+        except OSError:
+            pass  # asked again next time
 
     def _start(self, args: list[str], setup: dict) -> subprocess.Popen:
+        if self.early is not None:
+            proc, self.early = self.early, None
+            if self.hooks and list(args) == self.early_args:
+                # Its events so far are in the early file: the rest goes there too.
+                setup = {**setup, "events": self._early_events}
+                try:
+                    proc.stdin.write(json.dumps(setup) + "\n")
+                    proc.stdin.flush()
+                except BrokenPipeError:
+                    pass  # it has died: its stderr and exit code say why
+                self._events = self._early_events
+                return proc
+            proc.kill()
+            proc.communicate()
         env = dict(self.env)
         if self.hooks:
             path = os.path.join(self.cwd, f"setup-{self.runs}.json")
@@ -385,27 +491,33 @@ class Other(Engine):
             raise cannot_start(self.aws)
 
     def close(self) -> None:
-        proc, self.preflight = self.preflight, None
-        if proc is not None:
-            proc.kill()  # (nothing, if it has ended)
-            proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+        for name in ("early", "preflight"):
+            proc = getattr(self, name)
+            setattr(self, name, None)
+            if proc is not None:
+                proc.kill()  # (nothing, if it has ended)
+                proc.wait()
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    if stream is not None:
+                        with contextlib.suppress(OSError):
+                            stream.close()
 
 
-def open_engine(environ: Mapping[str, str] | None = None) -> Engine:
-    """The engine DATAKIT_DATA_AWS asks for: the bundled AWS CLI unless it names another."""
+def open_engine(environ: Mapping[str, str] | None = None, memory: str | None = None) -> Engine:
+    """The engine DATAKIT_DATA_AWS asks for: the bundled AWS CLI unless it names another
+    (``memory``: where what was found of another CLI is remembered)."""
     aws = aws_command(environ)
-    return Bundled() if aws == BUNDLED_AWS else Other(aws)
+    return Bundled() if aws == BUNDLED_AWS else Other(aws, memory)
 
 
-def hooks_for_status(settings: Settings, folder: str) -> tuple[bool, str]:
+def hooks_for_status(folder: str, memory: str | None = None) -> tuple[bool, str]:
     """(whether pushes now run with datakit's plugin, why not) for `status`, which
-    runs no transfer: the bundled CLI always does; another is asked, in ``folder``."""
+    runs no transfer: the bundled CLI always does; another is asked, in ``folder``,
+    unless ``memory`` knows."""
     aws = aws_command()
     if aws == BUNDLED_AWS:
         return True, ""
-    with Other(aws) as engine:
+    with Other(aws, memory) as engine:
         engine.prepare(folder, {})
         return engine.hooks, engine.without_hooks
 

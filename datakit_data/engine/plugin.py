@@ -36,6 +36,8 @@ import threading
 SETUP_ENV = "DATAKIT_DATA_PLUGIN"
 #: Bumped when the setup or the events change shape.
 VERSION = 2
+#: The `aws s3 sync` option that only an AWS CLI with this plugin takes (see _interlock).
+INTERLOCK = "datakit-data-run"
 
 # Events, one JSON object per line, each with "event" set to one of these:
 LOADED = "loaded"  # the plugin is in this CLI: {"cli": its version, "plugin": VERSION}
@@ -240,7 +242,26 @@ def _settings(events, emitter, setup):
                             "classic transfer client (%s), which carries datakit's checks" % (str(asked)[:40], classic))
             s3["preferred_transfer_client"] = classic
 
-    emitter.register("session-initialized", initialized)
+    return initialized
+
+
+def _interlock(emitter):
+    """``--datakit-data-run`` for `aws s3 sync`: an option only this plugin knows, which
+    datakit passes where it counts on the plugin. An AWS CLI without the plugin refuses
+    it ("Unknown options") before it transfers anything."""
+    def add(arg_table, **_):
+        if isinstance(arg_table, list) and not any(arg.get("name") == INTERLOCK for arg in arg_table):
+            arg_table.append({"name": INTERLOCK, "action": "store_true",
+                              "help_text": "Run with datakit-data's plugin (datakit passes it)."})
+
+    for name in ("sync", "s3_sync"):  # (v1 names an argument table by its command, v2 by its lineage)
+        emitter.register("building-arg-table.%s" % name, add)
+
+
+def _watch_stdin():
+    """End the CLI at once when datakit closes our stdin, or dies."""
+    sys.stdin.read()
+    os._exit(137)
 
 
 def _classic_transfer_client():
@@ -476,16 +497,39 @@ def _transfers(events, emitter, setup):
 
 def install(emitter, setup):
     """Add this run's hooks (``setup``, see engine/cli.py) to an AWS CLI's event
-    emitter (or botocore session), and say in the events file that they are in."""
+    emitter (or botocore session), and say in the events file that they are in.
+
+    With ``"wait"`` in the setup (an AWS CLI started early, while datakit plans), the
+    rest of the setup comes as one line on stdin once the CLI is up, before the
+    command does anything; an empty line or a closed stdin ends the CLI there."""
     events = Events(setup["events"])
     events.tell(LOADED, cli=cli_version(), plugin=VERSION, python=sys.version.split()[0])
     if setup.get("preflight"):
         return
-    _settings(events, emitter, setup)
+    _interlock(emitter)
+    if not setup.get("wait"):
+        emitter.register("session-initialized", _hooks(events, emitter, setup))
+        return
+
+    def wait(session, **_):
+        line = sys.stdin.readline()
+        if not line.strip():
+            os._exit(0)  # nothing to do: datakit planned no transfer
+        setup.update(json.loads(line))
+        threading.Thread(target=_watch_stdin, daemon=True).start()
+        _hooks(events, emitter, setup)(session)
+
+    emitter.register("session-initialized", wait)
+
+
+def _hooks(events, emitter, setup):
+    """Register the run's hooks; the settings for the command follow at session-initialized
+    (the returned handler)."""
     if setup.get("listing") is not None:
         _listing(emitter, setup)
     if setup.get("bucket") is not None:
         _transfers(events, emitter, setup)
+    return _settings(events, emitter, setup)
 
 
 def _read_setup():
