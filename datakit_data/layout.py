@@ -7,6 +7,7 @@
         running                       which command holds the lock (its pid)
         record.json                   the sync record
         conditions.json               what each store proved of each kind of condition
+        engine.json                   whether DATAKIT_DATA_AWS's CLI loads datakit's plugin
         push-<pid>/, pull-<pid>/      staging folders of running transfers
 """
 import os
