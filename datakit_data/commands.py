@@ -249,6 +249,8 @@ class Status(_Command):
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
+        parser.add_argument("--all", action="store_true",
+                            help="list every file, not rolled up by folder beyond a screenful")
         parser.add_argument("path", nargs="*", metavar="PATH",
                             help="a file or folder inside data/ to look at (e.g. data/raw/); default: all of data/; "
                                  "no-sign-request: for a public bucket, without credentials")
@@ -261,5 +263,5 @@ class Status(_Command):
         if parsed_args.json:
             self.out(json.dumps(report, indent=2, sort_keys=True))
         else:
-            for line in status_lines(report):
+            for line in status_lines(report, every_file=parsed_args.all):
                 self.out(line)

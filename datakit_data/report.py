@@ -7,7 +7,7 @@ pushed) and goes through names.printable. Warnings go to the log (stderr).
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .conditions import COVERS
 from .exceptions import SkippedFiles, SyncError
@@ -119,9 +119,28 @@ def raise_if_incomplete(outcome: Outcome, url: str) -> None:
         )
 
 
-def status_lines(report: dict) -> list[str]:
-    """The status report as text for a person (names with control characters escaped)."""
+#: File lines beyond which status rolls its lists up by folder (about a screenful).
+SCREENFUL = 40
+
+
+def _rolled_up(paths: list[str], sizes: Mapping[str, int]) -> list[tuple[str, int, int]]:
+    """(folder, files, bytes) for each top-level folder of these paths ("" for data/ itself)."""
+    folders: dict[str, list[int]] = {}
+    for path in paths:
+        folder = path.split("/", 1)[0] + "/" if "/" in path else ""
+        entry = folders.setdefault(folder, [0, 0])
+        entry[0] += 1
+        entry[1] += sizes.get(path, 0)
+    return [(folder, count, size) for folder, (count, size) in sorted(folders.items())]
+
+
+def status_lines(report: dict, every_file: bool = False) -> list[str]:
+    """The status report as text for a person (names with control characters escaped).
+    Up to a screenful of files is listed one per line; beyond that (unless
+    ``every_file``), each list is rolled up by top-level folder, with counts and bytes."""
     show = printable
+    listed = sum(len(report[d][kind]) for d in ("push", "pull") for kind in ("new", "changed", "restored", "deleted"))
+    roll_up = not every_file and listed > SCREENFUL
     lines = [
         f"{report['location']}  last push: {report['last_push'] or 'never'}, "
         f"last pull: {report['last_pull'] or 'never'}"
@@ -136,7 +155,12 @@ def status_lines(report: dict) -> list[str]:
             + f"; with `delete` it would delete {len(side['deleted'])}"
         )
         for kind in ("new", "changed", "restored", "deleted"):
-            lines += [f"  {kind}: data/{show(p)}" for p in side[kind]]
+            if not roll_up:
+                lines += [f"  {kind}: data/{show(p)}" for p in side[kind]]
+                continue
+            for folder, count, size in _rolled_up(side[kind], side.get("bytes") or {}):
+                lines.append(f"  {kind}: data/{show(folder)} ({count:,} file{'s' if count != 1 else ''}"
+                             + (f", {human_bytes(size)})" if kind != "deleted" else ")"))
         lines += [f"  kept: data/{show(p)} ({why})" for p, why in sorted(side["kept"].items())]
     lines.append(f"conflicts: {len(report['conflicts'])}")
     lines += [f"  data/{show(p)} ({why})" for p, why in sorted(report["conflicts"].items())]
@@ -154,6 +178,9 @@ def status_lines(report: dict) -> list[str]:
         protection = (report.get("protection") or {}).get(kind)
         if protection:
             lines.append(f"concurrent pushes, {words}: {protection['mode']}: {protection['why']}")
+    if roll_up:
+        lines.append(f"({listed:,} files rolled up by folder: `datakit data status --all` lists each one, "
+                     "`datakit data status data/FOLDER/` one folder)")
     return lines
 
 

@@ -172,14 +172,17 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
     push_plan = make_plan("push", local, remote, recorded, **asked)
     pull_plan = make_plan("pull", local, remote, recorded, **asked)
 
-    def side(plan, target: Mapping) -> dict:
+    def side(plan, target: Mapping, source: Mapping) -> dict:
+        # Sets to look in: 30,000 new files asked of a list took 18-26 s.
         new = [p for p in plan.transfer if p not in target and p not in record.files]
+        fresh, restored = set(new), set(plan.restored)
         return {
             "new": new,
-            "changed": [p for p in plan.transfer if p not in new and p not in plan.restored],
+            "changed": [p for p in plan.transfer if p not in fresh and p not in restored],
             "restored": list(plan.restored),
             "deleted": list(plan.delete),
             "kept": dict(plan.kept),
+            "bytes": {p: source[p].size for p in plan.transfer if p in source},
         }
 
     return {
@@ -188,8 +191,8 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "has_record": record.exists,
         "last_push": record.last.get("push"),
         "last_pull": record.last.get("pull"),
-        "push": side(push_plan, remote),
-        "pull": side(pull_plan, local),
+        "push": side(push_plan, remote, local),
+        "pull": side(pull_plan, local, remote),
         "conflicts": dict(push_plan.conflicts),
         "skipped": dict(scan.skipped),
         "refused": dict(scan.refused),
