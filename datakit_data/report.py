@@ -139,7 +139,8 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
     Up to a screenful of files is listed one per line; beyond that (unless
     ``every_file``), each list is rolled up by top-level folder, with counts and bytes."""
     show = printable
-    listed = sum(len(report[d][kind]) for d in ("push", "pull") for kind in ("new", "changed", "restored", "deleted"))
+    listed = sum(len(report[d][kind]) for d in ("push", "pull") for kind in ("new", "changed", "restored", "deleted",
+                                                                         "kept"))
     roll_up = not every_file and listed > SCREENFUL
     lines = [
         f"{report['location']}  last push: {report['last_push'] or 'never'}, "
@@ -161,7 +162,15 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
             for folder, count, size in _rolled_up(side[kind], side.get("bytes") or {}):
                 lines.append(f"  {kind}: data/{show(folder)} ({count:,} file{'s' if count != 1 else ''}"
                              + (f", {human_bytes(size)})" if kind != "deleted" else ")"))
-        lines += [f"  kept: data/{show(p)} ({why})" for p, why in sorted(side["kept"].items())]
+        if not roll_up:
+            lines += [f"  kept: data/{show(p)} ({why})" for p, why in sorted(side["kept"].items())]
+            continue
+        reasons: dict[tuple[str, str], int] = {}
+        for path, why in side["kept"].items():
+            folder = path.split("/", 1)[0] + "/" if "/" in path else ""
+            reasons[(folder, why)] = reasons.get((folder, why), 0) + 1
+        lines += [f"  kept: data/{show(folder)} ({count:,} file{'s' if count != 1 else ''}: {why})"
+                  for (folder, why), count in sorted(reasons.items())]
     lines.append(f"conflicts: {len(report['conflicts'])}")
     lines += [f"  data/{show(p)} ({why})" for p, why in sorted(report["conflicts"].items())]
     lines += [f"skipped: data/{show(p)} ({why})" for p, why in sorted(report["skipped"].items())]
@@ -179,7 +188,7 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
         if protection:
             lines.append(f"concurrent pushes, {words}: {protection['mode']}: {protection['why']}")
     if roll_up:
-        lines.append(f"({listed:,} files rolled up by folder: `datakit data status --all` lists each one, "
+        lines.append(f"({listed:,} file lines rolled up by folder: `datakit data status --all` lists each one, "
                      "`datakit data status data/FOLDER/` one folder)")
     return lines
 

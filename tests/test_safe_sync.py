@@ -451,7 +451,8 @@ def test_status_of_30000_new_files_is_rolled_up_by_folder_and_lists_each_with_al
     assert "  new: data/ (1 file, 2 B)" in text
     assert "  new: data/clean/ (9,999 files, 97.6 KiB)" in text
     assert "  new: data/raw/ (20,000 files, 195.3 KiB)" in text
-    assert "(30,000 files rolled up by folder: `datakit data status --all` lists each one" in text
+    assert "  kept: data/raw/ (20,000 files: only locally, never synced; kept)" in text  # by the pull
+    assert "(60,000 file lines rolled up by folder: `datakit data status --all` lists each one" in text
     assert len(text.splitlines()) < 25
     assert "  new: data/raw/19999.csv" in every and len(every.splitlines()) > 30_000
     assert bucket.objects(project.name) == {}  # status changes nothing
