@@ -14,6 +14,7 @@ import threading
 from typing import Iterable
 
 from . import aws_cli, files, names, s3, versions
+from .masking import mask_secrets
 from .plan import Local
 from .safesync import Run
 from .threads import in_daemon_threads
@@ -57,6 +58,7 @@ class Pull(Run):
                 if self._remove(path, into_data):
                     record.forget(path)
                     outcome.deleted += 1
+                    self.done.add(path)
             if outcome.plan.transfer and self.as_of is not None:
                 self._download_versions()
             elif outcome.plan.transfer:
@@ -75,6 +77,7 @@ class Pull(Run):
                            answered.get(path) or outcome.remote[path].etag)
                 outcome.sent += 1
                 outcome.sent_bytes += st.st_size
+                self.done.add(path)
             record.stamp("pull")
             record.save()
 
@@ -134,11 +137,14 @@ class Pull(Run):
             filters = aws_cli.under_folder(scope.options, root[len(runs_from):])
         os.makedirs(os.path.join(stage, root), exist_ok=True)
         args = aws_cli.download_args(self.settings, self.flags.cli + filters, root=runs_from)
-        log.info("Running: %s", aws_cli.describe(args))
+        log.log(self.debug_level, "Running: %s", aws_cli.describe(args))
+        url = mask_secrets(self.settings.s3_url)
+        shown = self.progress({path: outcome.remote[path].size for path in wanted},
+                              lambda path: f"download: {url}{names.printable(path)} to data/{names.printable(path)}")
         finished = False
         try:
             self.cli.run(args, self.settings, "pull", events=os.path.join(self.staging, "events.jsonl"),
-                         listing=listing)
+                         listing=listing, progress=shown)
             finished = True
         finally:
             self._receive(wanted, finished)

@@ -13,8 +13,9 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from . import aws_cli, conditions, files, names, s3, versions
+from . import aws_cli, awsconfig, conditions, files, names, s3, versions
 from .engine import cli as engine_cli
+from .masking import mask_secrets
 from .exceptions import DatakitDataError, Interrupted
 from .files import copy_into, link_or_copy, why
 from .plan import Local, Remote
@@ -189,17 +190,23 @@ class Push(Run):
         if not self.staged:
             return
         args = self.transfer_args()
-        log.info("Running: %s", aws_cli.describe(args))
+        log.log(self.debug_level, "Running: %s", aws_cli.describe(args))
         guard = None
         if self.cli.hooks:
             # Each kind until it is proven (a store that ignores it is asked again each time).
             probe = tuple(kind for kind in (conditions.CREATE, conditions.REPLACE)
                           if self.memory.get(self.settings, kind) in (None, conditions.IGNORED))
             guard = conditions.Guard(self.settings, self._expected(), probe)
+        url = mask_secrets(self.settings.s3_url)
+        chunk = awsconfig.multipart_sizes(self.settings)[1]
+        shown = self.progress(
+            {path: self.outcome.local[path].size for path in self.staged},
+            lambda path: f"upload: data/{names.printable(path)} to {url}{names.printable(path)}",
+            part_size=lambda size: awsconfig.part_size(size, chunk))
         try:
             self.cli.run(args, self.settings, "push", events=os.path.join(self.staging, "events.jsonl"),
                          guard=guard and guard.message(), guarded=guard.expect if guard else {},
-                         probes=guard.probe if guard else (), listing=[] if told else None)
+                         probes=guard.probe if guard else (), listing=[] if told else None, progress=shown)
         finally:
             if guard is not None:
                 self.answers = self.cli.answers
@@ -330,6 +337,7 @@ class Push(Run):
             if path not in after and path not in plan.conflicts:
                 self.record.forget(path)
                 outcome.deleted += 1
+                self.done.add(path)
 
     def _verify_upload(self, path: str, now: Remote | None) -> None:
         """Record path only if S3 now holds exactly the bytes this push sent."""
@@ -349,6 +357,7 @@ class Push(Run):
         if verdict == RECORDED:
             self.record.set(path, outcome.local[path], now.etag)
             outcome.sent += 1
+            self.done.add(path)
             outcome.sent_bytes += now.size
         elif verdict == SENT_CHANGED:
             # S3 holds whole bytes this push sent: recorded as S3's version, with a local

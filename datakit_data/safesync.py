@@ -16,12 +16,14 @@ import tempfile
 import time
 from typing import Callable, Iterator, Mapping
 
-from . import awsconfig, conditions, report, s3, versions
+from . import awsconfig, conditions, progress, report, s3, versions
 from .engine import cli as engine_cli
 from .flags import Flags
 from .layout import Layout
 from .masking import mask_secrets
+from .names import printable
 from .plan import make_plan
+from .progress import Progress
 from .record import SyncRecord
 from .report import Outcome
 from .scan import Scan, check_path_found, gather
@@ -29,6 +31,9 @@ from .selection import Selection
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Transfer logs kept in .datakit-data/logs/ (the newest).
+LOGS_KEPT = 5
 
 
 class Run:
@@ -53,16 +58,27 @@ class Run:
         self.staging: str | None = None  # set while a transfer is prepared
         self.cli: engine_cli.Engine | None = None
         self.cli_concurrency: tuple[int, bool] | None = None  # what the AWS CLI is told
+        self.done: set[str] = set()  # paths transferred or deleted, and verified
+        self.phased = False  # a phase line is on the terminal
+        self.shown: Progress | None = None  # what the transfer showed
 
     def run(self) -> Outcome:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
         started = time.monotonic()
+        written = None
         with self._transfer():
             outcome = self._begin()
             if not outcome.dryrun:
-                self.carry_out()
+                try:
+                    self.carry_out()
+                finally:
+                    written = self._transfer_log()
         outcome.seconds = time.monotonic() - started
+        if self.phased:
+            progress.clear()
         self.say(report.summary(outcome))
+        if written and not (self.shown and self.shown.per_file):
+            self.say(f"Every file's line: {os.path.relpath(written, self.layout.root)}")
         # Asked only now, and only when it matters: beside the transfer it would be one
         # more connection than max_concurrent_requests allows.
         if not outcome.dryrun and self._overwrote() and s3.versioning(self.settings) in ("", "Suspended"):
@@ -79,6 +95,58 @@ class Run:
     def transfer_args(self) -> list[str]:
         """The AWS CLI's arguments for this run's transfer, with datakit's plugin."""
         raise NotImplementedError
+
+    @property
+    def debug_level(self) -> int:
+        """The level of what the run says for `debug` (the flag word, or datakit's --debug)."""
+        return logging.INFO if "--debug" in self.flags.cli else logging.DEBUG
+
+    def progress(self, sizes: Mapping[str, int], line: Callable[[str], str],
+                 part_size: Callable[[int], int] = lambda size: size) -> Progress:
+        """What this run shows while its files move (see progress.py): no live line with
+        `no-progress`, nothing with `quiet` (errors only, as the AWS CLI's words mean)."""
+        words = self.flags.cli
+        quiet = "--quiet" in words or "--only-show-errors" in words
+        self.shown = Progress(self.direction, sizes, self.settings.key_prefix, line=line, every=progress.interval(),
+                              live=not quiet and "--no-progress" not in words, per_file=False if quiet else None,
+                              part_size=part_size)
+        return self.shown
+
+    def _transfer_log(self) -> str | None:
+        """Write every planned file's line (what, which way, bytes, result) to this run's
+        transfer log in .datakit-data/logs/, keeping the last LOGS_KEPT; its path."""
+        outcome = self.outcome
+        plan = outcome.plan
+        if not plan.transfer and not plan.delete:
+            return None
+        verb, sizes = ("upload", outcome.local) if self.direction == "push" else ("download", outcome.remote)
+        lines = []
+        for kind, paths in ((verb, plan.transfer), ("delete", plan.delete)):
+            for path in paths:
+                size = sizes[path].size if kind != "delete" and path in sizes else None
+                if path in plan.conflicts:
+                    result = f"conflict: {plan.conflicts[path]}"
+                elif path in outcome.skipped:
+                    result = f"skipped: {outcome.skipped[path]}"
+                else:
+                    result = "done" if path in self.done else "not done"
+                lines.append(f"{kind}\tdata/{printable(path)}\t{'' if size is None else size}\t{printable(result)}")
+        folder = os.path.join(self.layout.state, "logs")
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = os.path.join(folder, f"{stamp}-{self.direction}-{os.getpid()}.log")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "x", encoding="utf-8") as fh:
+                fh.write(f"# datakit data {self.direction}, {mask_secrets(self.settings.s3_url)}, {stamp}\n")
+                fh.write("# what\tfile\tbytes\tresult\n")
+                fh.write("\n".join(lines) + "\n")
+            kept = sorted(name for name in os.listdir(folder) if name.endswith(".log"))
+            for old in kept[:-LOGS_KEPT]:
+                os.remove(os.path.join(folder, old))
+        except OSError as err:
+            log.warning("Could not write the transfer log %s: %s", path, err)
+            return None
+        return path
 
     def uses_cli(self) -> bool:
         """Does this run transfer through an AWS CLI process?"""
@@ -112,9 +180,18 @@ class Run:
                 self.cli = None
                 shutil.rmtree(self.staging, ignore_errors=True)
 
+    def _phase(self, text: str) -> None:
+        """Say what the run is doing, on a terminal, unless asked for no progress."""
+        words = self.flags.cli
+        if not any(word in words for word in ("--quiet", "--only-show-errors", "--no-progress")):
+            self.phased = progress.phase(text) or self.phased
+
     def _begin(self) -> Outcome:
         """Plan, name conflicts and kept files, and with `dryrun` show the plan."""
+        self._phase(f"{self.direction.capitalize()}: scanning data/ and listing {mask_secrets(self.settings.s3_url)} ...")
         scan = self.scan = self.gather()
+        self._phase(f"{self.direction.capitalize()}: planning ({len(scan.local):,} files here, "
+                    f"{len(scan.remote):,} on S3) ...")
         check_path_found(scan, self.selection, self.settings)
         record = self.record = SyncRecord.load(self.layout, self.settings)
         plan = make_plan(

@@ -34,14 +34,18 @@ def test_command_is_logged_once_and_default_profile_is_not_passed(project):
     project.configure()
     project.write("a.txt", "a")
 
-    result = project.run("data", "push")
+    quiet = ok(project.run("data", "push"))
+    project.write("a.txt", "b")
+    result = project.run("data", "push", "debug")  # the AWS CLI's command line is for `debug`
 
+    assert "Running: " not in output(quiet)
     assert result.returncode == 0, output(result)
     running = [line for line in output(result).splitlines() if line.startswith("Running: ")]
     assert len(running) == 1
     # Who pushed travels as metadata (the login name here: no git user.name).
     assert re.fullmatch(
-        rf"Running: aws s3 sync data/ s3://{BUCKET}/{project.name}/ --metadata '{{\"pushed-by\": \"[^\"]+\"}}' "
+        rf"Running: aws s3 sync data/ s3://{BUCKET}/{project.name}/ "
+        rf"--debug --metadata '{{\"pushed-by\": \"[^\"]+\"}}' "
         rf"--cli-connect-timeout 5 --cli-read-timeout 15 --endpoint-url {re.escape(project.home.endpoint_url)}",
         running[0],
     ), running
@@ -53,7 +57,7 @@ def test_named_profile_is_passed_and_used(project, bucket):
     project.write("a.txt", "from a profile")
     env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
 
-    result = project.run("data", "push", env=env)
+    result = project.run("data", "push", "debug", env=env)
 
     assert result.returncode == 0, output(result)
     assert "--profile newsroom" in result.stderr
@@ -251,7 +255,7 @@ def test_credentials_in_endpoint_url_are_never_printed_nor_sent(project, bucket,
     project.write("a.txt", "a")
     proxied = len(outside.attempts)
 
-    result = project.run("data", "push")
+    result = project.run("data", "push", "debug")  # the AWS CLI's own debug log too
 
     assert result.returncode == 0, output(result)
     assert "hunter2secret" not in output(result)

@@ -37,6 +37,7 @@ from ..files import write_json
 from ..masking import mask_secrets
 from ..names import printable
 from ..settings import RETRY_ENV, Settings
+from ..progress import Progress, Tail
 from . import launcher, plugin
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,13 @@ BUNDLED_AWS = [sys.executable, "-m", "awscli"]
 PLUGIN_MODULE = "datakit_data_engine"
 #: Seconds a first run of another AWS CLI may take to say whether it loaded the plugin.
 PREFLIGHT_SECONDS = 60
+
+
+def ours_shown(args: Sequence[str]) -> list[str]:
+    """The arguments of a run whose progress and per-file lines datakit shows itself (from
+    the plugin's events): the AWS CLI's own are left out, its errors and warnings kept."""
+    args = list(args)
+    return args if "--quiet" in args or "--only-show-errors" in args else [*args, "--only-show-errors"]
 
 
 def aws_command(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -204,22 +212,26 @@ class Engine:
 
     def run(self, args: Sequence[str], settings: Settings, direction: str, *, events: str,
             guard: Mapping | None = None, guarded: Mapping[str, object] = {}, probes: Sequence[str] = (),
-            listing: list[dict] | None = None) -> Answers:
+            listing: list[dict] | None = None, progress: "Progress | None" = None) -> Answers:
         """Run the AWS CLI with these arguments (as aws_cli.upload_args / download_args
         build them), and say what became of each file: with hooks, uploads under
-        ``guard``'s conditions (see conditions.Guard.message) and the sync's listing
-        answered with ``listing``; ``events`` is the file the plugin reports into.
+        ``guard``'s conditions (see conditions.Guard.message), the sync's listing
+        answered with ``listing``, and ``progress`` shown from the events instead of
+        the CLI's own output; ``events`` is the file the plugin reports into.
 
         Uploads that S3 refused under those conditions are not a failure of the run:
         the caller reads them from the answers and names them.
         """
-        if not self.hooks:
-            guard = listing = None
+        if self.hooks:
+            args = ours_shown(args)
+        else:
+            guard = listing = progress = None
         setup = self.setup(settings, args, events, guard=guard, listing=listing)
         self._events = events
         proc = self._start(list(args), setup)
         self.runs += 1
         events = self._events  # (where the run reports: a run started early has its own file)
+        tail = Tail(events, progress) if progress is not None else None
 
         def answers() -> Answers:
             return read_events(events, settings.key_prefix, guarded, probes)
@@ -228,6 +240,8 @@ class Engine:
         try:
             follow(proc, settings, direction, answers if guard is not None else None, torn)
         finally:
+            if tail is not None:
+                tail.close()
             found = self.answers = answers()
             found.torn.update(torn)
             for note in found.notes:  # with the AWS CLI's own debug log, where it is shown
@@ -342,7 +356,7 @@ class Other(Engine):
             return
         setup = os.path.join(self.cwd, "setup-early.json")
         self._write(setup, {"events": self._early_events, "wait": True, "user_plugin_path": self.user_plugin_path})
-        args = self.early_args = list(args())
+        args = self.early_args = ours_shown(args())
         try:
             self.early = subprocess.Popen(
                 [*self.aws, *args, "--" + plugin.INTERLOCK], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -43,7 +43,7 @@ INTERLOCK = "datakit-data-run"
 LOADED = "loaded"  # the plugin is in this CLI: {"cli": its version, "plugin": VERSION}
 NOTE = "note"  # something datakit shows with --debug: {"text": ...}
 STARTED = "started"  # an upload or download began: {"key", "op": "upload"|"download"}
-BYTES = "bytes"  # bytes of a file reached S3 (a part): {"key", "bytes", "part"}
+BYTES = "bytes"  # bytes of a file moved (a part sent; a download's chunks read): {"key", "bytes", "part"}
 DONE = "done"  # S3 took an upload: {"key", "etag", "version_id", "checksums", "bytes"}
 RECEIVED = "received"  # S3 answered a download: {"key", "etag", "version_id", "bytes"}
 REFUSED = "refused"  # S3 refused an upload under its condition: {"key", "code", "condition"}
@@ -177,6 +177,27 @@ class Answer:
 
     def __init__(self, status_code):
         self.status_code = status_code
+
+
+class _Counted:
+    """A download's body that says, as it is read, how many bytes came (at most one
+    event per MiB, and one at its end)."""
+
+    STEP = 1024 * 1024
+
+    def __init__(self, body, events, key):
+        self._body, self._events, self._key, self._pending = body, events, key, 0
+
+    def read(self, *args, **kwargs):
+        data = self._body.read(*args, **kwargs)
+        self._pending += len(data)
+        if self._pending and (not data or self._pending >= self.STEP):
+            self._events.tell(BYTES, key=self._key, bytes=self._pending)
+            self._pending = 0
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._body, name)
 
 
 class Events:
@@ -427,6 +448,8 @@ def _transfers(events, emitter, setup):
             elif model.name == "GetObject":
                 events.tell(RECEIVED, key=key, etag=etag, version_id=version,
                             bytes=int(parsed.get("ContentLength") or 0))
+                if hasattr(parsed.get("Body"), "read"):
+                    parsed["Body"] = _Counted(parsed["Body"], events, key)
             elif model.name != "CreateMultipartUpload":
                 # The condition this upload went out under (None: none, or a probe that
                 # the store ignored, so that the upload landed under no condition of its own).
