@@ -203,7 +203,7 @@ def test_a_store_writing_its_objects_in_another_shape_is_read_alike(project, buc
 
     report = json.loads(ok(project.run("data", "status", "--json")).stdout)
     assert report["unchanged"] == 30
-    assert report["push"] == {"new": [], "changed": [], "restored": [], "deleted": [], "kept": {}}
+    assert report["push"] == {"new": [], "changed": [], "restored": [], "deleted": [], "kept": {}, "bytes": {}}
     assert report["pull"]["new"] == [] and report["pull"]["changed"] == []
 
 

@@ -111,7 +111,7 @@ def test_one_folder_pushed_and_pulled_leaves_the_rest_alone(pair, bucket):
     assert on_s3["raw/2024/0.csv"] == b"v2 0\n" and "raw/2024/2.csv" not in on_s3
     assert on_s3["raw/2023/0.csv"] == b"v1 0\n" and on_s3["raw/2024.csv"] == b"a file beside the folder\n"
     assert status(a, "data/raw/2024/")["push"] == {"new": [], "changed": [], "restored": [], "deleted": [],
-                                                   "kept": {}}
+                                                   "kept": {}, "bytes": {}}
     assert status(a)["push"]["changed"] == ["raw/2023/0.csv"]  # the rest is as it was
 
     pulled = ok(b.run("data", "pull", "data/raw/2024/", "delete"))

@@ -51,6 +51,7 @@ UNSUPPORTED = "unsupported"  # S3 rejected the condition itself: {"key", "code"}
 CHANGED = "changed"  # the file changed while it was sent: {"key", "code"}
 FAILED = "failed"  # any other failure of a request of ours: {"key", "code", "status"}
 PROBE = "probe"  # what a probe showed: {"probe": kind, "result", "key", "code"}
+MULTIPART = "multipart"  # a multipart upload began on S3 (kept there if the run stops): {"key", "upload_id"}
 
 #: The kinds of condition, each learned on its own.
 CREATE, REPLACE, DELETE = "create", "replace", "delete"
@@ -328,6 +329,8 @@ def _transfers(events, emitter, setup):
     pending = list(guard.get("probe") or ())  # kinds still to probe, one upload each
     lock = threading.Lock()
     parts = {}  # UploadId: {PartNumber: (MD5, size)}
+    resume = setup.get("resume") or {}  # key: {"upload_id", "parts": {number: ETag}}, checked by datakit
+    changed = set()  # keys whose upload was abandoned: aborted for real
 
     def ours(params):
         key = params.get("Key")
@@ -425,6 +428,7 @@ def _transfers(events, emitter, setup):
         context["datakit_bytes"] = sum(sent[n][1] for n in numbers)
         if not holds(path, [sent[n] for n in numbers]):
             context["datakit_changed"] = key
+            changed.add(key)
             events.tell(CHANGED, key=key, code=CHANGED_CODE)
 
     def abandon(context, **_):
@@ -432,6 +436,60 @@ def _transfers(events, emitter, setup):
             return None
         return Answer(400), {"Error": {"Code": CHANGED_CODE, "Message": "the file changed while it was sent; "
                                        "the upload is abandoned"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+    def journal(key, upload_id):
+        """Say that a multipart upload began, in the events and in the project's journal
+        of unfinished uploads (written at once: a kill must not lose it)."""
+        events.tell(MULTIPART, key=key, upload_id=upload_id)
+        path = setup.get("journal")
+        if not path:
+            return
+        try:
+            st = os.stat(os.path.join("data", *key[len(prefix):].split("/")))
+            entry = {"key": key, "upload_id": upload_id, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                     "ino": st.st_ino, "bucket": bucket}
+            with lock, open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        except OSError:
+            pass  # not resumable: the next push starts it over
+
+    def mark(params, context, **_):
+        """What the request is about, for the handlers at before-call (which see the HTTP
+        request, not these parameters)."""
+        key = ours(params)
+        if key is not None:
+            context["datakit_key"] = key
+            context["datakit_upload"] = (params.get("UploadId"), str(params.get("PartNumber")),
+                                         params.get("ContentMD5"))
+
+    def resume_upload(context, **_):
+        """A multipart upload of a key with one left on S3 continues it."""
+        key = context.get("datakit_key")
+        if key not in resume:
+            return None
+        context["datakit_resumed"] = True
+        return Answer(200), {"UploadId": resume[key]["upload_id"], "Bucket": bucket, "Key": key,
+                             "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    def resume_part(context, **_):
+        """A part S3 already holds (its ETag is the MD5 of the bytes read for it) is not sent again."""
+        key = context.get("datakit_key")
+        if key not in resume:
+            return None
+        upload_id, number, md5 = context.get("datakit_upload") or (None, None, None)
+        held = resume[key]["parts"].get(number) if upload_id == resume[key]["upload_id"] else None
+        if not held or not md5 or base64.b64decode(md5).hex() != held:
+            return None  # not there, or not these bytes: sent
+        return Answer(200), {"ETag": '"%s"' % held, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    def keep(context, **_):
+        """An upload the AWS CLI gives up (Ctrl-C, a lost connection) stays on S3, to be
+        continued by the next push; one abandoned because its file changed is aborted."""
+        key = context.get("datakit_key")
+        if key is None or key in changed or not setup.get("journal"):
+            return None
+        events.tell(NOTE, text="multipart upload of %s kept on S3 for the next push" % key[len(prefix):][:200])
+        return Answer(204), {"ResponseMetadata": {"HTTPStatusCode": 204}}
 
     def outcome(http_response, parsed, model, context, **_):
         key = context.get("datakit_key")
@@ -450,7 +508,11 @@ def _transfers(events, emitter, setup):
                             bytes=int(parsed.get("ContentLength") or 0))
                 if hasattr(parsed.get("Body"), "read"):
                     parsed["Body"] = _Counted(parsed["Body"], events, key)
-            elif model.name != "CreateMultipartUpload":
+            elif model.name == "CreateMultipartUpload":
+                upload_id = str(parsed.get("UploadId") or "")
+                if upload_id and not context.get("datakit_resumed"):
+                    journal(key, upload_id)
+            else:
                 # The condition this upload went out under (None: none, or a probe that
                 # the store ignored, so that the upload landed under no condition of its own).
                 applied = None if context.get("datakit_probing") else context.get("datakit_applied")
@@ -503,11 +565,16 @@ def _transfers(events, emitter, setup):
     for operation in ("PutObject", "CreateMultipartUpload", "GetObject"):
         emitter.register("before-parameter-build.s3.%s" % operation, started)
     emitter.register("before-parameter-build.s3.UploadPart", part_number)
+    emitter.register("before-parameter-build.s3.AbortMultipartUpload", mark)
+    emitter.register("before-call.s3.CreateMultipartUpload", resume_upload)
+    emitter.register("before-call.s3.UploadPart", resume_part)
+    emitter.register("before-call.s3.AbortMultipartUpload", keep)
     if setup.get("whole", True):
         for operation in ("PutObject", "UploadPart"):
             emitter.register("before-parameter-build.s3.%s" % operation, whole)
         emitter.register("before-parameter-build.s3.CompleteMultipartUpload", complete)
         emitter.register("before-call.s3.CompleteMultipartUpload", abandon)
+    emitter.register("before-parameter-build.s3.UploadPart", mark)  # (after whole: its MD5)
     if guarded:
         for operation in ("PutObject", "CompleteMultipartUpload"):
             emitter.register("before-parameter-build.s3.%s" % operation, condition)
