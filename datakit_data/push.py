@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from . import aws_cli, awsconfig, conditions, files, names, s3, versions
+from . import aws_cli, awsconfig, conditions, files, names, s3, uploads, versions
 from .engine import cli as engine_cli
 from .masking import mask_secrets
 from .exceptions import DatakitDataError, Interrupted
@@ -203,14 +203,18 @@ class Push(Run):
             {path: self.outcome.local[path].size for path in self.staged},
             lambda path: f"upload: data/{names.printable(path)} to {url}{names.printable(path)}",
             part_size=lambda size: awsconfig.part_size(size, chunk))
+        extra = self._continuing(chunk) if self.cli.hooks else None
         try:
             self.cli.run(args, self.settings, "push", events=os.path.join(self.staging, "events.jsonl"),
                          guard=guard and guard.message(), guarded=guard.expect if guard else {},
-                         probes=guard.probe if guard else (), listing=[] if told else None, progress=shown)
+                         probes=guard.probe if guard else (), listing=[] if told else None, progress=shown,
+                         extra=extra)
         finally:
             if guard is not None:
                 self.answers = self.cli.answers
                 self._learn(self.answers)
+                # Completed, or abandoned (aborted) because the file changed: nothing to continue.
+                uploads.forget(self.layout, self.settings, [*self.answers.sent, *self.answers.changed])
         if guard is not None and not self.answers.loaded:
             # It said it loads the plugin, and then ran without it: nothing it sent carried
             # a condition, and it listed the folder itself. Trust nothing but the check after.
@@ -228,6 +232,28 @@ class Push(Run):
             log.warning("%d file(s) went to S3 without their condition (the store ignored a probe's, e.g. %s): "
                         "checked after upload only.", len(unguarded), names.printable(unguarded[0]))
         self._say_protection()
+
+    def _continuing(self, chunk: int) -> dict:
+        """The plugin's journal of unfinished uploads, and those of this push's files it
+        continues: {key: {"upload_id", "parts": {number: ETag}}} of the parts S3 holds
+        that are this file's bytes (see uploads.py). One with no such part is aborted."""
+        resume = {}
+        into_data = names.Inside(self.layout.data)
+        local = self.outcome.local
+        for path, entry in uploads.settle(self.layout, self.settings, local, self.staged).items():
+            size = local[path].size
+            try:
+                held = uploads.held_parts(self.settings, entry, into_data(path), awsconfig.part_size(size, chunk))
+            except names.UnsafePath:
+                held = {}
+            if held:
+                resume[self.settings.key_prefix + path] = {"upload_id": entry.upload_id, "parts": held}
+                log.info("Continuing the upload of data/%s: %d part(s) already on S3.", names.printable(path),
+                         len(held))
+            else:
+                s3.abort_upload(self.settings, path, entry.upload_id)
+                uploads.forget(self.layout, self.settings, [path])
+        return {"journal": uploads.Journal(self.layout, self.settings).path, "resume": resume}
 
     def _kind(self, path: str) -> str:
         """The kind of condition the upload of path carries (see conditions.KINDS)."""

@@ -187,6 +187,10 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
         protection = (report.get("protection") or {}).get(kind)
         if protection:
             lines.append(f"concurrent pushes, {words}: {protection['mode']}: {protection['why']}")
+    unfinished = report.get("unfinished_uploads") or {}
+    if unfinished.get("count"):
+        lines.append(f"unfinished uploads: {unfinished['count']} ({human_bytes(unfinished['bytes'])} of files), "
+                     "continued by the next push of each file left unchanged")
     if roll_up:
         lines.append(f"({listed:,} file lines rolled up by folder: `datakit data status --all` lists each one, "
                      "`datakit data status data/FOLDER/` one folder)")

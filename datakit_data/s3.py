@@ -12,6 +12,7 @@ import datetime
 import email.utils
 import functools
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -31,6 +32,8 @@ from .masking import mask_secrets, without_credentials
 from .names import printable
 from .plan import Remote
 from .settings import ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT, RETRY_ENV, Settings
+
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=4)
@@ -733,3 +736,34 @@ def _not_that_version(path: str, version_id: str) -> SyncError:
         "ignored the version asked for. Nothing of it was written to data/; this server cannot go back in "
         "time with --as-of (its own tools may)."
     )
+
+
+def list_parts(settings: Settings, path: str, upload_id: str) -> list[tuple[int, int, str]] | None:
+    """(part number, size, ETag) of each part S3 holds of a multipart upload, in order;
+    None when the upload is gone or its parts cannot be read (it is then started over)."""
+    exceptions = botocore().exceptions
+    found, marker = [], 0
+    try:
+        while True:
+            page = client(settings).list_parts(Bucket=settings.bucket, Key=settings.key_prefix + path,
+                                               UploadId=upload_id, PartNumberMarker=marker)
+            for part in page.get("Parts") or []:
+                found.append((int(part["PartNumber"]), int(part["Size"]), str(part.get("ETag") or "").strip('"')))
+            following = int(page.get("NextPartNumberMarker") or 0)
+            if not page.get("IsTruncated") or following <= marker or len(found) > 10_000:
+                break
+            marker = following
+    except (exceptions.BotoCoreError, exceptions.ClientError, KeyError, TypeError, ValueError):
+        return None
+    return sorted(found)
+
+
+def abort_upload(settings: Settings, path: str, upload_id: str) -> None:
+    """Abort a multipart upload of ours that will not be continued (its parts stop
+    costing storage); one already gone is fine, and a failure is only noted."""
+    exceptions = botocore().exceptions
+    try:
+        client(settings).abort_multipart_upload(Bucket=settings.bucket, Key=settings.key_prefix + path,
+                                                UploadId=upload_id)
+    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
+        log.debug("Could not abort the unfinished upload of %s: %s", printable(path), err)

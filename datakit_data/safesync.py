@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Callable, Iterator, Mapping
 
-from . import awsconfig, conditions, progress, report, s3, versions
+from . import awsconfig, conditions, progress, report, s3, uploads, versions
 from .engine import cli as engine_cli
 from .flags import Flags
 from .layout import Layout
@@ -279,7 +279,15 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
                                                                                     "unknown"),
         "path": f"data/{selection.path}" if selection.path else "data/",
         "protection": conditions.protection(conditions.Memory(layout), settings, _without_hooks(layout)),
+        "unfinished_uploads": _unfinished(layout, settings),
     }
+
+
+def _unfinished(layout: Layout, settings: Settings) -> dict:
+    """The multipart uploads of ours left on S3 (see uploads.py): how many, their files' bytes."""
+    entries = uploads.Journal(layout, settings).read().values()
+    return {"count": len(entries), "bytes": sum(entry.size for entry in entries),
+            "paths": sorted(entry.path for entry in entries)}
 
 
 def _without_hooks(layout: Layout) -> str:

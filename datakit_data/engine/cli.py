@@ -212,12 +212,15 @@ class Engine:
 
     def run(self, args: Sequence[str], settings: Settings, direction: str, *, events: str,
             guard: Mapping | None = None, guarded: Mapping[str, object] = {}, probes: Sequence[str] = (),
-            listing: list[dict] | None = None, progress: "Progress | None" = None) -> Answers:
+            listing: list[dict] | None = None, progress: "Progress | None" = None,
+            extra: Mapping | None = None) -> Answers:
         """Run the AWS CLI with these arguments (as aws_cli.upload_args / download_args
         build them), and say what became of each file: with hooks, uploads under
         ``guard``'s conditions (see conditions.Guard.message), the sync's listing
         answered with ``listing``, and ``progress`` shown from the events instead of
-        the CLI's own output; ``events`` is the file the plugin reports into.
+        the CLI's own output; ``events`` is the file the plugin reports into; ``extra``:
+        more of the plugin's setup (a push's journal of unfinished uploads, and those to
+        continue).
 
         Uploads that S3 refused under those conditions are not a failure of the run:
         the caller reads them from the answers and names them.
@@ -225,8 +228,8 @@ class Engine:
         if self.hooks:
             args = ours_shown(args)
         else:
-            guard = listing = progress = None
-        setup = self.setup(settings, args, events, guard=guard, listing=listing)
+            guard = listing = progress = extra = None
+        setup = {**self.setup(settings, args, events, guard=guard, listing=listing), **(extra or {})}
         self._events = events
         proc = self._start(list(args), setup)
         self.runs += 1

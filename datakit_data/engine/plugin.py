@@ -23,6 +23,7 @@ the user's AWS config, see awsconfig.plugin_config) and calls
 nothing of datakit: it must import in any AWS CLI's Python.
 """
 import base64
+import datetime
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ import random
 import re
 import sys
 import threading
+import zlib
 
 #: The environment variable naming the setup file (JSON) of one AWS CLI run.
 SETUP_ENV = "DATAKIT_DATA_PLUGIN"
@@ -148,6 +150,32 @@ def digest(body):
     finally:
         body.seek(start)
     return found.digest(), size
+
+
+def checksum(body, algorithm):
+    """The base64 checksum S3 gives a part of these bytes (a body read from where it
+    stands, which is put back there): crc32, sha1 or sha256; None for another."""
+    if algorithm not in ("crc32", "sha1", "sha256"):
+        return None
+    found = 0 if algorithm == "crc32" else hashlib.new(algorithm)
+    if isinstance(body, (bytes, bytearray)):
+        blocks, start = [bytes(body)], None
+    elif all(hasattr(body, name) for name in ("read", "seek", "tell")):
+        start = body.tell()
+        blocks = iter(lambda: body.read(1024 * 1024), b"")
+    else:
+        return None
+    try:
+        for block in blocks:
+            if algorithm == "crc32":
+                found = zlib.crc32(block, found)
+            else:
+                found.update(block)
+    finally:
+        if start is not None:
+            body.seek(start)
+    raw = found.to_bytes(4, "big") if algorithm == "crc32" else found.digest()
+    return base64.b64encode(raw).decode("ascii")
 
 
 def holds(path, parts):
@@ -447,7 +475,8 @@ def _transfers(events, emitter, setup):
         try:
             st = os.stat(os.path.join("data", *key[len(prefix):].split("/")))
             entry = {"key": key, "upload_id": upload_id, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                     "ino": st.st_ino, "bucket": bucket}
+                     "ino": st.st_ino, "bucket": bucket,
+                     "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             with lock, open(path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
         except OSError:
@@ -471,8 +500,10 @@ def _transfers(events, emitter, setup):
         return Answer(200), {"UploadId": resume[key]["upload_id"], "Bucket": bucket, "Key": key,
                              "ResponseMetadata": {"HTTPStatusCode": 200}}
 
-    def resume_part(context, **_):
-        """A part S3 already holds (its ETag is the MD5 of the bytes read for it) is not sent again."""
+    def resume_part(params, context, **_):
+        """A part S3 already holds (its ETag is the MD5 of the bytes read for it) is not sent
+        again. Its answer carries the checksum the CLI asked for, as S3's would (the
+        completion names it for every part, or for none)."""
         key = context.get("datakit_key")
         if key not in resume:
             return None
@@ -480,7 +511,14 @@ def _transfers(events, emitter, setup):
         held = resume[key]["parts"].get(number) if upload_id == resume[key]["upload_id"] else None
         if not held or not md5 or base64.b64decode(md5).hex() != held:
             return None  # not there, or not these bytes: sent
-        return Answer(200), {"ETag": '"%s"' % held, "ResponseMetadata": {"HTTPStatusCode": 200}}
+        answer = {"ETag": '"%s"' % held, "ResponseMetadata": {"HTTPStatusCode": 200}}
+        wanted = ((context.get("checksum") or {}).get("request_algorithm") or {}).get("algorithm")
+        if wanted:
+            found = checksum(params.get("body"), wanted)
+            if found is None:
+                return None  # one we cannot make here: the part is sent again
+            answer["Checksum" + wanted.upper()] = found
+        return Answer(200), answer
 
     def keep(context, **_):
         """An upload the AWS CLI gives up (Ctrl-C, a lost connection) stays on S3, to be
