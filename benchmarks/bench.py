@@ -23,7 +23,9 @@ Environment: BENCH_REPEAT (runs of the 500-file rows, default 3; the larger tree
 run once), BENCH_TREES (comma-separated, default small,many,big), BENCH_CONCURRENCY=0
 to skip the concurrency rows, BENCH_PARTIAL=0 to skip the one-folder rows, BENCH_SCALE=1 for the 100,000-file
 rows (BENCH_SCALE=300k: and 300,000), BENCH_FIRST=1 for the first push and pull of 100,000 files
-(BENCH_FIRST=10k or another tree name: of that tree). BENCH_AWS=/usr/bin/aws runs
+(BENCH_FIRST=10k or another tree name: of that tree). BENCH_RESUME=1: a 1 GiB upload
+(BENCH_RESUME_MIB) stopped half-way by SIGINT and by SIGKILL, then pushed again: the bytes
+each push sent through the proxy. BENCH_AWS=/usr/bin/aws runs
 datakit with that AWS CLI (DATAKIT_DATA_AWS, e.g. AWS CLI v2) and times plain
 `aws s3 sync` with the same CLI.
 """
@@ -46,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from s3proxy import FaultProxy  # noqa: E402
-from s3server import S3Server, isolated_env  # noqa: E402
+from s3server import S3Server, isolated_client, isolated_env  # noqa: E402
 
 from datakit_data.awsconfig import DEFAULT_CONCURRENCY  # noqa: E402
 
@@ -456,6 +458,51 @@ def bench_first(runner: Runner, table: Table, kind: str) -> None:
         shutil.rmtree(folder)
 
 
+def bench_resume(runner: Runner, proxy, mib: int) -> None:
+    """A big upload stopped half-way (SIGINT, then SIGKILL), pushed again: the bytes each
+    push sent through the proxy, and whether S3 ends with exactly the file's bytes."""
+    import hashlib
+    import signal as signals
+
+    source = runner.tmp / "resume-src"
+    source.mkdir(exist_ok=True)
+    big = source / "big.bin"
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(big, "wb") as fh:
+        for _ in range(mib):
+            block = os.urandom(2**20)
+            digest.update(block)
+            fh.write(block)
+    size = mib * 2**20
+    print(f"\nResume: one {mib} MiB file through the proxy, stopped half-way, pushed again", flush=True)
+    for stop in ("SIGINT", "SIGKILL"):
+        proj = runner.project(f"resume-{stop}", f"resume/{stop}-{time.monotonic_ns()}", source)
+        proxy.sent_up = 0
+        started = time.perf_counter()
+        proc = subprocess.Popen([DATAKIT, "data", "push"], cwd=proj, env=runner.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        while proxy.sent_up < size / 2 and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, getattr(signals, stop))
+        proc.wait()
+        first = proxy.sent_up
+        proxy.sent_up = 0
+        again = time.perf_counter()
+        runner.timed([DATAKIT, "data", "push"], proj)
+        second, seconds = proxy.sent_up, time.perf_counter() - again
+        obj = runner.client.get_object(Bucket=BUCKET, Key=json.loads(
+            (proj / "config" / "datakit-data.json").read_text())["s3_path"] + "/big.bin")
+        got = hashlib.md5(usedforsecurity=False)
+        for chunk in iter(lambda: obj["Body"].read(2**20), b""):
+            got.update(chunk)
+        exact = got.hexdigest() == digest.hexdigest()
+        print(f"| {mib} MiB, {stop} half-way | first push sent {first / size:.0%} in {again - started:.1f} s | "
+              f"the next sent {second / size:.0%} of the file in {seconds:.1f} s | object exact: {exact} |",
+              flush=True)
+        shutil.rmtree(proj)
+    shutil.rmtree(source)
+
+
 def bench_partial(runner: Runner, repeat: int, table: Table) -> None:
     """Pulling one 50-file folder of a 10,000-file project beside pulling a 50-file project."""
     print("\nOne folder of a large project beside a small project (fresh clones)", flush=True)
@@ -529,6 +576,9 @@ def main() -> int:
                     bench_scale(runner, table, scale_kinds)
                 if first:
                     bench_first(runner, table, first)
+                if os.environ.get("BENCH_RESUME", "0") not in ("", "0"):
+                    runner.client = isolated_client(runner.direct, "bench", "bench-secret")
+                    bench_resume(runner, proxy, int(os.environ.get("BENCH_RESUME_MIB", "1024")))
             finally:
                 proxy.stop()
     print("\n| tree | operation | datakit-data | reference | ratio | datakit peak memory |")

@@ -8,6 +8,8 @@
         record.json                   the sync record
         conditions.json               what each store proved of each kind of condition
         engine.json                   whether DATAKIT_DATA_AWS's CLI loads datakit's plugin
+        uploads.jsonl                 multipart uploads left on S3, for the next push to continue
+        logs/                         the transfer logs of the last runs
         push-<pid>/, pull-<pid>/      staging folders of running transfers
 """
 import os

@@ -57,7 +57,9 @@ class Progress:
         self.file_line = line  # the per-file line of a path, as the AWS CLI words it
         self.err = err if err is not None else sys.stderr
         self.out = out if out is not None else sys.stdout
-        self.tty = self.err.isatty() if tty is None else tty
+        if self.err is None:  # standard error closed (`2>&-`): nothing to draw on
+            live, tty = False, False
+        self.tty = _is_tty(self.err) if tty is None else tty
         self.every = every
         self.live = live
         self.per_file = len(self.sizes) <= PER_FILE_LINES if per_file is None else per_file
@@ -88,7 +90,8 @@ class Progress:
             if kind == plugin.RECEIVED and self.sizes[path] == 0:
                 self._finish(path, ok=True)  # an empty file: no bytes to count
             if kind == plugin.BYTES:
-                self._add(path, int(event.get("bytes") or 0))
+                count = event.get("bytes")
+                self._add(path, count if isinstance(count, int) and not isinstance(count, bool) else 0)
                 if self.direction == "push":
                     self.parts[path] = self.parts.get(path, 0) + 1
                 elif self.moved.get(path, 0) >= self.sizes[path]:
@@ -155,8 +158,10 @@ class Progress:
         now = time.monotonic() if now is None else now
         if self.tty:
             width = shutil.get_terminal_size((80, 24)).columns
-            self._write(self.err, "\r" + self.line(now)[:max(10, width - 1)] + "\x1b[K")
-            self.drawn = True
+            text = self.line(now)[:max(10, width - 1)]
+            with self.lock:  # (not between a clear and the message it makes room for)
+                self._write(self.err, "\r" + text + "\x1b[K")
+                self.drawn = True
         elif now - self.last_line >= self.every:
             self._write(self.err, self.line(now) + "\n")
             self.last_line = now
@@ -178,6 +183,24 @@ class Progress:
             stream.flush()
         except (OSError, ValueError):
             pass  # the terminal or pipe is gone: the run goes on
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (OSError, ValueError):
+        return False
+
+
+#: The live lines on screen now (see clear_active).
+_ACTIVE: list[Progress] = []
+
+
+def clear_active() -> None:
+    """Take any live line away before something else is written to the terminal."""
+    for shown in list(_ACTIVE):
+        with shown.lock:
+            shown._clear()
 
 
 class _ClearFirst(logging.Filter):
@@ -204,6 +227,7 @@ class Tail:
         self.handlers = list(logging.getLogger().handlers)
         for handler in self.handlers:
             handler.addFilter(self.first)
+        _ACTIVE.append(progress)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -241,15 +265,17 @@ class Tail:
         self.progress.close()
         for handler in self.handlers:
             handler.removeFilter(self.first)
+        if self.progress in _ACTIVE:
+            _ACTIVE.remove(self.progress)
 
 
 def phase(text: str, stream: TextIO | None = None) -> bool:
     """Say on a terminal's live line what a run is doing before its transfer (scanning,
     listing, planning); True when said. Nothing off a terminal."""
     stream = sys.stderr if stream is None else stream
+    if not _is_tty(stream):
+        return False
     try:
-        if not stream.isatty():
-            return False
         stream.write("\r" + text[:max(10, shutil.get_terminal_size((80, 24)).columns - 1)] + "\x1b[K")
         stream.flush()
     except (OSError, ValueError):
@@ -260,6 +286,8 @@ def phase(text: str, stream: TextIO | None = None) -> bool:
 def clear(stream: TextIO | None = None) -> None:
     """Take a phase line away."""
     stream = sys.stderr if stream is None else stream
+    if stream is None:
+        return
     try:
         stream.write("\r\x1b[K")
         stream.flush()

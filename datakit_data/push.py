@@ -6,6 +6,8 @@ the conditions of compare-and-swap when the store takes them (conditions.py).
 Then S3 is asked again, and each planned path gets a verdict (``upload_verdict``):
 only an object whose ETag is the local file's is recorded.
 """
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -203,7 +205,8 @@ class Push(Run):
             {path: self.outcome.local[path].size for path in self.staged},
             lambda path: f"upload: data/{names.printable(path)} to {url}{names.printable(path)}",
             part_size=lambda size: awsconfig.part_size(size, chunk))
-        extra = self._continuing(chunk) if self.cli.hooks else None
+        extra = self._continuing(chunk, hashlib.sha256(json.dumps(args).encode()).hexdigest()[:32]) \
+            if self.cli.hooks else None
         try:
             self.cli.run(args, self.settings, "push", events=os.path.join(self.staging, "events.jsonl"),
                          guard=guard and guard.message(), guarded=guard.expect if guard else {},
@@ -213,8 +216,10 @@ class Push(Run):
             if guard is not None:
                 self.answers = self.cli.answers
                 self._learn(self.answers)
-                # Completed, or abandoned (aborted) because the file changed: nothing to continue.
-                uploads.forget(self.layout, self.settings, [*self.answers.sent, *self.answers.changed])
+                # Completed, or abandoned or refused (the AWS CLI aborts those): nothing to continue.
+                answers = self.answers
+                uploads.forget(self.layout, self.settings, [*answers.sent, *answers.changed, *answers.refused,
+                                                            *answers.unsupported, *answers.failed])
         if guard is not None and not self.answers.loaded:
             # It said it loads the plugin, and then ran without it: nothing it sent carried
             # a condition, and it listed the folder itself. Trust nothing but the check after.
@@ -233,14 +238,15 @@ class Push(Run):
                         "checked after upload only.", len(unguarded), names.printable(unguarded[0]))
         self._say_protection()
 
-    def _continuing(self, chunk: int) -> dict:
+    def _continuing(self, chunk: int, signature: str) -> dict:
         """The plugin's journal of unfinished uploads, and those of this push's files it
         continues: {key: {"upload_id", "parts": {number: ETag}}} of the parts S3 holds
         that are this file's bytes (see uploads.py). One with no such part is aborted."""
         resume = {}
         into_data = names.Inside(self.layout.data)
         local = self.outcome.local
-        for path, entry in uploads.settle(self.layout, self.settings, local, self.staged).items():
+        continuing = uploads.settle(self.layout, self.settings, local, self.staged, self.selection.covers, signature)
+        for path, entry in continuing.items():
             size = local[path].size
             try:
                 held = uploads.held_parts(self.settings, entry, into_data(path), awsconfig.part_size(size, chunk))
@@ -250,10 +256,10 @@ class Push(Run):
                 resume[self.settings.key_prefix + path] = {"upload_id": entry.upload_id, "parts": held}
                 log.info("Continuing the upload of data/%s: %d part(s) already on S3.", names.printable(path),
                          len(held))
-            else:
-                s3.abort_upload(self.settings, path, entry.upload_id)
+            elif s3.abort_upload(self.settings, path, entry.upload_id):
                 uploads.forget(self.layout, self.settings, [path])
-        return {"journal": uploads.Journal(self.layout, self.settings).path, "resume": resume}
+        return {"journal": uploads.Journal(self.layout, self.settings).path, "resume": resume,
+                "signature": signature}
 
     def _kind(self, path: str) -> str:
         """The kind of condition the upload of path carries (see conditions.KINDS)."""

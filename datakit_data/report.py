@@ -123,11 +123,18 @@ def raise_if_incomplete(outcome: Outcome, url: str) -> None:
 SCREENFUL = 40
 
 
-def _rolled_up(paths: list[str], sizes: Mapping[str, int]) -> list[tuple[str, int, int]]:
-    """(folder, files, bytes) for each top-level folder of these paths ("" for data/ itself)."""
+def _folder(path: str, root: str) -> str:
+    """The folder one level below ``root`` (the folder status looks at) that holds path."""
+    rest = path[len(root):] if path.startswith(root) else path
+    return root + rest.split("/", 1)[0] + "/" if "/" in rest else root
+
+
+def _rolled_up(paths: list[str], sizes: Mapping[str, int], root: str = "") -> list[tuple[str, int, int]]:
+    """(folder, files, bytes) for each folder one level below root of these paths (root
+    itself for the files directly in it)."""
     folders: dict[str, list[int]] = {}
     for path in paths:
-        folder = path.split("/", 1)[0] + "/" if "/" in path else ""
+        folder = _folder(path, root)
         entry = folders.setdefault(folder, [0, 0])
         entry[0] += 1
         entry[1] += sizes.get(path, 0)
@@ -142,6 +149,8 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
     listed = sum(len(report[d][kind]) for d in ("push", "pull") for kind in ("new", "changed", "restored", "deleted",
                                                                          "kept"))
     roll_up = not every_file and listed > SCREENFUL
+    looked_at = report.get("path", "data/")
+    root = looked_at[len("data/"):] if looked_at.endswith("/") else ""
     lines = [
         f"{report['location']}  last push: {report['last_push'] or 'never'}, "
         f"last pull: {report['last_pull'] or 'never'}"
@@ -159,7 +168,7 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
             if not roll_up:
                 lines += [f"  {kind}: data/{show(p)}" for p in side[kind]]
                 continue
-            for folder, count, size in _rolled_up(side[kind], side.get("bytes") or {}):
+            for folder, count, size in _rolled_up(side[kind], side.get("bytes") or {}, root):
                 lines.append(f"  {kind}: data/{show(folder)} ({count:,} file{'s' if count != 1 else ''}"
                              + (f", {human_bytes(size)})" if kind != "deleted" else ")"))
         if not roll_up:
@@ -167,7 +176,7 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
             continue
         reasons: dict[tuple[str, str], int] = {}
         for path, why in side["kept"].items():
-            folder = path.split("/", 1)[0] + "/" if "/" in path else ""
+            folder = _folder(path, root)
             reasons[(folder, why)] = reasons.get((folder, why), 0) + 1
         lines += [f"  kept: data/{show(folder)} ({count:,} file{'s' if count != 1 else ''}: {why})"
                   for (folder, why), count in sorted(reasons.items())]

@@ -758,12 +758,20 @@ def list_parts(settings: Settings, path: str, upload_id: str) -> list[tuple[int,
     return sorted(found)
 
 
-def abort_upload(settings: Settings, path: str, upload_id: str) -> None:
+def abort_upload(settings: Settings, path: str, upload_id: str) -> bool:
     """Abort a multipart upload of ours that will not be continued (its parts stop
-    costing storage); one already gone is fine, and a failure is only noted."""
+    costing storage): True when it is gone (aborted, or already gone), False when S3
+    would not (no permission, no connection)."""
     exceptions = botocore().exceptions
     try:
         client(settings).abort_multipart_upload(Bucket=settings.bucket, Key=settings.key_prefix + path,
                                                 UploadId=upload_id)
-    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
-        log.debug("Could not abort the unfinished upload of %s: %s", printable(path), err)
+    except exceptions.ClientError as err:
+        if _code(err) == "NoSuchUpload":
+            return True
+        log.debug("Could not abort the unfinished upload of %s: %s", printable(path), _code(err))
+        return False
+    except exceptions.BotoCoreError as err:
+        log.debug("Could not abort the unfinished upload of %s: %s", printable(path), type(err).__name__)
+        return False
+    return True

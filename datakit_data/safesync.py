@@ -206,6 +206,9 @@ class Run:
             plan, scan.local, scan.remote, skipped=dict(scan.skipped) if pushing else {},
             refused={} if pushing else dict(scan.refused), dryrun=self.flags.dryrun,
         )
+        if self.phased:  # the plan is made: what it names comes on lines of its own
+            progress.clear()
+            self.phased = False
         report.name_conflicts_and_kept(plan)
         if outcome.dryrun:
             for line in report.dryrun_lines(plan, mask_secrets(self.settings.s3_url)):

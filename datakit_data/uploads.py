@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from . import names, s3
 from .layout import Layout
@@ -43,6 +43,7 @@ class Unfinished:
     mtime_ns: int
     ino: int
     since: str  # when it was journaled (UTC, ISO 8601)
+    signature: str = ""  # what the upload was created with (the push's arguments)
 
     def same_file(self, local: Local | None) -> bool:
         return local is not None and (local.size, local.mtime_ns, local.ino) == (self.size, self.mtime_ns, self.ino)
@@ -50,9 +51,9 @@ class Unfinished:
     def stale(self, now: datetime.datetime) -> bool:
         try:
             then = datetime.datetime.fromisoformat(self.since)
-        except ValueError:
-            return True
-        return now - then > datetime.timedelta(days=STALE_DAYS)
+            return now - then > datetime.timedelta(days=STALE_DAYS)
+        except (ValueError, TypeError):
+            return True  # no time, or one without a zone: not trusted
 
 
 def _now() -> datetime.datetime:
@@ -65,11 +66,13 @@ class Journal:
     def __init__(self, layout: Layout, settings: Settings):
         self.path = os.path.join(layout.state, "uploads.jsonl")
         self.settings = settings
+        self.others: list[str] = []  # lines of other buckets or folders, kept as they are
 
     def read(self) -> dict[str, Unfinished]:
         """The unfinished uploads of this bucket and s3_path, newest per path; lines that
         are not whole entries (a kill, a hand edit) are left out."""
         found: dict[str, Unfinished] = {}
+        self.others = []
         try:
             with open(self.path, "rb") as fh:
                 raw = fh.read(LIMIT)
@@ -81,23 +84,26 @@ class Journal:
                 entry = json.loads(line)
                 key, upload_id = entry["key"], entry["upload_id"]
                 size, mtime_ns, ino = int(entry["size"]), int(entry["mtime_ns"]), int(entry["ino"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, OverflowError):
                 continue
-            if entry.get("bucket") != self.settings.bucket or not isinstance(key, str) \
-                    or not key.startswith(prefix) or not isinstance(upload_id, str) or not upload_id:
+            if not isinstance(key, str) or not isinstance(upload_id, str) or not upload_id:
+                continue
+            if entry.get("bucket") != self.settings.bucket or not key.startswith(prefix):
+                self.others.append(line)  # another project's, or this one's before a move: not ours to touch
                 continue
             path = key[len(prefix):]
-            if names.key_problem(path):
+            if names.key_problem(path) or size < 0:
                 continue  # not a path of data/: nothing to continue
             found[path] = Unfinished(path, upload_id, size, mtime_ns, ino,
-                                     str(entry.get("since") or _now().isoformat()))
+                                     str(entry.get("since") or ""), str(entry.get("signature") or ""))
         return found
 
     def write(self, entries: Iterable[Unfinished]) -> None:
-        """Keep these entries only (written beside, then renamed)."""
-        lines = [json.dumps({"key": self.settings.key_prefix + e.path, "upload_id": e.upload_id,
-                             "bucket": self.settings.bucket, "size": e.size, "mtime_ns": e.mtime_ns,
-                             "ino": e.ino, "since": e.since}) for e in entries]
+        """Keep these entries only, and the lines of others (written beside, then renamed)."""
+        lines = self.others + [json.dumps({"key": self.settings.key_prefix + e.path, "upload_id": e.upload_id,
+                                           "bucket": self.settings.bucket, "size": e.size, "mtime_ns": e.mtime_ns,
+                                           "ino": e.ino, "since": e.since, "signature": e.signature})
+                               for e in entries]
         try:
             if not lines:
                 if os.path.exists(self.path):
@@ -145,12 +151,14 @@ def held_parts(settings: Settings, unfinished: Unfinished, source: str, part_siz
     return held
 
 
-def settle(layout: Layout, settings: Settings, local: Mapping[str, Local], planned: Iterable[str]
-           ) -> dict[str, Unfinished]:
-    """Before a push: the journal's uploads that may be continued (their file unchanged
-    and planned); every other one of ours is aborted on S3 and forgotten when its file
-    changed, is gone, or it is older than STALE_DAYS. A file with an upload that is kept
-    but not planned now (not changed since) is left for later."""
+def settle(layout: Layout, settings: Settings, local: Mapping[str, Local], planned: Iterable[str],
+           covers: Callable[[str], bool], signature: str) -> dict[str, Unfinished]:
+    """Before a push: the journal's uploads that may be continued (their file unchanged,
+    planned, and created with this push's arguments). Every other one of ours that this
+    push looks at (``covers``) is aborted on S3 and forgotten when its file changed, is
+    gone, its arguments differ, or it is older than STALE_DAYS; one S3 would not abort
+    stays journaled, and is said. A file with an upload that is kept but not planned now
+    is left for later."""
     journal = Journal(layout, settings)
     entries = journal.read()
     if not entries:
@@ -159,8 +167,15 @@ def settle(layout: Layout, settings: Settings, local: Mapping[str, Local], plann
     now = _now()
     kept, usable = [], {}
     for path, entry in entries.items():
-        if entry.stale(now) or not entry.same_file(local.get(path)):
-            s3.abort_upload(settings, path, entry.upload_id)
+        if not covers(path):
+            kept.append(entry)  # outside what this push looks at: its own push decides
+            continue
+        if entry.stale(now) or not entry.same_file(local.get(path)) or entry.signature != signature:
+            if not s3.abort_upload(settings, path, entry.upload_id):
+                log.warning("Could not abort the unfinished upload of data/%s on S3 (it costs storage until it "
+                            "is aborted or a lifecycle rule removes it); the next push tries again.",
+                            names.printable(path))
+                kept.append(entry)
             continue
         kept.append(entry)
         if path in planned:

@@ -31,6 +31,7 @@ class FaultProxy:
         self.delay = delay
         self.port = None
         self.connections = 0
+        self.sent_up = 0  # bytes passed from clients to the server (what an upload costs)
         self.peak = 0
         self._open = 0
         self._budget = None  # bytes still allowed through; None: no limit
@@ -188,7 +189,7 @@ class FaultProxy:
             self._writers.add(up_writer)
             try:
                 await asyncio.gather(
-                    self._pump(reader, up_writer),
+                    self._pump(reader, up_writer, up=True),
                     self._pump(up_reader, writer),
                     return_exceptions=True,
                 )
@@ -214,7 +215,7 @@ class FaultProxy:
                 return allowed
             self._released.clear()
 
-    async def _pump(self, source, target):
+    async def _pump(self, source, target, up: bool = False):
         queue: asyncio.Queue = asyncio.Queue()
 
         async def feed():
@@ -236,6 +237,8 @@ class FaultProxy:
                 while data:
                     count = await self._allowed(len(data))
                     target.write(data[:count])
+                    if up:
+                        self.sent_up += count
                     data = data[count:]
                     await target.drain()
 

@@ -37,7 +37,7 @@ from ..files import write_json
 from ..masking import mask_secrets
 from ..names import printable
 from ..settings import RETRY_ENV, Settings
-from ..progress import Progress, Tail
+from ..progress import Progress, Tail, clear_active
 from . import launcher, plugin
 
 log = logging.getLogger(__name__)
@@ -590,7 +590,8 @@ def follow(proc: subprocess.Popen, settings: Settings, direction: str,
                 torn.add(changed.group("path"))
                 continue
             lines.append(line)
-            if not withheld(line):
+            if not withheld(line) and sys.stderr is not None:
+                clear_active()
                 sys.stderr.write(line + "\n")
                 sys.stderr.flush()
         returncode = proc.wait()

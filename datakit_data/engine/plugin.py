@@ -358,7 +358,7 @@ def _transfers(events, emitter, setup):
     lock = threading.Lock()
     parts = {}  # UploadId: {PartNumber: (MD5, size)}
     resume = setup.get("resume") or {}  # key: {"upload_id", "parts": {number: ETag}}, checked by datakit
-    changed = set()  # keys whose upload was abandoned: aborted for real
+    changed = set()  # keys whose upload was abandoned or refused: aborted for real (others are kept)
 
     def ours(params):
         key = params.get("Key")
@@ -475,7 +475,7 @@ def _transfers(events, emitter, setup):
         try:
             st = os.stat(os.path.join("data", *key[len(prefix):].split("/")))
             entry = {"key": key, "upload_id": upload_id, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                     "ino": st.st_ino, "bucket": bucket,
+                     "ino": st.st_ino, "bucket": bucket, "signature": setup.get("signature", ""),
                      "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             with lock, open(path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
@@ -557,6 +557,8 @@ def _transfers(events, emitter, setup):
                 events.tell(DONE, key=key, etag=etag, version_id=version, checksums=_checksums(parsed),
                             bytes=context.get("datakit_bytes", 0), condition=applied)
             return
+        if model.name in ("UploadPart", "CompleteMultipartUpload"):
+            changed.add(key)  # S3 answered no: the AWS CLI's abort of this upload goes through
         if code in DIGEST_CODES:
             events.tell(CHANGED, key=key, code=code)
             return
