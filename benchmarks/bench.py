@@ -403,9 +403,15 @@ def bench_scale(runner: Runner, table: Table, kinds: list[str]) -> None:
               # s5cmd downloads every object newer than the local file (all of them, in a
               # checkout made before the push: 315 s at 100,000 files); by size, only the edits.
               lambda: runner.s5cmd_sync(url + "*", f"{theirs['s5cmd']}/", "--size-only"))
-        for folder in (proj, clone, *theirs.values()):
+        # A fresh clone's status: every object new to it (no record, no data/).
+        fresh = runner.project(f"dk-{kind}-fresh", f"dk/{tag}", None)
+        empty = runner.tmp / f"empty-{kind}"
+        empty.mkdir()
+        three("status (fresh clone)", lambda: runner.datakit(fresh, "status"),
+              lambda: runner.aws_sync(url, f"{empty}/", "--dryrun"))
+        for folder in (proj, clone, fresh, empty, *theirs.values()):
             shutil.rmtree(folder)
-    for op in ("no-op push", "status", f"push, {EDITED} edited", f"pull, {EDITED} edited"):
+    for op in ("no-op push", "status", f"push, {EDITED} edited", f"pull, {EDITED} edited", "status (fresh clone)"):
         first = measured[(kinds[0], op)][0]
         for kind in kinds:
             dk_time, peak, aws_time, s5_time = measured[(kind, op)]

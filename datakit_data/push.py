@@ -205,7 +205,9 @@ class Push(Run):
             {path: self.outcome.local[path].size for path in self.staged},
             lambda path: f"upload: data/{names.printable(path)} to {url}{names.printable(path)}",
             part_size=lambda size: awsconfig.part_size(size, chunk))
-        extra = self._continuing(chunk, hashlib.sha256(json.dumps(args).encode()).hexdigest()[:32]) \
+        # What an upload is created with (the flag words and who pushes; not where it runs from).
+        made_with = [*self.flags.cli, *versions.metadata_options(self.pushed_by.answer() or "")]
+        extra = self._continuing(chunk, hashlib.sha256(json.dumps(made_with).encode()).hexdigest()[:32]) \
             if self.cli.hooks else None
         try:
             self.cli.run(args, self.settings, "push", events=os.path.join(self.staging, "events.jsonl"),
@@ -245,7 +247,8 @@ class Push(Run):
         resume = {}
         into_data = names.Inside(self.layout.data)
         local = self.outcome.local
-        continuing = uploads.settle(self.layout, self.settings, local, self.staged, self.selection.covers, signature)
+        continuing = uploads.settle(self.layout, self.settings, local, self.staged, covers=self.selection.covers,
+                                    signature=signature)
         for path, entry in continuing.items():
             size = local[path].size
             try:

@@ -151,7 +151,7 @@ def held_parts(settings: Settings, unfinished: Unfinished, source: str, part_siz
     return held
 
 
-def settle(layout: Layout, settings: Settings, local: Mapping[str, Local], planned: Iterable[str],
+def settle(layout: Layout, settings: Settings, local: Mapping[str, Local], planned: Iterable[str], *,
            covers: Callable[[str], bool], signature: str) -> dict[str, Unfinished]:
     """Before a push: the journal's uploads that may be continued (their file unchanged,
     planned, and created with this push's arguments). Every other one of ours that this

@@ -124,3 +124,27 @@ def test_a_part_on_s3_that_is_not_the_files_bytes_is_sent_again(pushing_through_
     assert bucket.objects(prefix) == {"big.bin": changed}
     assert _unfinished(bucket, prefix) == [] and _journal(project) == []
     assert "Continuing the upload of data/big.bin" in pushed.stderr
+
+
+def test_a_push_of_another_folder_leaves_an_unfinished_upload_alone(pushing_through_standin, bucket):
+    standin, project = pushing_through_standin
+    prefix = project.config()["s3_path"]
+    key = f"{prefix}/big/big.bin"
+    content = os.urandom(3 * PART)
+    project.write("big/big.bin", content)
+    project.write("small/a.csv", "a\n")
+    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == ["2"])
+    with project.start("data", "push", "data/big/") as first:
+        wait_until(lambda: standin.held, "held part 2")
+        first.signal(signal.SIGINT)
+        first.finish(timeout=60)
+    standin.release()
+
+    ok(project.run("data", "push", "data/small/"))  # looks at data/small/ only
+
+    assert len(_unfinished(bucket, prefix)) == 1 and [e["key"] for e in _journal(project)] == [key]
+    standin.seen.clear()
+    ok(project.run("data", "push"))
+    assert sum(_parts_sent(standin, key)) <= 2 * PART  # part 1 (at least) was not sent again
+    assert bucket.objects(prefix) == {"big/big.bin": content, "small/a.csv": b"a\n"}
+    assert _unfinished(bucket, prefix) == []
