@@ -25,7 +25,8 @@ to skip the concurrency rows, BENCH_PARTIAL=0 to skip the one-folder rows, BENCH
 rows (BENCH_SCALE=300k: and 300,000), BENCH_FIRST=1 for the first push and pull of 100,000 files
 (BENCH_FIRST=10k or another tree name: of that tree). BENCH_RESUME=1: a 1 GiB upload
 (BENCH_RESUME_MIB) stopped half-way by SIGINT and by SIGKILL, then pushed again: the bytes
-each push sent through the proxy. BENCH_AWS=/usr/bin/aws runs
+each push sent through the proxy. BENCH_PROGRESS=1: the first push of 10,000 files
+(BENCH_PROGRESS_TREE) with the live line on a pseudo-terminal beside `no-progress`. BENCH_AWS=/usr/bin/aws runs
 datakit with that AWS CLI (DATAKIT_DATA_AWS, e.g. AWS CLI v2) and times plain
 `aws s3 sync` with the same CLI.
 """
@@ -515,6 +516,40 @@ def bench_resume(runner: Runner, proxy, mib: int) -> None:
     shutil.rmtree(source)
 
 
+def bench_progress(runner: Runner, kind: str, rounds: int = 2) -> None:
+    """The first push of a tree with the live line drawn on a terminal (a pseudo-terminal
+    as standard error) beside the same push with `no-progress`, alternating."""
+    import pty
+
+    source = runner.tmp / "trees" / kind
+    make_tree(source, kind)
+    times = {"live line on a terminal": [], "no-progress": []}
+    for i in range(rounds):
+        for label in (list(times) if i % 2 == 0 else list(times)[::-1]):
+            proj = runner.project(f"progress-{i}", f"progress/{kind}-{i}-{label[:4]}-{time.monotonic_ns()}", source)
+            words = ["data", "push"] + (["no-progress"] if label == "no-progress" else [])
+            runner.settle()
+            leader, follower = pty.openpty()
+            started = time.perf_counter()
+            proc = subprocess.Popen([DATAKIT, *words], cwd=proj, env=runner.env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=follower)
+            os.close(follower)
+            while True:  # drain the terminal, as a terminal would
+                try:
+                    if not os.read(leader, 65536):
+                        break
+                except OSError:
+                    break
+            proc.wait()
+            times[label].append(time.perf_counter() - started)
+            os.close(leader)
+            shutil.rmtree(proj)
+    on, off = (statistics.median(times[label]) for label in times)
+    print(f"\nFirst push of {TREES[kind]}, {rounds} run(s) each: live line {on:.2f} s, no-progress {off:.2f} s "
+          f"({on / off - 1:+.1%}); runs: {times}", flush=True)
+    shutil.rmtree(source)
+
+
 def bench_partial(runner: Runner, repeat: int, table: Table) -> None:
     """Pulling one 50-file folder of a 10,000-file project beside pulling a 50-file project."""
     print("\nOne folder of a large project beside a small project (fresh clones)", flush=True)
@@ -588,6 +623,9 @@ def main() -> int:
                     bench_scale(runner, table, scale_kinds)
                 if first:
                     bench_first(runner, table, first)
+                if os.environ.get("BENCH_PROGRESS", "0") not in ("", "0"):
+                    bench_progress(runner, os.environ.get("BENCH_PROGRESS_TREE", "10k"),
+                                   int(os.environ.get("BENCH_PROGRESS_ROUNDS", "4")))
                 if os.environ.get("BENCH_RESUME", "0") not in ("", "0"):
                     runner.client = isolated_client(runner.direct, "bench", "bench-secret")
                     bench_resume(runner, proxy, int(os.environ.get("BENCH_RESUME_MIB", "1024")))
