@@ -261,6 +261,7 @@ class Push(Run):
                          len(held))
             elif s3.abort_upload(self.settings, path, entry.upload_id):
                 uploads.forget(self.layout, self.settings, [path])
+        uploads.renew(self.layout, self.settings, [key[len(self.settings.key_prefix):] for key in resume])
         return {"journal": uploads.Journal(self.layout, self.settings).path, "resume": resume,
                 "signature": signature}
 

@@ -77,7 +77,8 @@ class Run:
         if self.phased:
             progress.clear()
         self.say(report.summary(outcome))
-        if written and not (self.shown and self.shown.per_file):
+        quiet = any(word in self.flags.cli for word in ("--quiet", "--only-show-errors"))
+        if written and not quiet and not (self.shown and self.shown.per_file):
             self.say(f"Every file's line: {os.path.relpath(written, self.layout.root)}")
         # Asked only now, and only when it matters: beside the transfer it would be one
         # more connection than max_concurrent_requests allows.

@@ -12,6 +12,7 @@ aborted, as is any upload of ours older than ``STALE_DAYS``. Uploads are never f
 by listing a prefix's multipart uploads (MinIO lists them only by exact key): only
 the journal knows them.
 """
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -182,6 +183,16 @@ def settle(layout: Layout, settings: Settings, local: Mapping[str, Local], plann
             usable[path] = entry
     journal.write(kept)
     return usable
+
+
+def renew(layout: Layout, settings: Settings, paths: Iterable[str]) -> None:
+    """These uploads are being continued: their STALE_DAYS count from now."""
+    paths = set(paths)
+    journal = Journal(layout, settings)
+    entries = journal.read()
+    if paths & set(entries):
+        now = _now().isoformat(timespec="seconds")
+        journal.write(dataclasses.replace(e, since=now) if p in paths else e for p, e in entries.items())
 
 
 def forget(layout: Layout, settings: Settings, paths: Iterable[str]) -> None:

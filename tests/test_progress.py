@@ -100,6 +100,7 @@ def test_quiet_shows_no_progress_and_no_file_lines(project):
     result = ok(project.run("data", "push", "quiet"))
 
     assert "upload:" not in result.stdout and "Push: " not in result.stderr
+    assert "Every file's line" not in result.stdout
 
 
 def test_the_line_says_files_bytes_rate_time_left_and_the_big_file_in_flight():

@@ -148,3 +148,31 @@ def test_a_push_of_another_folder_leaves_an_unfinished_upload_alone(pushing_thro
     assert sum(_parts_sent(standin, key)) <= 2 * PART  # part 1 (at least) was not sent again
     assert bucket.objects(prefix) == {"big/big.bin": content, "small/a.csv": b"a\n"}
     assert _unfinished(bucket, prefix) == []
+
+
+def test_an_unfinished_upload_older_than_a_week_is_aborted_and_started_over(pushing_through_standin, bucket):
+    import datetime
+
+    standin, project = pushing_through_standin
+    prefix = project.config()["s3_path"]
+    key = f"{prefix}/big.bin"
+    content = os.urandom(2 * PART)
+    project.write("big.bin", content)
+    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == ["2"])
+    with project.start("data", "push") as first:
+        wait_until(lambda: standin.held, "held part 2")
+        first.signal(signal.SIGINT)
+        first.finish(timeout=60)
+    standin.release()
+    journal = project.root / ".datakit-data" / "uploads.jsonl"
+    entry = json.loads(journal.read_text().splitlines()[-1])
+    entry["since"] = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=8)).isoformat()
+    journal.write_text(json.dumps(entry) + "\n")
+    old = _unfinished(bucket, prefix)[0]["UploadId"]
+
+    standin.seen.clear()
+    ok(project.run("data", "push"))
+
+    assert sum(_parts_sent(standin, key)) == len(content)  # started over
+    assert bucket.objects(prefix) == {"big.bin": content}
+    assert old not in [u["UploadId"] for u in _unfinished(bucket, prefix)] and _unfinished(bucket, prefix) == []
