@@ -154,9 +154,12 @@ class Push(Run):
                 record.stamp("push")
                 record.save()
 
+    def _made_with(self) -> list[str]:
+        """What each upload is created with: the flag words, and who pushes."""
+        return [*self.flags.cli, *versions.metadata_options(self.pushed_by.answer() or "")]
+
     def transfer_args(self) -> list[str]:
-        who = versions.metadata_options(self.pushed_by.answer() or "")
-        return aws_cli.upload_args(self.settings, [*self.flags.cli, *who], root=self.selection.root)
+        return aws_cli.upload_args(self.settings, self._made_with(), root=self.selection.root)
 
     def _upload(self) -> None:
         """Upload exactly the planned paths in one concurrent `aws s3 sync` of the staging folder.
@@ -205,9 +208,8 @@ class Push(Run):
             {path: self.outcome.local[path].size for path in self.staged},
             lambda path: f"upload: data/{names.printable(path)} to {url}{names.printable(path)}",
             part_size=lambda size: awsconfig.part_size(size, chunk))
-        # What an upload is created with (the flag words and who pushes; not where it runs from).
-        made_with = [*self.flags.cli, *versions.metadata_options(self.pushed_by.answer() or "")]
-        extra = self._continuing(chunk, hashlib.sha256(json.dumps(made_with).encode()).hexdigest()[:32]) \
+        # Continued only if created with the same options (not from the same folder).
+        extra = self._continuing(chunk, hashlib.sha256(json.dumps(self._made_with()).encode()).hexdigest()[:32]) \
             if self.cli.hooks else None
         try:
             self.cli.run(args, self.settings, "push", events=os.path.join(self.staging, "events.jsonl"),

@@ -77,8 +77,7 @@ class Run:
         if self.phased:
             progress.clear()
         self.say(report.summary(outcome))
-        quiet = any(word in self.flags.cli for word in ("--quiet", "--only-show-errors"))
-        if written and not quiet and not (self.shown and self.shown.per_file):
+        if written and not self._quiet and not (self.shown and self.shown.per_file):
             self.say(f"Every file's line: {os.path.relpath(written, self.layout.root)}")
         # Asked only now, and only when it matters: beside the transfer it would be one
         # more connection than max_concurrent_requests allows.
@@ -98,6 +97,16 @@ class Run:
         raise NotImplementedError
 
     @property
+    def _quiet(self) -> bool:
+        """`quiet` or `only-show-errors`: errors only, as the AWS CLI's words mean."""
+        return any(word in self.flags.cli for word in ("--quiet", "--only-show-errors"))
+
+    @property
+    def _live(self) -> bool:
+        """Is a live line shown (not `quiet`, `only-show-errors` nor `no-progress`)?"""
+        return not self._quiet and "--no-progress" not in self.flags.cli
+
+    @property
     def debug_level(self) -> int:
         """The level of what the run says for `debug` (the flag word, or datakit's --debug)."""
         return logging.INFO if "--debug" in self.flags.cli else logging.DEBUG
@@ -106,11 +115,8 @@ class Run:
                  part_size: Callable[[int], int] = lambda size: size) -> Progress:
         """What this run shows while its files move (see progress.py): no live line with
         `no-progress`, nothing with `quiet` (errors only, as the AWS CLI's words mean)."""
-        words = self.flags.cli
-        quiet = "--quiet" in words or "--only-show-errors" in words
         self.shown = Progress(self.direction, sizes, self.settings.key_prefix, line=line, every=progress.interval(),
-                              live=not quiet and "--no-progress" not in words, per_file=False if quiet else None,
-                              part_size=part_size)
+                              live=self._live, per_file=False if self._quiet else None, part_size=part_size)
         return self.shown
 
     def _transfer_log(self) -> str | None:
@@ -183,8 +189,7 @@ class Run:
 
     def _phase(self, text: str) -> None:
         """Say what the run is doing, on a terminal, unless asked for no progress."""
-        words = self.flags.cli
-        if not any(word in words for word in ("--quiet", "--only-show-errors", "--no-progress")):
+        if self._live:
             self.phased = progress.phase(text) or self.phased
 
     def _begin(self) -> Outcome:

@@ -136,9 +136,11 @@ class _Server:
     name = "server"
     log_name = "server.log"
 
-    def __init__(self, workdir, bucket: str):
+    def __init__(self, workdir, bucket: str, access_key: str | None = None, secret_key: str | None = None):
         self.workdir = Path(workdir)
         self.bucket = bucket
+        self.access_key = access_key  # None: anonymous requests are taken
+        self.secret_key = secret_key
         self.proc = None
         self.ports = {}
 
@@ -245,11 +247,6 @@ class S3Server(_Server):
     name = "weed"
     log_name = "weed.log"
 
-    def __init__(self, workdir, bucket: str, access_key: str | None = None, secret_key: str | None = None):
-        super().__init__(workdir, bucket)
-        self.access_key = access_key
-        self.secret_key = secret_key
-
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['s3.port']}"
@@ -336,11 +333,6 @@ class RcloneServer(_Server):
 
     name = "rclone"
     log_name = "rclone.log"
-
-    def __init__(self, workdir, bucket: str, access_key: str, secret_key: str):
-        super().__init__(workdir, bucket)
-        self.access_key = access_key
-        self.secret_key = secret_key
 
     @property
     def endpoint_url(self) -> str:

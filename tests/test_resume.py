@@ -38,6 +38,18 @@ def _journal(project) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def _stop_at_part(standin, project, key: str, part: int, stop: int = signal.SIGINT, *words: str):
+    """Push, hold the upload of part ``part`` of key at the stand-in, stop the push there
+    (its whole process group), then let the held request go on; the push's result."""
+    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == [str(part)])
+    with project.start("data", "push", *words) as pushing:
+        wait_until(lambda: standin.held, f"held part {part}")
+        pushing.signal(stop)
+        result = pushing.finish(timeout=60)
+    standin.release()
+    return result
+
+
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGKILL"])
 def test_an_interrupted_big_upload_continues_with_the_parts_s3_lacks(pushing_through_standin, bucket, stop):
     standin, project = pushing_through_standin
@@ -46,12 +58,7 @@ def test_an_interrupted_big_upload_continues_with_the_parts_s3_lacks(pushing_thr
     content = os.urandom(5 * PART - 12345)  # five parts, the last one short
     project.write("big.bin", content)
 
-    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == ["3"])
-    with project.start("data", "push") as first:
-        wait_until(lambda: standin.held, "held part 3")
-        first.signal(getattr(signal, stop))
-        result = first.finish(timeout=60)
-    standin.release()
+    result = _stop_at_part(standin, project, key, 3, getattr(signal, stop))
 
     assert result.returncode != 0
     assert len(_unfinished(bucket, prefix)) == 1  # left on S3, not aborted
@@ -76,12 +83,7 @@ def test_a_file_changed_after_its_upload_stopped_starts_over(pushing_through_sta
     key = f"{prefix}/big.bin"
     project.write("big.bin", os.urandom(3 * PART))
 
-    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == ["2"])
-    with project.start("data", "push") as first:
-        wait_until(lambda: standin.held, "held part 2")
-        first.signal(signal.SIGINT)
-        first.finish(timeout=60)
-    standin.release()
+    _stop_at_part(standin, project, key, 2)
     assert len(_unfinished(bucket, prefix)) == 1
     changed = os.urandom(3 * PART)
     project.write("big.bin", changed)  # saved again: the parts on S3 are another file's
@@ -102,12 +104,7 @@ def test_a_part_on_s3_that_is_not_the_files_bytes_is_sent_again(pushing_through_
     key = f"{prefix}/big.bin"
     content = os.urandom(3 * PART)
     path = project.write("big.bin", content)
-    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == ["2"])
-    with project.start("data", "push") as first:
-        wait_until(lambda: standin.held, "held part 2")
-        first.signal(signal.SIGINT)
-        first.finish(timeout=60)
-    standin.release()
+    _stop_at_part(standin, project, key, 2)
     before = path.stat()
     changed = b"X" + content[1:]  # part 1 is no longer what S3 holds
     with open(path, "r+b") as fh:
@@ -133,12 +130,7 @@ def test_a_push_of_another_folder_leaves_an_unfinished_upload_alone(pushing_thro
     content = os.urandom(3 * PART)
     project.write("big/big.bin", content)
     project.write("small/a.csv", "a\n")
-    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == ["2"])
-    with project.start("data", "push", "data/big/") as first:
-        wait_until(lambda: standin.held, "held part 2")
-        first.signal(signal.SIGINT)
-        first.finish(timeout=60)
-    standin.release()
+    _stop_at_part(standin, project, key, 2, signal.SIGINT, "data/big/")
 
     ok(project.run("data", "push", "data/small/"))  # looks at data/small/ only
 
@@ -158,12 +150,7 @@ def test_an_unfinished_upload_older_than_a_week_is_aborted_and_started_over(push
     key = f"{prefix}/big.bin"
     content = os.urandom(2 * PART)
     project.write("big.bin", content)
-    standin.hold(lambda r: r.method == "PUT" and r.key == key and r.query.get("partNumber") == ["2"])
-    with project.start("data", "push") as first:
-        wait_until(lambda: standin.held, "held part 2")
-        first.signal(signal.SIGINT)
-        first.finish(timeout=60)
-    standin.release()
+    _stop_at_part(standin, project, key, 2)
     journal = project.root / ".datakit-data" / "uploads.jsonl"
     entry = json.loads(journal.read_text().splitlines()[-1])
     entry["since"] = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=8)).isoformat()
