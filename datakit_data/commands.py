@@ -16,7 +16,7 @@ from . import project, pull, push, safesync, scan, versions
 from .engine.cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
-from .flags import Flags, accepted_list, parse_flags
+from .flags import ACCEPTED, DASHED, Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
 from .lock import project_lock
 from .masking import mask_logging
@@ -41,6 +41,16 @@ def _file_problem(err: OSError) -> DatakitDataError:
     )
 
 
+def _stdout_to_nowhere(stream) -> None:
+    """Point standard output at the null device, so that nothing written later (the
+    interpreter's last flush included) meets the closed pipe again."""
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(nowhere, stream.fileno())
+    finally:
+        os.close(nowhere)
+
+
 class _Command(ConfigMixin, Command):
     """What every `datakit data` command shares: the configs, output, exit codes."""
 
@@ -48,6 +58,25 @@ class _Command(ConfigMixin, Command):
         # cliff finds a plugin's name by scanning every installed distribution
         # (importlib.metadata.packages_distributions: 0.15-0.2 s on every run); we know it.
         return f"This command is provided by the {PLUGIN_SLUG} plugin."
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        # argparse prints its usage and exits 2, the code the docs keep for skipped files.
+        parser.error = self._parser_error  # type: ignore[method-assign]
+        return parser
+
+    def _parser_error(self, message: str) -> None:
+        """An argparse complaint as one line that says what to type, exit 1."""
+        command = self.cmd_name.removeprefix("data ") if getattr(self, "cmd_name", None) else "COMMAND"
+        dashed = message.removeprefix("unrecognized arguments: ").split() \
+            if message.startswith("unrecognized arguments: ") else []
+        words = list(dict.fromkeys(DASHED.get(word, word.lstrip("-").lower()) for word in dashed))
+        if dashed and isinstance(self, _Sync) and all(word in ACCEPTED for word in words):
+            raise FlagError(
+                f"Flag words go without dashes: write {' '.join(words)}, not "
+                f"{' '.join(printable(word) for word in dashed)} (e.g. `datakit data {command} {' '.join(words)}`)."
+            )
+        raise FlagError(f"{printable(message)}. See `datakit data {command} --help`.")
 
     def selection(self, path_words: list[str], settings: Settings, resolve: bool = True) -> Selection:
         """The part of data/ a run looks at: one path word at most, and the exclude
@@ -62,9 +91,14 @@ class _Command(ConfigMixin, Command):
         return scan.resolve(self.layout, settings, chosen) if resolve else chosen
 
     def out(self, message: str) -> None:
-        """Tell the user something on stdout, as cliff commands do."""
-        self.app.stdout.write(message + "\n")
-        self.app.stdout.flush()
+        """Tell the user something on stdout, as cliff commands do. A reader that went away
+        (`datakit data status | head`) ends the output, never the run: a push or pull goes on
+        to the end, and what it would still print goes nowhere."""
+        try:
+            self.app.stdout.write(message + "\n")
+            self.app.stdout.flush()
+        except BrokenPipeError:
+            _stdout_to_nowhere(self.app.stdout)
 
     def run(self, parsed_args: argparse.Namespace) -> int:
         # cliff turns every exception into exit code 1; some errors need their own

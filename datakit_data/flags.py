@@ -31,6 +31,9 @@ GLOBAL_FLAGS = ("debug", "no-sign-request")
 OWN_FLAGS = ("force",)
 ACCEPTED = SYNC_FLAGS + GLOBAL_FLAGS + OWN_FLAGS
 
+#: Short options people type from other tools, as the flag word they mean (rsync's -n).
+DASHED = {"-n": "dryrun"}
+
 #: Options of `aws s3 sync` (and global ones) that need a value.
 VALUE_OPTIONS = (
     "acl", "ca-bundle", "cache-control", "checksum-algorithm", "checksum-mode",

@@ -124,9 +124,12 @@ RUNTIME_GLOBAL_KEYS = tuple(s.name for s in SETTINGS if s.at_runtime)
 #: What the first `datakit data init` on a machine writes to the global config.
 GLOBAL_DEFAULTS = {s.name: s.default for s in SETTINGS if s.in_global and s.default is not None}
 
+#: How to set a project's bucket, and how a default differs (it reaches only projects
+#: created after it: people who set it for this project got the same error again).
 BUCKET_SET_HINT = (
-    'set "s3_bucket" in {path}, or a default for new projects with '
-    "`datakit config set datakit-data s3_bucket NAME`"
+    'put "s3_bucket": "NAME" in {path} '
+    "(`datakit config set datakit-data s3_bucket NAME` sets only the default for projects "
+    "created later; `datakit data init --bucket NAME` sets it when a project is created)"
 )
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -284,7 +287,7 @@ def settings_from(merged: dict, source: str) -> Settings:
     refusing a location that cannot work: no bucket or path, or ones S3 would misread."""
     bucket = merged.get("s3_bucket") or ""
     if not bucket:
-        raise ConfigError(f"No S3 bucket set for this project: {BUCKET_SET_HINT.format(path=source)}.")
+        raise ConfigError(f"No S3 bucket set for this project. To fix it, {BUCKET_SET_HINT.format(path=source)}.")
     if "s3_path" not in merged or merged["s3_path"] is None:
         raise ConfigError(
             f'{source} has no "s3_path". Add the folder in the bucket for this '

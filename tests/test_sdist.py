@@ -79,6 +79,10 @@ def test_sdist_holds_every_tracked_file_and_no_cache(tmp_path):
         cwd=src, capture_output=True, text=True, timeout=240,
     )
     assert built.returncode == 0, f"building the sdist failed:\n{built.stdout}\n{built.stderr}"
+    # setuptools frames each deprecation in "!!" lines (e.g. "License classifiers are
+    # deprecated"): what every `pip install` and `make demo` would show the user.
+    boxed = [line for line in (built.stdout + built.stderr).splitlines() if "deprecated" in line.lower()]
+    assert not boxed, f"the build warns about setup.cfg: {boxed}"
     tarballs = list(out.glob("*.tar.gz"))
     assert len(tarballs) == 1, tarballs
 
