@@ -14,7 +14,7 @@ from cliff.command import Command
 
 from . import project, pull, push, safesync, scan, versions
 from .engine.cli import signals_stop_the_run
-from .configs import PLUGIN_SLUG, ConfigMixin
+from .configs import PLUGIN_SLUG, ConfigMixin, find_project
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
 from .flags import ACCEPTED, DASHED, Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
@@ -26,6 +26,10 @@ from .selection import Selection, check_path, split_words
 from .settings import SETTINGS, Settings
 
 log = logging.getLogger(__name__)
+
+#: Path words one command takes (a shell glob can give thousands): each is looked up
+#: on its own, in data/ and on S3.
+MAX_PATHS = 10_000
 
 #: The one flag word of the commands that only read: every request unsigned.
 UNSIGNED_WORDS = ("no-sign-request",)
@@ -79,16 +83,24 @@ class _Command(ConfigMixin, Command):
         raise FlagError(f"{printable(message)}. See `datakit data {command} --help`.")
 
     def selection(self, path_words: list[str], settings: Settings, resolve: bool = True) -> Selection:
-        """The part of data/ a run looks at: one path word at most, and the exclude
-        patterns; ``resolve``: a word without a trailing / names a folder when data/ or
-        S3 has one there (push and pull ask under the lock)."""
-        if len(path_words) > 1:
+        """The part of data/ a run looks at: the path words (files and folders, several
+        at once, as the shell's globs give them) and the exclude patterns; ``resolve``: a
+        word without a trailing / names a folder when data/ or S3 has one there (push and
+        pull ask under the lock)."""
+        chosen = Selection.of([check_path(word) for word in path_words], settings.exclude)
+        if len(chosen.paths) > MAX_PATHS:
             raise FlagError(
-                f"One path at a time: {' and '.join(printable(w) for w in path_words[:2])} were given. "
-                "Run the command once for each."
+                f"{len(chosen.paths)} paths were given; at most {MAX_PATHS} at once. "
+                "Name their folder instead (e.g. data/raw/)."
             )
-        chosen = Selection(check_path(path_words[0]) if path_words else "", settings.exclude)
         return scan.resolve(self.layout, settings, chosen) if resolve else chosen
+
+    def settings(self, flags: Flags = Flags()) -> Settings:
+        found = super().settings(flags)
+        if self.here:
+            # Run from a subfolder: say which project (on stderr: --json stays JSON).
+            self.app.stderr.write(f"Project: {printable(self.project_root)} (run from {printable(self.here)}/)\n")
+        return found
 
     def out(self, message: str) -> None:
         """Tell the user something on stdout, as cliff commands do. A reader that went away
@@ -150,7 +162,18 @@ class Init(_Command):
         )
         return parser
 
+    @property
+    def project_root(self) -> str:
+        return os.getcwd()  # init makes a project here, never in a folder above
+
     def take_action(self, parsed_args: argparse.Namespace) -> None:
+        above = find_project(os.path.dirname(os.getcwd()))
+        if above and not os.path.exists(self.layout.config):
+            raise ConfigError(
+                f"{printable(os.getcwd())} is inside the project in {printable(above)} (it has {PROJECT_CONFIG}): "
+                f"a project inside another would sync its files twice. Run datakit from {printable(above)}, "
+                "or init the new project in a folder outside it."
+            )
         global_config = self.global_config()
         if global_config is None:
             # datakit-core's convention: a plugin writes its global defaults on first use.
@@ -182,7 +205,7 @@ class _Sync(_Command):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        flag_words, path_words = split_words(parsed_args.flags)
+        flag_words, path_words = split_words(parsed_args.flags, self.here)
         flags = parse_flags(flag_words, self.direction)
         settings = self.settings(flags)
         if flags.delete and not settings.path:
@@ -204,9 +227,9 @@ class _Sync(_Command):
             raise Interrupted(self.direction, signum) from None
 
 
-def _path_only(words: list[str], command: str, options: str, example: str) -> tuple[list[str], Flags]:
+def _path_only(words: list[str], command: str, options: str, example: str, here: str) -> tuple[list[str], Flags]:
     """The path words of a command that takes no flag words but `no-sign-request`."""
-    flag_words, path_words = split_words(words)
+    flag_words, path_words = split_words(words, here)
     for word in flag_words:
         if word.strip().lower() not in UNSIGNED_WORDS:
             raise FlagError(
@@ -264,12 +287,13 @@ class History(_Command):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        path_words, flags = _path_only(parsed_args.path, "history", "--json, --limit N", "data/raw/x.csv")
+        path_words, flags = _path_only(parsed_args.path, "history", "--json, --limit N", "data/raw/x.csv", self.here)
         if parsed_args.limit < 1:
             raise FlagError(f"--limit must be 1 or more, not {parsed_args.limit}.")
         settings = self.settings(flags)
         selection = self.selection(path_words, settings)
-        found, total = versions.history(settings, selection.root, selection.file, parsed_args.limit)
+        found, total = versions.history(settings, selection.root, selection.file, parsed_args.limit,
+                                        keep=selection.covers)
         if parsed_args.json:
             self.out(history_json(found, total))
         else:
@@ -291,7 +315,7 @@ class Status(_Command):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        path_words, flags = _path_only(parsed_args.path, "status", "--json", "data/raw/")
+        path_words, flags = _path_only(parsed_args.path, "status", "--json", "data/raw/", self.here)
         settings = self.settings(flags)
         report = safesync.status(self.layout, settings, self.selection(path_words, settings))
         if parsed_args.json:

@@ -6,6 +6,7 @@ It also declares ``config_spec`` so that `datakit config list|set|verify` know
 this plugin's settings.
 """
 import dataclasses
+import functools
 import os
 
 from datakit import CommandHelpers, ConfigField
@@ -28,6 +29,19 @@ def verify_bucket(bucket: str) -> tuple[bool, str]:
     path = global_config_path()
     merged = merge(read_config(path, GLOBAL_KEYS) or {}, {"s3_bucket": bucket, "s3_path": ""})
     return s3.check_bucket(settings_from(merged, path))
+
+
+def find_project(start: str) -> str | None:
+    """The nearest folder, from ``start`` up to the file system's root, holding a project
+    config; None when there is none."""
+    here = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(here, PROJECT_CONFIG)):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
 
 
 def global_config_path() -> str:
@@ -68,9 +82,17 @@ class ConfigMixin(CommandHelpers):
     def default_configs(self) -> dict:
         return dict(GLOBAL_DEFAULTS)
 
-    @property
+    @functools.cached_property
     def project_root(self) -> str:
-        return os.getcwd()
+        """The project this command is for: the nearest folder, from here up, that holds
+        config/datakit-data.json (as git finds .git); here when there is none."""
+        return find_project(os.getcwd()) or os.getcwd()
+
+    @property
+    def here(self) -> str:
+        """The folder the command runs in, from the project's folder ("" at its top)."""
+        relative = os.path.relpath(os.getcwd(), self.project_root)
+        return "" if relative == "." else relative.replace(os.sep, "/")
 
     @property
     def layout(self) -> Layout:
@@ -89,8 +111,8 @@ class ConfigMixin(CommandHelpers):
         config = read_config(self.layout.config, PROJECT_KEYS, shown=PROJECT_CONFIG)
         if config is None:
             raise ConfigError(
-                f"No {PROJECT_CONFIG} in {self.project_root}. Run `datakit data init` "
-                "here first (or cd to the project's root folder)."
+                f"No {PROJECT_CONFIG} in {self.project_root} nor in any folder above it: this is not a "
+                "datakit-data project. cd to the project's folder, or run `datakit data init` to make this one."
             )
         return config
 

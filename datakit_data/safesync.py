@@ -286,7 +286,8 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "left_out": scan.left_out,
         "versioning": {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(s3.versioning(settings),
                                                                                     "unknown"),
-        "path": f"data/{selection.path}" if selection.path else "data/",
+        "path": f"data/{selection.root}" if len(selection.paths) != 1 else f"data/{selection.paths[0]}",
+        "paths": [f"data/{path}" for path in selection.paths] or ["data/"],
         "protection": conditions.protection(conditions.Memory(layout), settings, _without_hooks(layout)),
         "unfinished_uploads": _unfinished(layout, settings),
     }

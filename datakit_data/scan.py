@@ -132,33 +132,42 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
 
 def resolve(layout: Layout, settings: Settings, selection: Selection) -> Selection:
     """A path word without a trailing / names a folder when data/ or S3 has one there."""
-    path = selection.path
-    if not path:
-        return selection
+    return selection.with_paths(_resolved(layout, settings, path) for path in selection.paths)
+
+
+def _resolved(layout: Layout, settings: Settings, path: str) -> str:
     local = os.path.join(layout.data, path.rstrip("/"))
     if path.endswith("/"):
         if os.path.isfile(local):
             raise FlagError(f"data/{printable(path)} is a file, not a folder: write it without the trailing /.")
-        return selection
+        return path
     if os.path.isdir(local) or (not os.path.lexists(local) and s3.has_objects(settings, path + "/")):
-        return selection.as_folder()
-    return selection
+        return path + "/"
+    return path
 
 
 def check_path_found(scan: Scan, selection: Selection, settings: Settings) -> None:
     """A path word that names nothing, in data/ or on S3, is an error naming it."""
-    if not selection.path or scan.local or scan.remote or scan.skipped or scan.refused:
+    if not selection.paths:
         return
-    shown = f"data/{printable(selection.path)}"
-    if scan.left_out:
+    found = [scan.local, scan.remote, scan.skipped, scan.refused]
+    if len(selection.paths) == 1 and any(found):
+        return
+    named = {path for paths in found for path in paths}
+    for chosen in selection.paths:
+        one = Selection((chosen,))
+        if any(one.covers(path) for path in named):
+            continue
+        shown = f"data/{printable(chosen)}"
+        if scan.left_out and (len(selection.paths) == 1 or selection.left_out(chosen)):
+            raise FlagError(
+                f"{shown} is junk or excluded by the \"exclude\" patterns of the project or global config: "
+                "it never syncs. Change the patterns to sync it."
+            )
         raise FlagError(
-            f"{shown} is junk or excluded by the \"exclude\" patterns of the project or global config: "
-            "it never syncs. Change the patterns to sync it."
+            f"Nothing to sync at {shown}: no file there in data/ nor in {mask_secrets(settings.s3_url)}. "
+            "Check the path (`datakit data status` shows what there is)."
         )
-    raise FlagError(
-        f"Nothing to sync at {shown}: no file there in data/ nor in {mask_secrets(settings.s3_url)}. "
-        "Check the path (`datakit data status` shows what there is)."
-    )
 
 
 def path_max(layout: Layout) -> int:

@@ -7,17 +7,23 @@ Three things narrow a push, pull or status, on both sides alike:
 - ``exclude`` patterns (project and global config) follow .gitignore's rules as
   git applies them (tested against git itself), matched against paths inside
   data/. Excluded paths are as invisible as junk; objects already on S3 stay.
-- A path word (``datakit data pull data/raw/2024``) limits the run to that file
-  or folder. The rest of data/ and of the sync record is left as it is.
+- Path words (``datakit data pull data/raw/2024 data/clean/*.csv``) limit the run to
+  those files and folders, read from the folder the command runs in. The rest of
+  data/ and of the sync record is left as it is.
 """
 import functools
 import os
+import posixpath
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from .exceptions import FlagError
+from .flags import ACCEPTED as FLAG_WORDS
 from .names import key_problem, printable
+
+DATA_FOLDER = "data"
 
 # One search per path: junk names (case ignored, as Windows and macOS do) as the last
 # part of the path, or a junk folder anywhere in it.
@@ -145,18 +151,47 @@ def _folder_excluded(patterns: tuple[str, ...], folder: str) -> bool:
     return _ignored(exclude_rules(patterns), folder[:-1], folder=True)
 
 
-def split_words(words: list[str]) -> tuple[list[str], list[str]]:
-    """(flag words, path words): a word naming data/ or a path below it is a path."""
+def split_words(words: list[str], here: str = "", exists: Callable[[str], bool] = os.path.lexists
+                ) -> tuple[list[str], list[str]]:
+    """(flag words, path words as paths from the project's folder, e.g. "data/raw/x.csv").
+
+    ``here``: the folder the command runs in, from the project's folder ("" at its top,
+    "data/raw" in data/raw/). A word is a path when it names data/, holds a slash or
+    starts with ".", when it names something that exists here (what the shell's
+    completion and globs give), or anywhere inside data/ when it is no flag word. Paths
+    are read from where the command runs, as git reads them; a word starting with data/
+    that names nothing here is read from the project's folder (as status prints paths).
+    """
     flags, paths = [], []
+    inside_data = here == DATA_FOLDER or here.startswith(DATA_FOLDER + "/")
     for word in words:
-        path = word in ("data", "data/") or "/" in word or word.startswith(".") or (os.sep != "/" and os.sep in word)
-        (paths if path else flags).append(word)
+        bare = word.strip().lower()
+        path = (word in ("data", "data/") or "/" in word or word.startswith(".") or os.path.isabs(word)
+                or (os.sep != "/" and os.sep in word)
+                or (bare not in FLAG_WORDS and not bare.startswith("-") and (inside_data or exists(word))))
+        if path:
+            paths.append(_from_project(word, here, exists))
+        else:
+            flags.append(word)
     return flags, paths
+
+
+def _from_project(word: str, here: str, exists: Callable[[str], bool]) -> str:
+    """A path word as typed in ``here``, as the path from the project's folder."""
+    if os.path.isabs(word):
+        return word  # check_path names it: not inside data/ (a caller gives relative ones)
+    typed = word.replace(os.sep, "/") if os.sep != "/" else word
+    if not here or (typed.startswith(DATA_FOLDER + "/") and not exists(word)):
+        return typed
+    joined = posixpath.normpath(posixpath.join(here, typed))
+    folder = typed.endswith("/") or typed in (".", "..") or typed.endswith(("/.", "/.."))
+    return joined + ("/" if folder and joined != "." else "")
 
 
 def check_path(word: str) -> str:
     """A path word as a path inside data/ ("" for data/ itself; a folder ends with /)."""
-    fix = "Name a file or folder inside data/, as the shell completes it from the project's folder (e.g. data/raw/)."
+    fix = ("Name a file or folder inside data/, as the shell completes it (from the project's folder: "
+           "data/raw/; from data/raw/: x.csv).")
     given = word
     if os.sep != "/":
         word = word.replace(os.sep, "/")  # data\raw\ as Windows shells complete it
@@ -175,44 +210,81 @@ def check_path(word: str) -> str:
     return inner + ("/" if folder else "")
 
 
+def _parents(path: str) -> set[str]:
+    """Every folder above a path inside data/ ("a/", "a/b/" for "a/b/c")."""
+    parts = path.rstrip("/").split("/")[:-1]
+    return {"/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1)}
+
+
 @dataclass(frozen=True)
 class Selection:
     """The part of data/ a run looks at.
 
-    ``path``: "" for all of data/, a folder ("raw/2024/") or a file ("raw/x.csv").
-    ``patterns``: the exclude patterns of both configs.
+    ``paths``: files ("raw/x.csv") and folders ("raw/2024/"), none inside another;
+    () for all of data/. ``patterns``: the exclude patterns of both configs.
     """
 
-    path: str = ""
+    paths: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, paths: Iterable[str], patterns: tuple[str, ...] = ()) -> "Selection":
+        """A selection of these paths ("" for all of data/): repeats and paths inside a
+        chosen folder dropped, sorted."""
+        chosen = set(paths)
+        if "" in chosen:
+            return cls((), patterns)
+        folders = tuple(p for p in chosen if p.endswith("/"))
+        kept = {p for p in chosen if not any(p != f and p.startswith(f) for f in folders)}
+        return cls(tuple(sorted(kept)), patterns)
+
+    @functools.cached_property
+    def _files(self) -> frozenset:
+        return frozenset(p for p in self.paths if not p.endswith("/"))
+
+    @functools.cached_property
+    def _folders(self) -> tuple[str, ...]:
+        return tuple(p for p in self.paths if p.endswith("/"))
+
+    @functools.cached_property
+    def _above(self) -> frozenset:
+        """Every folder that holds a chosen path."""
+        return frozenset(folder for p in self.paths for folder in _parents(p))
+
+    @property
+    def shown(self) -> str:
+        """The selection as the user named it: "data/", or "data/raw/, data/x.csv"."""
+        return ", ".join(f"data/{printable(p)}" for p in self.paths) or "data/"
 
     @property
     def root(self) -> str:
-        """The folder the AWS CLI syncs and the listing reads ("" or ending with /)."""
-        if not self.path or self.path.endswith("/"):
-            return self.path
-        return self.path.rpartition("/")[0] + "/" if "/" in self.path else ""
+        """The deepest folder holding every chosen path: the folder the AWS CLI syncs and
+        the listing reads ("" or ending with /)."""
+        folders = [p if p.endswith("/") else p.rpartition("/")[0] + "/" if "/" in p else "" for p in self.paths]
+        if not folders:
+            return ""
+        common = os.path.commonprefix(folders)
+        return common[:common.rfind("/") + 1]
 
     @property
     def file(self) -> str | None:
-        """The one file the run looks at, or None (all of data/, or a folder)."""
-        return self.path if self.path and not self.path.endswith("/") else None
+        """The one file the run looks at, or None (all of data/, folders, or several paths)."""
+        return self.paths[0] if len(self.paths) == 1 and not self.paths[0].endswith("/") else None
 
-    def as_folder(self) -> "Selection":
-        return Selection(self.path.rstrip("/") + "/", self.patterns) if self.path else self
+    def with_paths(self, paths: Iterable[str]) -> "Selection":
+        return Selection.of(paths, self.patterns)
 
     def covers(self, path: str) -> bool:
         """Is this file path part of the run?"""
-        if not self.path:
+        if not self.paths:
             return True
-        return path.startswith(self.path) if self.path.endswith("/") else path == self.path
+        return path in self._files or (bool(self._folders) and path.startswith(self._folders))
 
     def reaches(self, folder: str) -> bool:
         """Can this folder ("a/b/") hold a file of the run?"""
-        if not self.path:
+        if not self.paths:
             return True
-        return folder.startswith(self.path) or self.path.startswith(folder) if self.path.endswith("/") \
-            else self.path.startswith(folder)
+        return folder in self._above or (bool(self._folders) and folder.startswith(self._folders))
 
     def left_out(self, path: str) -> bool:
         """Is this path (a folder ends with /) junk or excluded, itself or through a folder

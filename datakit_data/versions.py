@@ -13,6 +13,7 @@ import json
 import subprocess
 import urllib.parse
 from dataclasses import dataclass
+from typing import Callable
 
 from . import s3
 from .exceptions import FlagError, SyncError
@@ -74,15 +75,15 @@ class Version:
 
 
 def history(settings: Settings, under: str = "", exact: str | None = None,
-            limit: int = DEFAULT_LIMIT) -> tuple[list[Version], int]:
+            limit: int = DEFAULT_LIMIT, keep: Callable[[str], bool] | None = None) -> tuple[list[Version], int]:
     """(the newest ``limit`` versions and deletions under s3_path/under, newest first; how many
-    there are in all). ``exact``: only that file's."""
+    there are in all). ``exact``: only that file's; ``keep``: only the paths it keeps."""
     _require_versions(settings, "there is no history to show")
     listed = s3.list_versions(settings, exact or under)  # one file: only its own versions
     # Newest first. Times can tie (one second apart at most on some servers): then the
     # current one, then the server's order, which lists each key's versions newest first.
     order = {id(v): i for i, v in enumerate(listed)}
-    found = [v for v in listed if exact is None or v["path"] == exact]
+    found = [v for v in listed if (exact is None or v["path"] == exact) and (keep is None or keep(v["path"]))]
     found.sort(key=lambda v: (v["time"], v["latest"], -order[id(v)]), reverse=True)
     shown = found[:limit]
     names = _pushers(settings, shown)

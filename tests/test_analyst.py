@@ -63,3 +63,74 @@ def test_a_push_whose_reader_goes_away_still_pushes_everything(project, bucket):
     assert done.returncode == 0, done.stderr
     assert "Exception ignored" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
     assert bucket.objects(project.name) == project.files()
+
+
+def run_in(project, folder, *args):
+    """`datakit` run from a folder of the project (as a user who cd'd there)."""
+    return subprocess.run([DATAKIT, *args], cwd=project.root / folder, env=project.home.env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+
+
+def test_commands_work_from_a_subfolder_and_say_which_project(project, colleague, bucket):
+    project.configure()
+    project.write("raw/a.csv", "a")
+    project.write("raw/b.csv", "b")
+    project.write("clean/c.csv", "c")
+
+    status = ok(run_in(project, "data/raw", "data", "status", "a.csv"))
+    assert f"Project: {project.root} (run from data/raw/)" in status.stderr
+    assert "data/raw/a.csv" in status.stdout and "b.csv" not in status.stdout
+
+    ok(run_in(project, "data/raw", "data", "push", "a.csv"))  # a path from here, as git reads it
+    assert bucket.objects(project.name) == {"raw/a.csv": b"a"}
+    ok(run_in(project, "data/raw", "data", "push", "data/clean/c.csv"))  # as status prints it
+    assert sorted(bucket.objects(project.name)) == ["clean/c.csv", "raw/a.csv"]
+    ok(run_in(project, "data/raw", "data", "push"))  # the whole project, never data/raw/data/
+    assert bucket.objects(project.name) == project.files()
+    assert not (project.data / "raw" / "data").exists() and not (project.data / "raw" / "config").exists()
+
+    colleague.configure(s3_path=project.name)
+    (colleague.data / "raw").mkdir(parents=True)
+    ok(run_in(colleague, "data/raw", "data", "pull", "b.csv"))
+    assert colleague.files() == {"raw/b.csv": b"b"}
+
+
+def test_init_inside_a_project_is_refused_and_creates_nothing(project):
+    project.configure()
+    (project.data / "raw").mkdir(parents=True)
+
+    text = assert_clean_error(run_in(project, "data/raw", "data", "init"))
+
+    assert f"inside the project in {project.root}" in text
+    assert sorted(p.name for p in (project.data / "raw").iterdir()) == []
+
+
+def test_outside_any_project_says_so(tmp_path, home):
+    folder = tmp_path / "nowhere"
+    folder.mkdir()
+    done = subprocess.run([DATAKIT, "data", "status"], cwd=folder, env=home.env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    text = assert_clean_error(done)
+    assert "nor in any folder above it" in text and "`datakit data init`" in text
+
+
+def test_several_paths_and_globs_in_one_command(project, colleague, bucket):
+    project.configure()
+    for name in ("raw/a.csv", "raw/b.csv", "raw/notes.txt", "clean/x.csv", "clean/y.csv", "other.csv"):
+        project.write(name, name)
+
+    # What the shell makes of `datakit data push data/raw/*.csv data/clean/`.
+    ok(project.run("data", "push", "data/raw/a.csv", "data/raw/b.csv", "data/clean/"))
+
+    assert sorted(bucket.objects(project.name)) == ["clean/x.csv", "clean/y.csv", "raw/a.csv", "raw/b.csv"]
+    status = ok(project.run("data", "status", "--json", "data/raw/notes.txt", "data/other.csv"))
+    assert '"data/other.csv"' in status.stdout and '"data/raw/notes.txt"' in status.stdout
+
+    colleague.configure(s3_path=project.name)
+    ok(colleague.run("data", "pull", "data/raw/b.csv", "data/clean/y.csv"))
+    assert colleague.files() == {"raw/b.csv": b"raw/b.csv", "clean/y.csv": b"clean/y.csv"}
+    # delete with several paths acts on those paths only.
+    (project.data / "raw" / "a.csv").unlink()
+    (project.data / "clean" / "x.csv").unlink()
+    ok(project.run("data", "push", "delete", "data/raw/a.csv", "data/raw/b.csv"))
+    assert sorted(bucket.objects(project.name)) == ["clean/x.csv", "clean/y.csv", "raw/b.csv"]

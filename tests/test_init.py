@@ -12,8 +12,9 @@ def test_init_without_global_config_writes_defaults_and_says_how_to_set_a_bucket
     assert project.data.is_dir()
     assert project.config() == {"aws_user_profile": "default", "s3_bucket": "", "s3_path": project.name}
     assert result.stdout.splitlines()[-1] == (
-        'Next: no S3 bucket is set yet; set "s3_bucket" in config/datakit-data.json, or a default '
-        "for new projects with `datakit config set datakit-data s3_bucket NAME`."
+        'Next: no S3 bucket is set yet; put "s3_bucket": "NAME" in config/datakit-data.json '
+        "(`datakit config set datakit-data s3_bucket NAME` sets only the default for projects created later; "
+        "`datakit data init --bucket NAME` sets it when a project is created)."
     )
     # datakit-core's convention: the plugin's global defaults are written on first use.
     assert json.loads(home.global_config_path.read_text())["s3_bucket"] == ""
@@ -126,7 +127,7 @@ def test_gitignore_entry_is_appended_to_existing_file_and_equivalents_are_respec
     assert result.returncode == 0, output(result)
     assert (project.root / ".gitignore").read_text() == "*.pyc\n.venv\ndata/\n.datakit-data/\n"
 
-    other = project.root / "sub"
+    other = project.root.parent / f"{project.name}-other"  # beside it: init refuses a project inside one
     other.mkdir()
     (other / ".gitignore").write_text("/data/\n.datakit-data\n")
     from helpers import Project

@@ -160,7 +160,9 @@ def test_bad_paths_are_named(project, word, says):
     for command in (("push", word), ("pull", word, "delete"), ("status", word)):
         text = assert_clean_error(project.run("data", *command))
         assert says in text, text
-    assert "One path at a time" in assert_clean_error(project.run("data", "push", "data/a.csv", "data/b.csv"))
+    # Of several paths, the one that names nothing is named.
+    text = assert_clean_error(project.run("data", "push", "data/a.csv", "data/b.csv"))
+    assert "Nothing to sync at data/b.csv" in text and "data/a.csv" not in text
     assert "Accepted:" in assert_clean_error(project.run("data", "push", "data"[:3]))  # not a path: a flag word
 
 
