@@ -66,10 +66,14 @@ def explain_error(err: Exception, settings: Settings, step: str) -> DatakitDataE
     """One line saying why an in-process request failed, from the botocore exception's
     type (and S3 error code). ``step``: "list", "delete", "pull" or "check"."""
     errors = botocore().exceptions
-    kind, facts = None, {}
-    if isinstance(err, errors.ClientError):
+    kind, facts = _credential_kind(err, errors), {}
+    if kind is not None:
+        facts = {"detail": mask_secrets(str(err)), "missing": str(getattr(err, "kwargs", {}).get("cred_var", ""))}
+    elif isinstance(err, errors.ClientError):
         code = str((err.response.get("Error") or {}).get("Code") or "")
-        kind, facts = CODES.get(code), {"code": code}
+        operation = getattr(err, "operation_name", "")
+        kind = "assume role" if operation in ROLE_OPERATIONS and code not in EXPIRED else CODES.get(code)
+        facts = {"code": code}
     elif isinstance(err, errors.ProfileNotFound):
         kind, facts = "profile missing", {"name": str(err.kwargs.get("profile", ""))}
     elif isinstance(err, errors.NoCredentialsError):
@@ -87,8 +91,36 @@ def explain_error(err: Exception, settings: Settings, step: str) -> DatakitDataE
     return _explained(kind, facts, settings, step)
 
 
+#: botocore's credential errors (by class name: newer ones are missing from older
+#: botocore), most specific first, by kind of failure.
+CREDENTIAL_ERRORS = (
+    ("UnauthorizedSSOTokenError", "sso"), ("SSOTokenLoadError", "sso"), ("SSOError", "sso"),
+    ("LoginError", "login"), ("TokenRetrievalError", "sso"),
+    ("PartialCredentialsError", "partial"), ("RefreshWithMFAUnsupportedError", "mfa"),
+    ("InvalidConfigError", "aws config"),
+)
+#: STS and SSO operations that fetch a profile's credentials.
+ROLE_OPERATIONS = ("AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "GetRoleCredentials")
+#: Error codes of temporary credentials that have run out.
+EXPIRED = ("ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "InvalidToken")
+
+
+def _credential_kind(err: Exception, errors) -> str | None:
+    """The kind of a botocore credential error, or None for any other error."""
+    for name, kind in CREDENTIAL_ERRORS:
+        cls = getattr(errors, name, None)
+        if cls is not None and isinstance(err, cls):
+            return kind
+    cls = getattr(errors, "CredentialRetrievalError", None)
+    if cls is not None and isinstance(err, cls):
+        provider = str(getattr(err, "kwargs", {}).get("provider", ""))
+        return "sso" if "sso" in provider.lower() else "process" if "process" in provider else "credentials"
+    return None
+
+
 #: S3 error codes we can explain, by kind of failure.
 CODES = {
+    **{code: "expired token" for code in EXPIRED},
     "NoSuchBucket": "no bucket",
     "InvalidAccessKeyId": "refused credentials", "SignatureDoesNotMatch": "refused credentials",
     "AccessDenied": "access denied", "AllAccessDisabled": "access denied", "Forbidden": "access denied",
@@ -96,11 +128,24 @@ CODES = {
 }
 
 
+#: What the AWS CLI prints for each credential failure (its stderr is text only).
+CREDENTIAL_PHRASES = (
+    ("Error loading SSO Token", "sso"), ("The SSO session associated with this profile", "sso"),
+    ("Error when retrieving token from sso", "sso"), ("using 'aws login'", "login"),
+    ("Error when retrieving credentials from custom-process", "process"),
+    ("Partial credentials found in", "partial"), ("MFA token required", "mfa"),
+    ("when calling the AssumeRole", "assume role"), ("when calling the GetRoleCredentials", "sso"),
+)
+
+
 def _kind_in_text(text: str) -> tuple[str | None, dict]:
     """The kind of failure the AWS CLI's words describe, and its facts."""
     missing = _PROFILE_MISSING.search(text)
     if missing:
         return "profile missing", {"name": missing.group("name")}
+    for phrase, kind in CREDENTIAL_PHRASES:
+        if phrase in text:
+            return kind, {"detail": _last_message(text.splitlines())}
     match = re.search(r"An error occurred \((?P<code>[^)]+)\)", text)
     code = match.group("code") if match else ""
     if code in CODES:
@@ -122,6 +167,7 @@ def _kind_in_text(text: str) -> tuple[str | None, dict]:
 def _explained(kind: str, facts: dict, settings: Settings, step: str) -> DatakitDataError:
     """The one table of sentences: the error for a kind of failure."""
     where = shown_endpoint(settings)
+    profile = printable(settings.profile_name or "default")
     reasons = {
         "profile missing": lambda: (
             f'AWS profile "{facts.get("name")}" was not found. Add it to '
@@ -136,6 +182,32 @@ def _explained(kind: str, facts: dict, settings: Settings, step: str) -> Datakit
         "access denied": lambda: (
             f'access denied to bucket "{settings.bucket}" for AWS profile '
             f'"{settings.profile_name}". Ask the bucket owner for access, or use another profile.'),
+        "sso": lambda: (
+            f'the AWS SSO login of profile "{profile}" is missing or has expired. '
+            f"Run `aws sso login --profile {profile}`, then run the command again."),
+        "login": lambda: (
+            f'the AWS login session of profile "{profile}" has expired. '
+            f"Run `aws login --profile {profile}`, then run the command again."),
+        "process": lambda: (
+            f'the credential_process of profile "{profile}" failed. Run that command '
+            "(in ~/.aws/config) by hand to see why, then run this one again."),
+        "credentials": lambda: (
+            f'the credentials of profile "{profile}" could not be fetched ({facts.get("detail")}). '
+            "Check that profile in ~/.aws/config, then run the command again."),
+        "partial": lambda: (
+            f'profile "{profile}" has only part of its credentials (missing {facts.get("missing") or "a key"}). '
+            "Complete it in ~/.aws/credentials or ~/.aws/config."),
+        "mfa": lambda: (
+            f'profile "{profile}" needs an MFA code, which datakit cannot ask for. Get temporary '
+            "credentials first (your organisation's login tool, or `aws sts get-session-token`) and use that profile."),
+        "assume role": lambda: (
+            f'profile "{profile}" could not take on its role ({facts.get("code") or "refused"}). Check role_arn '
+            "and source_profile in ~/.aws/config, and that the credentials they start from are current."),
+        "expired token": lambda: (
+            f'the temporary credentials of profile "{profile}" have expired ({facts.get("code")}). '
+            f"Renew them (`aws sso login --profile {profile}`, or as your organisation issues them), then run again."),
+        "aws config": lambda: (
+            f"the AWS config cannot be used: {facts.get('detail')}. Fix ~/.aws/config (or the file AWS_CONFIG_FILE names)."),
         "no credentials": lambda: (
             "no AWS credentials found. Run `aws configure`, set AWS_ACCESS_KEY_ID and "
             f'AWS_SECRET_ACCESS_KEY, or name a profile in "aws_user_profile" in {PROJECT_CONFIG}.'),

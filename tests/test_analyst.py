@@ -5,6 +5,7 @@ user sees: the message, the exit code, the files on disk and the objects in the 
 """
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -134,3 +135,51 @@ def test_several_paths_and_globs_in_one_command(project, colleague, bucket):
     (project.data / "clean" / "x.csv").unlink()
     ok(project.run("data", "push", "delete", "data/raw/a.csv", "data/raw/b.csv"))
     assert sorted(bucket.objects(project.name)) == ["clean/x.csv", "clean/y.csv", "raw/b.csv"]
+
+
+SSO_PROFILES = """
+[profile legacy-sso]
+sso_start_url = https://example.awsapps.com/start
+sso_region = us-east-1
+sso_account_id = 123456789012
+sso_role_name = Analyst
+region = us-east-1
+
+[sso-session newsroom]
+sso_start_url = https://example.awsapps.com/start
+sso_region = us-east-1
+
+[profile session-sso]
+sso_session = newsroom
+sso_account_id = 123456789012
+sso_role_name = Analyst
+region = us-east-1
+
+[profile failing-process]
+credential_process = {python} -c "import sys; sys.exit(3)"
+region = us-east-1
+
+[profile half]
+aws_access_key_id = AKIDONLYHALF
+region = us-east-1
+"""
+
+
+@pytest.mark.parametrize("profile, says", [
+    ("legacy-sso", "the AWS SSO login of profile \"legacy-sso\" is missing or has expired. "
+                   "Run `aws sso login --profile legacy-sso`"),
+    ("session-sso", "Run `aws sso login --profile session-sso`"),
+    ("failing-process", 'the credential_process of profile "failing-process" failed'),
+    ("half", 'profile "half" has only part of its credentials (missing aws_secret_access_key)'),
+])
+def test_each_credential_failure_is_one_line_that_says_what_to_do(project, home, bucket, profile, says):
+    home.aws_config.parent.mkdir(parents=True, exist_ok=True)
+    home.aws_config.write_text(SSO_PROFILES.format(python=sys.executable))
+    project.configure(aws_user_profile=profile)
+    project.write("a.csv", "a")
+
+    for command in ("status", "push", "pull", "history"):
+        text = assert_clean_error(project.run("data", command))
+        assert text.count("\n") == 1, text
+        assert says in text, text
+    assert bucket.objects(project.name) == {}

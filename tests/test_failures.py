@@ -62,3 +62,37 @@ def test_of_a_read_timeout_and_a_refused_connection_the_later_is_explained():
     hung_then_gone = ["Read timeout on endpoint URL: x", "Could not connect to the endpoint URL: x"]
     assert "could not connect" in str(failures.explain_failure(1, hung_then_gone, s, "push"))
     assert "did not answer" in str(failures.explain_failure(1, hung_then_gone[::-1], s, "push"))
+
+
+def test_every_credential_failure_is_one_line_that_says_what_to_do():
+    """SSO, login sessions, assumed roles, credential processes and expired session
+    tokens, raised in-process or printed by the AWS CLI."""
+    s = make_settings(profile="team")
+    errors = aws.botocore().exceptions
+    in_process = [
+        (errors.SSOTokenLoadError(error_msg="Token for x does not exist"), "`aws sso login --profile team`"),
+        (errors.UnauthorizedSSOTokenError(), "`aws sso login --profile team`"),
+        (errors.TokenRetrievalError(provider="sso", error_msg="expired"), "`aws sso login --profile team`"),
+        (errors.CredentialRetrievalError(provider="custom-process", error_msg="exit 1"),
+         'the credential_process of profile "team" failed'),
+        (errors.PartialCredentialsError(provider="shared-credentials-file", cred_var="aws_secret_access_key"),
+         "missing aws_secret_access_key"),
+        (errors.RefreshWithMFAUnsupportedError(), "needs an MFA code"),
+        (errors.ClientError({"Error": {"Code": "AccessDenied"}}, "AssumeRole"), "could not take on its role (AccessDenied)"),
+        (errors.ClientError({"Error": {"Code": "ExpiredToken"}}, "ListObjectsV2"),
+         'the temporary credentials of profile "team" have expired (ExpiredToken)'),
+        (errors.ClientError({"Error": {"Code": "ExpiredToken"}}, "AssumeRole"), "have expired (ExpiredToken)"),
+    ]
+    for err, says in in_process:
+        explained = failures.explain_error(err, s, "list")
+        assert says in str(explained) and "\n" not in str(explained), (err, str(explained))
+    printed = [
+        ("Error loading SSO Token: Token for https://x.awsapps.com/start does not exist", "`aws sso login --profile team`"),
+        ("The SSO session associated with this profile has expired or is otherwise invalid.", "aws sso login"),
+        ("Error when retrieving credentials from custom-process: boom", "credential_process"),
+        ("An error occurred (ExpiredToken) when calling the PutObject operation: expired", "have expired (ExpiredToken)"),
+        ("An error occurred (AccessDenied) when calling the AssumeRole operation: no", "could not take on its role"),
+    ]
+    for line, says in printed:
+        explained = failures.explain_failure(255, [line], s, "push")
+        assert says in str(explained) and "\n" not in str(explained), (line, str(explained))

@@ -24,6 +24,12 @@ def botocore() -> ModuleType:
 
     # The CLI is quiet about where it found credentials; so are we.
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    # A refresh that fails (an expired SSO login) is logged with its traceback, and then
+    # raised: the one line failures.py makes of it is enough (-vv shows it all).
+    shown = [handler.level for handler in logging.getLogger().handlers if not isinstance(handler, logging.FileHandler)]
+    if not shown or min(shown) > logging.DEBUG:
+        for name in ("botocore.credentials", "botocore.tokens"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     return served
 
 
