@@ -13,10 +13,12 @@ class DatakitDataError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, reason: str | None = None):
+    def __init__(self, message: str, reason: str | None = None, kind: str = ""):
         super().__init__(message)
         #: Why a request failed, without the step it failed in (see failures.py).
         self.reason = reason
+        #: What kind of failure failures.py found ("no bucket", "sso", ...), or "".
+        self.kind = kind
 
 
 class ConfigError(DatakitDataError):

@@ -223,7 +223,7 @@ def _explained(kind: str, facts: dict, settings: Settings, step: str) -> Datakit
     }
     reason = reasons[kind]()
     cls = ConfigError if kind == "profile missing" else SyncError
-    return cls(f"{doing(step, settings)} failed: {reason}", reason=reason)
+    return cls(f"{doing(step, settings)} failed: {reason}", reason=reason, kind=kind)
 
 
 def _last_message(lines: list[str]) -> str:

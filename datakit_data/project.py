@@ -8,11 +8,13 @@ import datetime
 import getpass
 import os
 import string
+import subprocess
 
 from typing import Callable
 
 from . import s3
 from .exceptions import ConfigError, DatakitDataError
+from .failures import shown_endpoint
 from .files import write_json
 from .layout import PROJECT_CONFIG, Layout
 from .masking import mask_secrets, remember
@@ -90,8 +92,7 @@ def initialise(layout: Layout, global_config: dict, options: dict, *, global_pat
         config = project_config(name, global_config, options, placeholders(name))
         if config["s3_bucket"]:
             check_bucket_name(config["s3_bucket"], global_path)
-            if not options.get("existing"):
-                _check_path_is_free(config, global_config, say)
+            _check_path(config, global_config, say, joining=bool(options.get("existing")))
     os.makedirs(layout.data, exist_ok=True)
     if config is not None:
         os.makedirs(os.path.dirname(config_path), exist_ok=True)
@@ -102,25 +103,47 @@ def initialise(layout: Layout, global_config: dict, options: dict, *, global_pat
     added = ensure_gitignore(layout.root)
     if added:
         say(f"Added {' and '.join(added)} to .gitignore.")
+    tracked = tracked_by_git(layout.root)
+    if tracked:
+        say(f"data/ is tracked by git ({tracked} file{'s' if tracked != 1 else ''}), which .gitignore does not "
+            "undo: run `git rm -r --cached data` and commit, so git stops tracking the data (the files stay "
+            "on disk).")
     if config is not None and not config["s3_bucket"]:
         say(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
 
 
-def _check_path_is_free(config: dict, global_config: dict, say: Callable[[str], None]) -> None:
-    """Refuse an s3_path that already holds objects, unless the user joins it."""
+def _check_path(config: dict, global_config: dict, say: Callable[[str], None], joining: bool) -> None:
+    """Refuse a bucket the server says does not exist, and an s3_path that already holds
+    objects unless the user joins it."""
     settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
     try:
         in_use = s3.has_objects(settings)
     except DatakitDataError as err:
+        if err.kind == "no bucket":
+            raise ConfigError(
+                f'Bucket "{settings.bucket}" does not exist on {shown_endpoint(settings)}: check the name '
+                "(--bucket, or s3_bucket in the global config) or create the bucket, then run init again. "
+                "Nothing was written."
+            ) from None
         reason = err.reason or str(err)
         say(f"Could not check whether {mask_secrets(settings.s3_url)} is already in use: "
             f"{reason.rstrip('.')}. Check it before your first push.")
         return
-    if in_use:
+    if in_use and not joining:
         raise ConfigError(
             f"{settings.s3_url} already holds data, perhaps another project with the same name. "
             "Choose another folder with `--path`, or run `datakit data init --existing` to join it."
         )
+
+
+def tracked_by_git(root: str) -> int:
+    """How many files in data/ git tracks (0 when git is missing or this is no git work tree)."""
+    try:
+        listed = subprocess.run(["git", "-C", root, "ls-files", "-z", "--", "data"], capture_output=True,
+                                timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return listed.stdout.count(b"\0") if listed.returncode == 0 else 0
 
 
 def ensure_gitignore(root: str, entries: tuple[str, ...] = GITIGNORE_ENTRIES) -> list[str]:

@@ -1,6 +1,7 @@
 """`datakit data init` in a project folder, as a user runs it."""
 import datetime
 import json
+import subprocess
 
 from helpers import BUCKET, assert_clean_error, output
 
@@ -54,7 +55,11 @@ def test_prefix_and_suffix_build_s3_path_once_and_stay_out_of_project_config(pro
     assert "s3_path_prefix" not in config and "s3_path_suffix" not in config
 
 
-def test_placeholders_in_global_values_expand_at_init(project, home):
+def test_placeholders_in_global_values_expand_at_init(project, home, bucket):
+    try:
+        bucket.client.create_bucket(Bucket="team-ana")
+    except bucket.client.exceptions.BucketAlreadyOwnedByYou:
+        pass
     home.write_global_config({
         "s3_bucket": "team-$USERNAME",
         "s3_path_prefix": "projects/$YEAR/$MONTH/$DAY",
@@ -72,11 +77,34 @@ def test_placeholders_in_global_values_expand_at_init(project, home):
         f"projects/{today:%Y}/{today:%m}/{today:%d}/{project.name}/{project.name}-data"
     )
     assert config["s3_bucket"] == "team-ana"
-    # The test server has no such bucket: init says it could not check, and goes on.
-    assert (
-        f"Could not check whether s3://team-ana/{config['s3_path']}/ is already in use: "
-        'bucket "team-ana" does not exist'
-    ) in result.stdout
+    assert "Could not check" not in result.stdout
+
+
+def test_a_bucket_the_server_says_does_not_exist_is_refused_and_nothing_is_written(project, home):
+    for joining in ((), ("--existing",)):
+        result = project.run("data", "init", "--bucket", "no-such-bucket", "--endpoint-url", home.endpoint_url,
+                             *joining)
+
+        text = assert_clean_error(result)
+        assert 'Bucket "no-such-bucket" does not exist on' in text and "Nothing was written." in text
+        assert not project.config_path.exists() and not project.data.exists()
+        assert not (project.root / ".gitignore").exists()
+
+
+def test_init_says_how_to_untrack_data_that_git_tracks(project, home, bucket):
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=project.root, check=True)
+    project.write("old.csv", "tracked before datakit")
+    subprocess.run([*git, "add", "data"], cwd=project.root, check=True)
+    subprocess.run([*git, "commit", "-qm", "data in git"], cwd=project.root, check=True)
+
+    result = project.run("data", "init", "--bucket", BUCKET, "--endpoint-url", home.endpoint_url)
+
+    assert result.returncode == 0, output(result)
+    assert "data/ is tracked by git (1 file)" in result.stdout and "`git rm -r --cached data`" in result.stdout
+    subprocess.run(["git", "rm", "-rq", "--cached", "data"], cwd=project.root, check=True)
+    again = project.run("data", "init")
+    assert "tracked by git" not in again.stdout
 
 
 def test_options_set_bucket_profile_path_and_endpoint_without_prompting(project, home):
