@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 
+from cliff._argparse import SmartHelpFormatter
 from cliff.command import Command
 
 from . import project, pull, push, safesync, scan, versions
@@ -45,6 +46,18 @@ def _file_problem(err: OSError) -> DatakitDataError:
     )
 
 
+class _Help(SmartHelpFormatter):
+    """--help with the description's paragraphs and the examples laid out as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = text.split("\n\n")
+        return "\n\n".join(
+            paragraph if "\n" in paragraph
+            else super(_Help, self)._fill_text(paragraph, width, indent)
+            for paragraph in paragraphs
+        )
+
+
 def _stdout_to_nowhere(stream) -> None:
     """Point standard output at the null device, so that nothing written later (the
     interpreter's last flush included) meets the closed pipe again."""
@@ -58,13 +71,27 @@ def _stdout_to_nowhere(stream) -> None:
 class _Command(ConfigMixin, Command):
     """What every `datakit data` command shares: the configs, output, exit codes."""
 
+    #: Lines of examples for --help: (what to type, what it does).
+    examples: tuple[tuple[str, str], ...] = ()
+    #: More about the command for --help, after its one-line description.
+    about = ""
+
+    def get_description(self) -> str:
+        first = super().get_description()
+        return f"{first}\n\n{self.about}" if self.about else first
+
     def get_epilog(self) -> str:
         # cliff finds a plugin's name by scanning every installed distribution
         # (importlib.metadata.packages_distributions: 0.15-0.2 s on every run); we know it.
-        return f"This command is provided by the {PLUGIN_SLUG} plugin."
+        lines = []
+        if self.examples:
+            width = max(len(typed) for typed, _ in self.examples) + 2
+            lines = ["examples:", *(f"  {typed:<{width}}{what}" for typed, what in self.examples), ""]
+        return "\n".join([*lines, f"This command is provided by the {PLUGIN_SLUG} plugin."])
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
+        parser.formatter_class = _Help
         # argparse prints its usage and exits 2, the code the docs keep for skipped files.
         parser.error = self._parser_error  # type: ignore[method-assign]
         return parser
@@ -142,6 +169,12 @@ class _Command(ConfigMixin, Command):
 class Init(_Command):
     """Set up this folder as a project: data/, config/datakit-data.json and .gitignore."""
 
+    examples = (
+        ("datakit data init", "a new project here, on the bucket of your global config"),
+        ("datakit data init --bucket newsroom-data", "a new project on that bucket"),
+        ("datakit data init --existing", "join a project a colleague already pushed (a fresh clone)"),
+    )
+
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.description = (
@@ -196,10 +229,10 @@ class _Sync(_Command):
             nargs="*",
             metavar="FLAG|PATH",
             help=(
-                "boolean options of `aws s3 sync`, written without dashes "
-                f"(e.g. `datakit data {self.direction} delete dryrun`). Accepted: {accepted_list()}. "
-                f"A word starting with data/ limits the {self.direction} to that file or folder "
-                f"(e.g. `datakit data {self.direction} data/raw/`)."
+                "flag words, written without dashes, and paths. Flag words (the boolean options of "
+                f"`aws s3 sync`, and datakit's own force): {accepted_list()}. Paths (files and folders "
+                f"inside data/, several at once) limit the {self.direction} to them; from a subfolder of "
+                "the project they are read from there."
             ),
         )
         return parser
@@ -240,7 +273,20 @@ def _path_only(words: list[str], command: str, options: str, example: str, here:
 
 
 class Push(_Sync):
-    """Push data/ to S3 (aws s3 sync data/ s3://s3_bucket/s3_path/)."""
+    """Send your changes in data/ to S3, for colleagues to pull."""
+
+    about = (
+        "Only what changed since your last push or pull is sent. A file that a colleague changed on S3 "
+        "since then is a conflict: it is left as it is on both sides and named (`datakit data status` "
+        "shows who pushed it and when). Nothing on S3 is deleted unless you add the word delete."
+    )
+    examples = (
+        ("datakit data push", "send every change in data/"),
+        ("datakit data push dryrun", "show what would be sent, send nothing"),
+        ("datakit data push data/clean/ data/raw/*.csv", "only these folders and files"),
+        ("datakit data push delete", "also delete on S3 what you deleted in data/"),
+        ("datakit data push force data/x.csv", "a conflict: make your version the one on S3"),
+    )
 
     direction = "push"
     run_class = push.Push
@@ -254,7 +300,21 @@ class Push(_Sync):
 
 
 class Pull(_Sync):
-    """Pull s3://s3_bucket/s3_path/ into data/ (aws s3 sync, the reverse of push)."""
+    """Bring colleagues' changes on S3 into data/."""
+
+    about = (
+        "Only what changed on S3 since your last push or pull is downloaded. A file you changed here "
+        "is never replaced without a word: when S3 changed it too, it is a conflict, named and left as "
+        "it is. Nothing in data/ is deleted unless you add the word delete."
+    )
+    examples = (
+        ("datakit data pull", "bring every change on S3 into data/"),
+        ("datakit data pull dryrun", "show what would come, change nothing"),
+        ("datakit data pull data/raw/", "only that folder"),
+        ("datakit data pull delete", "also delete in data/ what was deleted on S3"),
+        ("datakit data pull force data/x.csv", "a conflict: take S3's version (yours is kept aside)"),
+        ("datakit data pull --as-of 2026-11-14", "data/ as it was on S3 at the end of that day"),
+    )
 
     direction = "pull"
     run_class = pull.Pull
@@ -275,6 +335,11 @@ class Pull(_Sync):
 
 class History(_Command):
     """List the versions of a file, or of every file under a folder, on a bucket that keeps them."""
+
+    examples = (
+        ("datakit data history data/clean/results.csv", "who pushed each version, and when"),
+        ("datakit data pull --as-of VERSION data/clean/results.csv", "bring one of them back"),
+    )
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
@@ -304,6 +369,12 @@ class History(_Command):
 class Status(_Command):
     """Show what push and pull would do (new, changed, deleted, conflicts), changing nothing."""
 
+    examples = (
+        ("datakit data status", "what differs between data/ and S3"),
+        ("datakit data status data/raw/", "only that folder"),
+        ("datakit data status --all", "every file, not rolled up by folder"),
+    )
+
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
@@ -323,3 +394,33 @@ class Status(_Command):
         else:
             for line in status_lines(report, every_file=parsed_args.all):
                 self.out(line)
+
+
+class Data(_Command):
+    """Keep a project's data/ folder on S3, and share it with colleagues."""
+
+    #: The commands, as `datakit data` lists them.
+    COMMANDS = (
+        ("init", Init), ("push", Push), ("pull", Pull), ("status", Status), ("history", History),
+    )
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("word", nargs="*", help=argparse.SUPPRESS)
+        return parser
+
+    def get_epilog(self) -> str:
+        width = max(len(name) for name, _ in self.COMMANDS) + 2
+        listed = "\n".join(f"  datakit data {name:<{width}}{cls.__doc__.splitlines()[0]}"
+                           for name, cls in self.COMMANDS)
+        return (f"commands:\n{listed}\n\n`datakit data COMMAND --help` tells more about each, with examples.\n"
+                f"This command is provided by the {PLUGIN_SLUG} plugin.")
+
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
+        if parsed_args.word:
+            names = ", ".join(name for name, _ in self.COMMANDS)
+            raise FlagError(f'"{printable(parsed_args.word[0])}" is not a datakit data command. '
+                            f"The commands: {names} (`datakit data` lists them).")
+        self.out(self.get_description())
+        self.out("")
+        self.out(self.get_epilog())

@@ -183,3 +183,25 @@ def test_each_credential_failure_is_one_line_that_says_what_to_do(project, home,
         assert text.count("\n") == 1, text
         assert says in text, text
     assert bucket.objects(project.name) == {}
+
+
+def test_datakit_data_alone_lists_the_commands_and_each_help_speaks_to_the_user(tmp_path, home):
+    def run(*args):
+        return subprocess.run([DATAKIT, *args], cwd=tmp_path, env=home.env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60)
+
+    alone = ok(run("data"))
+    for name in ("init", "push", "pull", "status", "history"):
+        assert f"datakit data {name} " in alone.stdout
+    assert "Send your changes in data/ to S3" in alone.stdout
+    assert "Send your changes in data/ to S3" in ok(run("data", "--help")).stdout
+
+    push = ok(run("data", "push", "--help")).stdout
+    assert "aws s3 sync data/" not in push  # what it does for the user, not how
+    for says in ("conflict", "force", "delete", "datakit data push data/clean/ data/raw/*.csv", "examples:"):
+        assert says in push, says
+    pull = ok(run("data", "pull", "--help")).stdout
+    assert "examples:" in pull and "--as-of" in pull and "conflict" in pull
+
+    text = assert_clean_error(run("data", "pussh"))
+    assert '"pussh" is not a datakit data command' in text and text.count("\n") == 1
