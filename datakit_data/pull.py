@@ -10,12 +10,15 @@ AWS CLI cannot sync versions).
 """
 import logging
 import os
+import shutil
 import threading
 from typing import Iterable
 
 from . import aws_cli, files, names, s3, versions
+from .exceptions import SyncError
 from .masking import mask_secrets
 from .plan import Local
+from .report import human_bytes
 from .safesync import Run
 from .threads import in_daemon_threads
 from .scan import Scan, path_max
@@ -25,6 +28,20 @@ log = logging.getLogger(__name__)
 CHANGED_MEANWHILE = "changed locally while the pull ran; left as it is"
 TORN = "it changed on S3 while it was downloaded (its parts came from two versions); pull again"
 CASE_CLASH = "its name is another object's when case is ignored, as here; rename one of them on S3"
+
+
+#: Room a pull leaves free beyond its downloads: the disk is never filled to the last byte.
+SPARE_BYTES = 64 * 1024 * 1024
+
+
+def space_problem(needed: int, free: int) -> str | None:
+    """Why downloads of ``needed`` bytes do not fit in ``free`` bytes (with room to
+    spare), or None. Downloads land in the staging folder before replacing anything, so
+    the files they replace free nothing in time."""
+    if needed + SPARE_BYTES <= free:
+        return None
+    return (f"Not enough disk space for this pull: it downloads {human_bytes(needed)} and the disk "
+            f"of data/ has {human_bytes(free)} free.")
 
 
 class Pull(Run):
@@ -52,6 +69,15 @@ class Pull(Run):
 
     def carry_out(self) -> None:
         outcome, record = self.outcome, self.record
+        if outcome.plan.transfer:
+            # Downloads land in the staging folder, then move into data/ (a copy when data/
+            # is another disk): each disk must hold them.
+            needed = outcome.plan.transfer_bytes(outcome.local, outcome.remote)
+            problem = next(filter(None, (space_problem(needed, shutil.disk_usage(folder).free)
+                                         for folder in {self.staging or self.layout.data, self.layout.data})), None)
+            if problem:
+                raise SyncError(f"{problem} Free some space, or pull a part at a time "
+                                "(e.g. `datakit data pull data/raw/`). Nothing was changed.")
         try:
             into_data = names.Inside(self.layout.data)
             for path in outcome.plan.delete:

@@ -4,6 +4,7 @@ Each test runs the real `datakit` against the session's S3 server and asserts wh
 user sees: the message, the exit code, the files on disk and the objects in the bucket.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -205,3 +206,38 @@ def test_datakit_data_alone_lists_the_commands_and_each_help_speaks_to_the_user(
 
     text = assert_clean_error(run("data", "pussh"))
     assert '"pussh" is not a datakit data command' in text and text.count("\n") == 1
+
+
+def test_space_problem_counts_the_downloads_and_room_to_spare():
+    from datakit_data.pull import SPARE_BYTES, space_problem
+
+    assert space_problem(10 * 2**20, 10 * 2**20 + SPARE_BYTES) is None
+    said = space_problem(3 * 2**30, 2**30)
+    assert said == ("Not enough disk space for this pull: it downloads 3.0 GiB and the disk of data/ "
+                    "has 1.0 GiB free.")
+
+
+def test_a_pull_that_would_not_fit_on_the_disk_says_so_before_starting(project, colleague, bucket, tmp_path):
+    """The colleague's project on a small disk of its own (a tmpfs in a user namespace)."""
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare here to give a folder a small disk of its own")
+    project.configure()
+    project.write("big.bin", os.urandom(2 * 2**20))
+    ok(project.run("data", "push"))
+    colleague.configure(s3_path=project.name)
+    config = colleague.config_path.read_bytes()
+    shutil.rmtree(colleague.root)
+    colleague.root.mkdir()
+    (tmp_path / "config.json").write_bytes(config)
+    script = (f'mount -t tmpfs -o size=16m tmpfs "$1" || exit 99; mkdir -p "$1/config" "$1/data" && '
+              f'cp "$2" "$1/config/datakit-data.json" && cd "$1" && "$3" data pull; echo "exit=$?"; ls -A "$1/data"')
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
+                           str(colleague.root), str(tmp_path / "config.json"), DATAKIT],
+                          env=colleague.home.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120)
+    if done.returncode == 99 or "exit=" not in done.stdout:
+        pytest.skip(f"no user namespaces here to mount a small disk: {done.stderr.strip()[:200]}")
+    assert "exit=1" in done.stdout, output(done)
+    assert "Not enough disk space for this pull: it downloads 2.0 MiB" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stdout.strip().endswith("exit=1")  # nothing in data/
