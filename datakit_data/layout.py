@@ -8,6 +8,8 @@
         record.json                   the sync record
         conditions.json               what each store proved of each kind of condition
         engine.json                   whether DATAKIT_DATA_AWS's CLI loads datakit's plugin
+        notices.json                  the paragraphs said once per project (a bucket without versions)
+        rolled-back.json              files `pull --as-of` brought back to an older version
         uploads.jsonl                 multipart uploads left on S3, for the next push to continue
         logs/                         the transfer logs of the last runs
         push-<pid>/, pull-<pid>/      staging folders of running transfers
@@ -59,6 +61,14 @@ class Layout:
     @property
     def engine(self) -> str:
         return os.path.join(self.state, "engine.json")
+
+    @property
+    def rolled_back(self) -> str:
+        return os.path.join(self.state, "rolled-back.json")
+
+    @property
+    def notices(self) -> str:
+        return os.path.join(self.state, "notices.json")
 
     def staging(self, direction: str, pid: int | None = None) -> str:
         """The staging folder of a push or pull run (this process's by default)."""

@@ -151,7 +151,8 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
             elif not in_target:
                 plan.kept[path] = f"deleted {there} since the last sync; not restored"
             elif not in_source:
-                plan.kept[path] = f"only {there}, never synced; kept"
+                plan.kept[path] = ("on S3 only, new there: pull to get it" if direction == "push"
+                                   else "here only, not pushed yet: push to share it")
             else:
                 plan.kept[path] = f"changed {there} since the last sync; not overwritten"
             continue

@@ -14,7 +14,7 @@ import shutil
 import threading
 from typing import Iterable
 
-from . import aws_cli, files, names, s3, versions
+from . import aws_cli, files, names, s3, safesync, versions
 from .exceptions import SyncError
 from .masking import mask_secrets
 from .plan import Local
@@ -106,6 +106,22 @@ class Pull(Run):
                 self.done.add(path)
             record.stamp("pull")
             record.save()
+            self._remember_rollbacks()
+
+    def _remember_rollbacks(self) -> None:
+        """Note the files an --as-of pull brought back (so push can name them); forget
+        those any pull since has replaced."""
+        before = safesync.rollbacks(self.layout)
+        rolled = dict(before)
+        if self.as_of is not None:
+            rolled.update({path: self.record.files[path].etag for path in self.received if path in self.record.files})
+        kept = {path: etag for path, etag in rolled.items()
+                if path in self.record.files and self.record.files[path].etag == etag}
+        if kept != before:
+            try:
+                files.write_json(self.layout.rolled_back, kept, indent=None)
+            except OSError as err:
+                log.debug("Could not write %s: %s", self.layout.rolled_back, err)
 
     def _remove(self, path: str, into_data: names.Inside) -> bool:
         """Delete a local file S3 no longer has, unless it changed since the scan."""
@@ -164,9 +180,10 @@ class Pull(Run):
         os.makedirs(os.path.join(stage, root), exist_ok=True)
         args = aws_cli.download_args(self.settings, self.flags.cli + filters, root=runs_from)
         log.log(self.debug_level, "Running: %s", aws_cli.describe(args))
-        url = mask_secrets(self.settings.s3_url)
-        shown = self.progress({path: outcome.remote[path].size for path in wanted},
-                              lambda path: f"download: {url}{names.printable(path)} to data/{names.printable(path)}")
+        shown = self.progress({path: outcome.remote[path].size for path in wanted}, self._download_line)
+        # A small pull's "download:" lines are said as each file lands in data/, not when
+        # the AWS CLI has it in the staging folder: a move can still fail (a read-only folder).
+        self.lines_on_arrival, shown.per_file = shown.per_file, False
         finished = False
         try:
             self.cli.run(args, self.settings, "pull", events=os.path.join(self.staging, "events.jsonl"),
@@ -174,6 +191,10 @@ class Pull(Run):
             finished = True
         finally:
             self._receive(wanted, finished)
+
+    def _download_line(self, path: str) -> str:
+        shown = names.printable(path)
+        return f"download: {mask_secrets(self.settings.s3_url)}{shown} to data/{shown}"
 
     def _receive(self, paths: list[str], finished: bool) -> None:
         """Move whole downloads from the staging folder into data/, if data/ still holds
@@ -196,6 +217,8 @@ class Pull(Run):
                 target = into_data.prepared(path)
                 if files.move_into(staged, target, outcome.local.get(path)):
                     self.received.append(path)
+                    if self.lines_on_arrival:
+                        self.say(self._download_line(path))
                 else:
                     self.conflict(path, CHANGED_MEANWHILE)
             except (names.UnsafePath, OSError) as err:

@@ -87,7 +87,7 @@ def summary(outcome: Outcome) -> str:
         moved, size, deleted = outcome.sent, outcome.sent_bytes, outcome.deleted
     parts = [
         f"{moved} file(s) {verb} ({human_bytes(size)})",
-        f"{deleted} deleted",
+        f"{deleted} would be deleted" if outcome.dryrun else f"{deleted} deleted",
         f"{plan.unchanged} unchanged",
         f"{len(plan.conflicts)} conflict(s)",
     ]

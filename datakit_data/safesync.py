@@ -9,6 +9,8 @@ hold what each direction does with them. ``status`` asks both plans at once and
 changes nothing.
 """
 import contextlib
+import datetime
+import json
 import logging
 import os
 import shutil
@@ -19,7 +21,8 @@ from typing import Callable, Iterator, Mapping
 from . import awsconfig, conditions, progress, report, s3, uploads, versions
 from .engine import cli as engine_cli
 from .flags import Flags
-from .layout import Layout
+from .files import write_json
+from .layout import Layout, read_state_file
 from .masking import mask_secrets
 from .names import printable
 from .plan import make_plan
@@ -56,6 +59,7 @@ class Run:
         self.record: SyncRecord | None = None
         self.outcome: Outcome | None = None
         self.staging: str | None = None  # set while a transfer is prepared
+        self.lines_on_arrival = False  # a pull says each small run's file as it lands in data/
         self.cli: engine_cli.Engine | None = None
         self.cli_concurrency: tuple[int, bool] | None = None  # what the AWS CLI is told
         self.done: set[str] = set()  # paths transferred or deleted, and verified
@@ -77,14 +81,15 @@ class Run:
         if self.phased:
             progress.clear()
         self.say(report.summary(outcome))
-        if written and not self._quiet and not (self.shown and self.shown.per_file):
+        if written and not self._quiet and not (self.shown and (self.shown.per_file or self.lines_on_arrival)):
             self.say(f"Every file's line: {os.path.relpath(written, self.layout.root)}")
         # Asked only now, and only when it matters: beside the transfer it would be one
         # more connection than max_concurrent_requests allows.
-        if not outcome.dryrun and self._overwrote() and s3.versioning(self.settings) in ("", "Suspended"):
-            what = "pushed over or deleted on S3" if self.direction == "push" else "replaced or deleted in data/"
-            log.warning("Bucket %s keeps no versions: what this %s %s cannot be undone. %s",
-                        self.settings.bucket, self.direction, what, versions.unversioned_hint(self.settings))
+        if (not outcome.dryrun and self._overwrote() and s3.versioning(self.settings) in ("", "Suspended")
+                and first_notice(self.layout, f"unversioned {self.settings.s3_url}")):
+            log.warning("Bucket %s keeps no versions: what a push or pull overwrites or deletes cannot be undone "
+                        "(said once for this project; `datakit data status` says it each time). %s",
+                        self.settings.bucket, versions.unversioned_hint(self.settings))
         report.raise_if_incomplete(outcome, mask_secrets(self.settings.s3_url))
         return outcome
 
@@ -206,6 +211,8 @@ class Run:
             as_recorded=scan.as_recorded(record), unreadable=scan.left_alone,
         )
         pushing = self.direction == "push"
+        if pushing:
+            name_rollbacks(self.layout, plan, record.files)
         # Files pull cannot read locally are kept by the plan; objects push cannot
         # pull back are no concern of push.
         outcome = self.outcome = Outcome(
@@ -246,6 +253,55 @@ class Run:
         return outcome.deleted > 0 or (outcome.sent > 0 and any(path in before for path in outcome.plan.transfer))
 
 
+#: What push says of a file brought back by `pull --as-of` while S3 holds a newer version.
+ROLLED_BACK = "rolled back with pull --as-of; S3 holds a newer version. `datakit data push force data/{path}` makes yours the latest"
+#: The largest rolled-back.json read (a path and an ETag per file rolled back).
+ROLLBACKS_LIMIT = 64 * 1024 * 1024
+
+
+def rollbacks(layout: Layout) -> dict[str, str]:
+    """{path: the ETag of the older version `pull --as-of` brought back}."""
+    try:
+        found = json.loads(read_state_file(layout.rolled_back, ROLLBACKS_LIMIT) or b"{}")
+    except ValueError:
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} \
+        if isinstance(found, dict) else {}
+
+
+def name_rollbacks(layout: Layout, plan, recorded: Mapping) -> None:
+    """A push keeps a file S3 changed since the last sync; when that sync was a
+    `pull --as-of` of an older version, say so, and how to make it the latest."""
+    if not plan.kept:
+        return
+    rolled = rollbacks(layout)
+    if not rolled:
+        return
+    for path in plan.kept:
+        base = recorded.get(path)
+        if base is not None and rolled.get(path) == base.etag:
+            plan.kept[path] = ROLLED_BACK.format(path=printable(path))
+
+
+def first_notice(layout: Layout, key: str) -> bool:
+    """Is this the first time this project is told ``key``? (Then it is remembered.)"""
+    try:
+        told = json.loads(read_state_file(layout.notices, 64 * 1024) or b"{}")
+    except ValueError:
+        told = {}
+    if not isinstance(told, dict):
+        told = {}
+    if key in told:
+        return False
+    told[key] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        os.makedirs(layout.state, exist_ok=True)
+        write_json(layout.notices, told)
+    except OSError:
+        pass  # told again next time
+    return True
+
+
 def status(layout: Layout, settings: Settings, selection: Selection = Selection()) -> dict:
     """What a push and a pull would do now, without changing anything."""
     scan = gather(layout, settings, selection)
@@ -257,6 +313,7 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
              "unreadable": scan.left_alone}
     push_plan = make_plan("push", local, remote, recorded, **asked)
     pull_plan = make_plan("pull", local, remote, recorded, **asked)
+    name_rollbacks(layout, push_plan, recorded)
 
     def side(plan, target: Mapping, source: Mapping) -> dict:
         # Sets to look in: 30,000 new files asked of a list took 18-26 s.

@@ -3,6 +3,7 @@
 Each test runs the real `datakit` against the session's S3 server and asserts what the
 user sees: the message, the exit code, the files on disk and the objects in the bucket.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from helpers import DATAKIT, assert_clean_error, ok, output
+from helpers import DATAKIT, VERSIONED, assert_clean_error, ok, output
 
 
 @pytest.mark.parametrize("typed, meant", [
@@ -241,3 +242,69 @@ def test_a_pull_that_would_not_fit_on_the_disk_says_so_before_starting(project, 
     assert "Not enough disk space for this pull: it downloads 2.0 MiB" in done.stderr, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stdout.strip().endswith("exit=1")  # nothing in data/
+
+
+def test_words_a_colleagues_new_file_a_dryrun_and_the_unversioned_notice_once(project, colleague, bucket):
+    project.configure()
+    project.write("a.csv", "a1")
+    ok(project.run("data", "push"))
+    colleague.configure(s3_path=project.name)
+    colleague.write("theirs.csv", "t")
+    ok(colleague.run("data", "push"))
+
+    pushed = ok(project.run("data", "push"))
+    assert "kept: data/theirs.csv (on S3 only, new there: pull to get it)" in pushed.stderr
+
+    (project.data / "a.csv").unlink()
+    dry = ok(project.run("data", "push", "delete", "dryrun"))
+    assert "1 would be deleted" in dry.stdout and "1 deleted" not in dry.stdout
+
+    # The test bucket keeps no versions: said after the first run that overwrites, then not again.
+    project.write("a.csv", "a2")
+    first = ok(project.run("data", "push"))
+    assert "keeps no versions" in first.stderr and "said once for this project" in first.stderr
+    project.write("a.csv", "a3")
+    second = ok(project.run("data", "push"))
+    assert "keeps no versions" not in second.stderr
+    assert "versions: not kept" in ok(project.run("data", "status")).stdout
+
+
+def test_a_download_line_comes_only_for_a_file_that_landed_in_data(project, colleague, bucket):
+    project.configure()
+    project.write("blocked/x.csv", "x")
+    project.write("open.csv", "o")
+    ok(project.run("data", "push"))
+    colleague.configure(s3_path=project.name)
+    # A file where the folder should be: the download arrives, and cannot be moved into data/
+    # (as in a read-only folder, which root could still write to).
+    colleague.write("blocked", "a file of mine, not a folder")
+
+    pulled = colleague.run("data", "pull")
+
+    assert_clean_error(pulled, 2)
+    assert "download: " in pulled.stdout and "open.csv to data/open.csv" in pulled.stdout
+    assert "blocked/x.csv" not in pulled.stdout
+    assert "data/blocked/x.csv" in pulled.stderr
+    assert colleague.files() == {"blocked": b"a file of mine, not a folder", "open.csv": b"o"}
+
+
+def test_push_after_a_rollback_names_it_and_says_how_to_make_it_the_latest(project, versioned):
+    project.configure(s3_bucket=VERSIONED)
+    project.write("story.csv", "v1\n")
+    ok(project.run("data", "push"))
+    project.write("story.csv", "v2, longer\n")
+    ok(project.run("data", "push"))
+    first = json.loads(ok(project.run("data", "history", "--json", "data/story.csv")).stdout)["versions"][-1]
+    ok(project.run("data", "pull", "--as-of", first["version_id"], "data/story.csv"))
+    assert project.files() == {"story.csv": b"v1\n"}
+
+    pushed = ok(project.run("data", "push"))
+
+    assert "kept: data/story.csv (rolled back with pull --as-of; S3 holds a newer version. " \
+           "`datakit data push force data/story.csv` makes yours the latest)" in pushed.stderr
+    assert "changed on S3" not in pushed.stderr
+    ok(project.run("data", "push", "force", "data/story.csv"))
+    assert versioned.objects(project.name) == {"story.csv": b"v1\n"}
+    # A later ordinary pull forgets the rollback.
+    ok(project.run("data", "pull"))
+    assert "rolled back" not in ok(project.run("data", "status")).stdout

@@ -164,7 +164,7 @@ def test_pull_dryrun_and_pull_delete_dryrun_change_nothing(pair, bucket):
         assert f"(dryrun) download: {url}shared.csv to data/shared.csv" in result.stdout
     assert "(dryrun) delete" not in plain.stdout
     assert "(dryrun) delete: data/gone.csv" in with_delete.stdout
-    assert "Pull (dryrun): 2 file(s) would be received (14 B), 1 deleted" in with_delete.stdout
+    assert "Pull (dryrun): 2 file(s) would be received (14 B), 1 would be deleted" in with_delete.stdout
 
 
 # deleted on one side, changed on the other ---------------------------------

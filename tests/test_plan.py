@@ -45,7 +45,7 @@ def test_identical_content_is_a_baseline_not_a_conflict():
 
 def test_objects_never_synced_are_kept_by_delete():
     plan = make_plan("push", {}, {"theirs": Remote(1, "x")}, {}, delete=True)
-    assert plan.kept == {"theirs": "only on S3, never synced; kept"} and not plan.delete
+    assert plan.kept == {"theirs": "on S3 only, new there: pull to get it"} and not plan.delete
 
 
 def test_a_moved_time_with_recorded_content_is_unchanged_and_refreshed():

@@ -83,7 +83,7 @@ def test_push_delete_keeps_a_file_the_other_side_added(pair, bucket):
 
     remote = bucket.objects(a.name)
     assert "added-by-b.csv" in remote and "to-delete.csv" not in remote  # real deletions propagate
-    assert "kept: data/added-by-b.csv (only on S3, never synced; kept)" in result.stderr
+    assert "kept: data/added-by-b.csv (on S3 only, new there: pull to get it)" in result.stderr
     assert "1 deleted" in result.stdout
 
 
@@ -99,7 +99,7 @@ def test_pull_delete_keeps_a_local_file_never_pushed(pair, bucket):
     result = ok(b.run("data", "pull", "delete"))
 
     assert set(b.files()) == {"shared.csv", "b-draft.csv"}
-    assert "kept: data/b-draft.csv (only locally, never synced; kept)" in result.stderr
+    assert "kept: data/b-draft.csv (here only, not pushed yet: push to share it)" in result.stderr
 
 
 def test_without_a_record_identical_files_are_the_baseline_and_differences_conflict(project, colleague, bucket):
@@ -451,7 +451,7 @@ def test_status_of_30000_new_files_is_rolled_up_by_folder_and_lists_each_with_al
     assert "  new: data/ (1 file, 2 B)" in text
     assert "  new: data/clean/ (9,999 files, 97.6 KiB)" in text
     assert "  new: data/raw/ (20,000 files, 195.3 KiB)" in text
-    assert "  kept: data/raw/ (20,000 files: only locally, never synced; kept)" in text  # by the pull
+    assert "  kept: data/raw/ (20,000 files: here only, not pushed yet: push to share it)" in text  # by the pull
     assert "(60,000 file lines rolled up by folder: `datakit data status --all` lists each one" in text
     assert len(text.splitlines()) < 25
     assert "  new: data/raw/19999.csv" in every and len(every.splitlines()) > 30_000
