@@ -42,7 +42,7 @@ def test_push_and_pull_help_explain_flag_words(project):
         assert result.returncode == 0
         text = " ".join(result.stdout.split())
         assert "without dashes" in text and "delete" in text and "dryrun" in text
-        assert f"datakit data {command} delete dryrun" in text
+        assert f"datakit data {command} dryrun" in text and f"datakit data {command} delete" in text
 
 
 def test_init_help_names_its_options(project):
