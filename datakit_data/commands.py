@@ -13,7 +13,7 @@ import signal
 from cliff._argparse import SmartHelpFormatter
 from cliff.command import Command
 
-from . import project, pull, push, safesync, scan, versions
+from . import compare, project, pull, push, safesync, scan, versions
 from .engine.cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin, find_project
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
@@ -396,12 +396,40 @@ class Status(_Command):
                 self.out(line)
 
 
+class Compare(_Command):
+    """Save S3's version of conflicting files beside yours, and show what differs."""
+
+    about = (
+        "S3's version of each file named (by default, of every conflict) is saved under "
+        ".datakit-data/theirs/data/, which never syncs, and what differs is shown for text files. "
+        "Nothing in data/ or on S3 changes. A later `push force` of such a file goes through only "
+        "while S3 still holds the version saved here."
+    )
+    examples = (
+        ("datakit data compare", "every conflict"),
+        ("datakit data compare data/clean/results.csv", "that file, conflict or not"),
+    )
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("path", nargs="*", metavar="PATH",
+                            help="files or folders inside data/; default: every conflict")
+        return parser
+
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
+        path_words, flags = _path_only(parsed_args.path, "compare", "no option", "data/clean/results.csv", self.here)
+        settings = self.settings(flags)
+        with project_lock(self.layout, "compare"):
+            compare.compare(self.layout, settings, self.selection(path_words, settings), self.out)
+
+
 class Data(_Command):
     """Keep a project's data/ folder on S3, and share it with colleagues."""
 
     #: The commands, as `datakit data` lists them.
     COMMANDS = (
-        ("init", Init), ("push", Push), ("pull", Pull), ("status", Status), ("history", History),
+        ("init", Init), ("push", Push), ("pull", Pull), ("status", Status), ("compare", Compare),
+        ("history", History),
     )
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:

@@ -10,12 +10,18 @@
         engine.json                   whether DATAKIT_DATA_AWS's CLI loads datakit's plugin
         notices.json                  the paragraphs said once per project (a bucket without versions)
         rolled-back.json              files `pull --as-of` brought back to an older version
+        theirs/data/, theirs.json     S3's versions `datakit data compare` saved, and their ETags
+        replaced/<UTC time>/data/     local edits a `pull force` replaced, kept 30 days
         uploads.jsonl                 multipart uploads left on S3, for the next push to continue
         logs/                         the transfer logs of the last runs
         push-<pid>/, pull-<pid>/      staging folders of running transfers
 """
+import calendar
 import os
+import re
+import shutil
 import stat
+import time
 from dataclasses import dataclass
 
 DATA = "data"
@@ -63,6 +69,18 @@ class Layout:
         return os.path.join(self.state, "engine.json")
 
     @property
+    def theirs(self) -> str:
+        return os.path.join(self.state, "theirs")
+
+    @property
+    def theirs_json(self) -> str:
+        return os.path.join(self.state, "theirs.json")
+
+    @property
+    def replaced(self) -> str:
+        return os.path.join(self.state, "replaced")
+
+    @property
     def rolled_back(self) -> str:
         return os.path.join(self.state, "rolled-back.json")
 
@@ -103,3 +121,33 @@ def read_state_file(path: str, limit: int) -> bytes:
         return b""
     finally:
         os.close(fd)
+
+
+#: Days the local edits a `pull force` replaced are kept in .datakit-data/replaced/.
+REPLACED_DAYS = 30
+_STAMP = re.compile(r"\d{8}T\d{6}Z-\d+")
+
+
+def replaced_edits(layout: Layout) -> list[tuple[str, int]]:
+    """(folder name, files in it) of each run's local edits kept in .datakit-data/replaced/."""
+    try:
+        entries = sorted(os.scandir(layout.replaced), key=lambda e: e.name)
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if _STAMP.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            found.append((entry.name, sum(len(names) for _, _, names in os.walk(entry.path))))
+    return found
+
+
+def prune_replaced(layout: Layout) -> None:
+    """Remove the kept local edits older than REPLACED_DAYS (only folders named as we name them)."""
+    cutoff = time.time() - REPLACED_DAYS * 86400
+    for name, _ in replaced_edits(layout):
+        try:
+            made = calendar.timegm(time.strptime(name[:16], "%Y%m%dT%H%M%SZ"))
+        except ValueError:
+            continue
+        if made < cutoff:
+            shutil.rmtree(os.path.join(layout.replaced, name), ignore_errors=True)

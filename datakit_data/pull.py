@@ -12,11 +12,13 @@ import logging
 import os
 import shutil
 import threading
+import time
 from typing import Iterable
 
 from . import aws_cli, files, names, s3, safesync, versions
 from .exceptions import SyncError
 from .masking import mask_secrets
+from .layout import REPLACED_DAYS, prune_replaced
 from .plan import Local
 from .report import human_bytes
 from .safesync import Run
@@ -54,6 +56,8 @@ class Pull(Run):
         self.as_of = as_of  # S3's state at a moment (versioned buckets)
         self.version_ids: dict[str, str] = {}
         self.received: list[str] = []  # moved into data/ whole: recorded
+        self.aside: names.Inside | None = None  # where `force` keeps the local edits it replaces
+        self.kept_aside: list[str] = []
 
     def transfer_args(self) -> list[str]:
         return aws_cli.download_args(self.settings, self.flags.cli, root=self.selection.root)
@@ -69,6 +73,7 @@ class Pull(Run):
 
     def carry_out(self) -> None:
         outcome, record = self.outcome, self.record
+        prune_replaced(self.layout)
         if outcome.plan.transfer:
             # Downloads land in the staging folder, then move into data/ (a copy when data/
             # is another disk): each disk must hold them.
@@ -215,14 +220,45 @@ class Pull(Run):
                 continue
             try:
                 target = into_data.prepared(path)
+                aside = self._keep_aside(path, target)
                 if files.move_into(staged, target, outcome.local.get(path)):
                     self.received.append(path)
                     if self.lines_on_arrival:
                         self.say(self._download_line(path))
                 else:
+                    self._unkeep(aside)
                     self.conflict(path, CHANGED_MEANWHILE)
             except (names.UnsafePath, OSError) as err:
                 outcome.skipped[path] = files.why(err)
+        if self.kept_aside:
+            where = os.path.relpath(self.aside.base, self.layout.root)
+            log.warning("Kept your version of %d file(s) this pull replaced (%s) in %s for %d days: copy one "
+                        "back to data/ to have it again.", len(self.kept_aside),
+                        ", ".join(f"data/{names.printable(p)}" for p in self.kept_aside[:3])
+                        + (" ..." if len(self.kept_aside) > 3 else ""), where, REPLACED_DAYS)
+
+    def _keep_aside(self, path: str, target: str) -> str | None:
+        """Before `force` replaces a local edit (a file not as last synced: its content
+        may be in no version anywhere), link it under .datakit-data/replaced/; its path."""
+        before = self.outcome.local.get(path)
+        recorded = self.record.files.get(path)
+        if not self.flags.force or before is None or (
+                recorded is not None and (recorded.size, recorded.mtime_ns, recorded.ino)
+                == (before.size, before.mtime_ns, before.ino)):
+            return None
+        if self.aside is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+            self.aside = names.Inside(os.path.join(self.layout.replaced, stamp, "data"))
+        kept = self.aside.prepared(path)
+        files.link_or_copy(target, kept)
+        self.kept_aside.append(path)
+        return kept
+
+    def _unkeep(self, aside: str | None) -> None:
+        """The replacement did not happen: the copy kept aside is not needed."""
+        if aside is not None:
+            os.remove(aside)
+            self.kept_aside.pop()
 
     def _as_of(self, scan: Scan) -> None:
         """Make the scan's S3 side the state at --as-of (versions kept by the bucket)."""

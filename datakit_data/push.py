@@ -48,16 +48,14 @@ WORDS = {
     BUSY: ("S3 answered ConditionalRequestConflict (another write to it in flight) to every try and still holds "
            "the version this push planned over; push again in a moment"),
     SOMEONE_ELSES: "S3 holds another version: someone pushed this file while this push ran",
-    RACED: "S3 holds another version: someone pushed data/{path} after this push planned it. Pull, then push again.",
+    RACED: "S3 holds another version: someone pushed data/{path} after this push planned it",
     DELETED_MEANWHILE: ("S3 no longer holds the version this push planned over: someone deleted data/{path} "
-                        "after this push planned it. Pull, then push again."),
-    GONE_AFTER_UPLOAD: ("S3 no longer holds it: someone deleted data/{path} right after this push sent it. "
-                        "`datakit data push force` sends it again."),
+                        "after this push planned it"),
+    GONE_AFTER_UPLOAD: "S3 no longer holds it: someone deleted data/{path} right after this push sent it",
     WRONG_REFUSAL: ("S3 refused its conditional upload yet still holds the version this push planned over: the "
                     "store, or a proxy in front of it, answers conditional writes wrongly; push again"),
 }
-DELETE_RACED = ("S3 holds another version: someone pushed data/{path} after this push planned to delete it. "
-                "Pull, then push again.")
+DELETE_RACED = "S3 holds another version: someone pushed data/{path} after this push planned to delete it"
 #: Verdicts that are conflicts, and those that skip the file (exit 2).
 CONFLICTS = (RACED, DELETED_MEANWHILE, GONE_AFTER_UPLOAD, SOMEONE_ELSES)
 SKIPS = (CHANGED_LOCALLY, SENT_CHANGED, WRONG_REFUSAL, BUSY)

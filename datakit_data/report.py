@@ -113,9 +113,10 @@ def raise_if_incomplete(outcome: Outcome, url: str) -> None:
         first = sorted(conflicts)[0]
         more = f" and {len(conflicts) - 1} more" if len(conflicts) > 1 else ""
         raise SyncError(
-            f"{len(conflicts)} conflict(s) left as they are on both sides (data/{printable(first)}{more}). "
-            f"Keep the version you want: `datakit data {direction} force` makes "
-            f"{'yours' if direction == 'push' else 'the S3 version'} win."
+            f"{len(conflicts)} conflict(s) left as they are on both sides (data/{printable(first)}{more}): "
+            "nothing of anyone's was overwritten. To settle them, `datakit data compare` saves S3's versions "
+            "beside yours; then `datakit data push force PATH` makes yours (or your merge) the latest, or "
+            "`datakit data pull force PATH` takes S3's (yours is kept aside)."
         )
 
 
@@ -182,6 +183,11 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
                   for (folder, why), count in sorted(reasons.items())]
     lines.append(f"conflicts: {len(report['conflicts'])}")
     lines += [f"  data/{show(p)} ({why})" for p, why in sorted(report["conflicts"].items())]
+    if report["conflicts"]:
+        lines.append("  (to settle them: `datakit data compare` saves S3's versions beside yours)")
+    for kept in report.get("replaced", []):
+        lines.append(f"your edits a `pull force` replaced: {kept['files']} file(s) in {show(kept['folder'])}/ "
+                     "(kept 30 days)")
     lines += [f"skipped: data/{show(p)} ({why})" for p, why in sorted(report["skipped"].items())]
     lines += [f"skipped on S3: {show(p)} ({why})" for p, why in sorted(report["refused"].items())]
     lines.append(f"unchanged: {report['unchanged']}")

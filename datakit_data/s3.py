@@ -693,10 +693,11 @@ def seconds(stamp: str) -> float | None:
         return None
 
 
-def download_version(settings: Settings, path: str, version_id: str, target: str, *,
+def download_version(settings: Settings, path: str, version_id: str | None, target: str, *,
                      stop: threading.Event, etag: str = "") -> None:
     """Write one version of an object to target, a new file; stop between chunks when
-    ``stop`` is set (the partial file is never moved into data/).
+    ``stop`` is set (the partial file is never moved into data/). Without a version id:
+    the current version, which must still be the one with ``etag``.
 
     ``etag`` is the version's ETag as listed: what arrives must be that version (a
     server that ignores the version id sends the current bytes). Its ETag must be the
@@ -705,10 +706,12 @@ def download_version(settings: Settings, path: str, version_id: str, target: str
     """
     exceptions = botocore().exceptions
     try:
-        answer = client(settings).get_object(Bucket=settings.bucket, Key=settings.key_prefix + path,
-                                                       VersionId=version_id)
+        which = {"VersionId": version_id} if version_id else {}
+        answer = client(settings).get_object(Bucket=settings.bucket, Key=settings.key_prefix + path, **which)
         sent_etag = str(answer.get("ETag") or "").strip('"')
-        if answer.get("VersionId") not in (None, version_id) or (etag and sent_etag and sent_etag != etag):
+        if version_id is None and etag and sent_etag != etag:
+            raise SyncError(f"data/{printable(path)} changed on S3 while it was fetched: run the command again.")
+        if (version_id and answer.get("VersionId") not in (None, version_id)) or (etag and sent_etag and sent_etag != etag):
             raise _not_that_version(path, version_id)
         plain_md5 = bool(etag) and _MD5.fullmatch(etag) is not None and not (
             str(answer.get("ServerSideEncryption") or "").startswith("aws:kms") or answer.get("SSECustomerAlgorithm"))
@@ -722,6 +725,8 @@ def download_version(settings: Settings, path: str, version_id: str, target: str
                     digest.update(chunk)
         if plain_md5 and digest.hexdigest() != etag.lower():
             os.unlink(target)
+            if version_id is None:
+                raise SyncError(f"data/{printable(path)} arrived with other bytes than its ETag says: run the command again.")
             raise _not_that_version(path, version_id)
     except (exceptions.BotoCoreError, exceptions.ClientError) as err:
         raise explain_error(err, settings, "pull")

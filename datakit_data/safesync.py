@@ -18,11 +18,11 @@ import tempfile
 import time
 from typing import Callable, Iterator, Mapping
 
-from . import awsconfig, conditions, progress, report, s3, uploads, versions
+from . import awsconfig, compare, conditions, progress, report, s3, uploads, versions
 from .engine import cli as engine_cli
 from .flags import Flags
 from .files import write_json
-from .layout import Layout, read_state_file
+from .layout import STATE, Layout, read_state_file, replaced_edits
 from .masking import mask_secrets
 from .names import printable
 from .plan import make_plan
@@ -77,6 +77,7 @@ class Run:
                     self.carry_out()
                 finally:
                     written = self._transfer_log()
+                    compare.forget(self.layout, self.done)
         outcome.seconds = time.monotonic() - started
         if self.phased:
             progress.clear()
@@ -213,6 +214,9 @@ class Run:
         pushing = self.direction == "push"
         if pushing:
             name_rollbacks(self.layout, plan, record.files)
+            if self.flags.force:
+                compare.held_since_compare(self.layout, plan, scan.remote)
+        name_pushers(self.settings, plan.conflicts, scan.remote)
         # Files pull cannot read locally are kept by the plan; objects push cannot
         # pull back are no concern of push.
         outcome = self.outcome = Outcome(
@@ -283,6 +287,21 @@ def name_rollbacks(layout: Layout, plan, recorded: Mapping) -> None:
             plan.kept[path] = ROLLED_BACK.format(path=printable(path))
 
 
+#: Conflicts whose S3 version is asked who pushed it (a HEAD request each).
+PUSHERS_ASKED = 100
+
+
+def name_pushers(settings: Settings, conflicts: dict[str, str], remote: Mapping) -> None:
+    """Add to each conflict who pushed S3's version and when (the first PUSHERS_ASKED)."""
+    asked = sorted(path for path in conflicts if path in remote)[:PUSHERS_ASKED]
+    names = versions.pushers(settings, [(path, None) for path in asked])
+    for path in asked:
+        who = names.get((path, None))
+        when = versions.when(remote[path].last_modified)
+        conflicts[path] += (f"; S3's version pushed by {who}, {when}" if who
+                            else f"; S3's version from {when}, not pushed by datakit")
+
+
 def first_notice(layout: Layout, key: str) -> bool:
     """Is this the first time this project is told ``key``? (Then it is remembered.)"""
     try:
@@ -314,6 +333,7 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
     push_plan = make_plan("push", local, remote, recorded, **asked)
     pull_plan = make_plan("pull", local, remote, recorded, **asked)
     name_rollbacks(layout, push_plan, recorded)
+    name_pushers(settings, push_plan.conflicts, remote)
 
     def side(plan, target: Mapping, source: Mapping) -> dict:
         # Sets to look in: 30,000 new files asked of a list took 18-26 s.
@@ -337,6 +357,8 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "push": side(push_plan, remote, local),
         "pull": side(pull_plan, local, remote),
         "conflicts": dict(push_plan.conflicts),
+        "replaced": [{"folder": os.path.join(STATE, "replaced", name), "files": count}
+                     for name, count in replaced_edits(layout)],
         "skipped": dict(scan.skipped),
         "refused": dict(scan.refused),
         "unchanged": push_plan.unchanged,

@@ -86,7 +86,7 @@ def history(settings: Settings, under: str = "", exact: str | None = None,
     found = [v for v in listed if (exact is None or v["path"] == exact) and (keep is None or keep(v["path"]))]
     found.sort(key=lambda v: (v["time"], v["latest"], -order[id(v)]), reverse=True)
     shown = found[:limit]
-    names = _pushers(settings, shown)
+    names = pushers(settings, [(v["path"], v["version_id"]) for v in shown if not v["deleted"]])
     return [Version(**v, pushed_by=names.get((v["path"], v["version_id"]), "")) for v in shown], len(found)
 
 
@@ -102,12 +102,22 @@ def _require_versions(settings: Settings, why: str) -> None:
         )
 
 
-def _pushers(settings: Settings, versions: list[dict]) -> dict:
-    """{(path, version id): who pushed it} from each version's metadata (HEAD requests, in parallel)."""
-    wanted = [(v["path"], v["version_id"]) for v in versions if not v["deleted"]]
-    with concurrent.futures.ThreadPoolExecutor(s3.workers(settings)) as pool:
+def pushers(settings: Settings, wanted: list[tuple[str, str | None]]) -> dict:
+    """{(path, version id): who pushed it} from each version's metadata (HEAD requests, in
+    parallel); a version id of None: the current version."""
+    if not wanted:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(min(s3.workers(settings), len(wanted))) as pool:
         found = pool.map(lambda pv: s3.object_metadata(settings, *pv).get(PUSHED_BY, ""), wanted)
         return {pv: urllib.parse.unquote(name) for pv, name in zip(wanted, found)}
+
+
+def when(stamp: str) -> str:
+    """An object's time as S3 sent it, for people: "2026-12-05 10:02 UTC"."""
+    moment = s3.seconds(stamp) if stamp else None
+    if moment is None:
+        return "at a time S3 does not say"
+    return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @dataclass(frozen=True)

@@ -308,3 +308,69 @@ def test_push_after_a_rollback_names_it_and_says_how_to_make_it_the_latest(proje
     # A later ordinary pull forgets the rollback.
     ok(project.run("data", "pull"))
     assert "rolled back" not in ok(project.run("data", "status")).stdout
+
+
+def _conflict(project, colleague):
+    """a.csv pushed by the project, then changed by the colleague (ana, pushed) and here."""
+    project.configure()
+    project.write("a.csv", "1\n2\n3\n")
+    project.write("b.csv", "b\n")
+    ok(project.run("data", "push"))
+    colleague.configure(s3_path=project.name)
+    ok(colleague.run("data", "pull"))
+    colleague.write("a.csv", "1\n2 theirs\n3\n")
+    ok(colleague.run("data", "push", env={"USER": "ana", "LOGNAME": "ana"}))
+    project.write("a.csv", "1\n2 mine\n3\n")
+
+
+def test_a_conflict_names_who_pushed_and_compare_puts_theirs_beside_yours(project, colleague, bucket):
+    _conflict(project, colleague)
+
+    pushed = project.run("data", "push")
+
+    text = assert_clean_error(pushed)
+    assert "conflict: data/a.csv (changed on both sides; S3's version pushed by ana, " in pushed.stderr
+    # One instruction, the same wherever the conflict was found.
+    assert "`datakit data compare`" in text and "Pull, then push again" not in text
+    status = ok(project.run("data", "status")).stdout
+    assert "S3's version pushed by ana" in status and "datakit data compare" in status
+
+    compared = ok(project.run("data", "compare"))
+
+    saved = project.root / ".datakit-data" / "theirs" / "data" / "a.csv"
+    assert saved.read_bytes() == b"1\n2 theirs\n3\n"
+    assert "S3's version of data/a.csv (pushed by ana, " in compared.stdout
+    assert "-2 mine" in compared.stdout and "+2 theirs" in compared.stdout
+    assert project.files()["a.csv"] == b"1\n2 mine\n3\n"
+    assert bucket.objects(project.name)["a.csv"] == b"1\n2 theirs\n3\n"
+
+    # S3 moves on after the compare: push force refuses what nobody has looked at.
+    colleague.write("a.csv", "1\n2 theirs, again\n3\n")
+    ok(colleague.run("data", "push"))
+    refused = project.run("data", "push", "force", "data/a.csv")
+    assert "S3 changed it again after `datakit data compare` saved its version" in assert_clean_error(refused)
+    assert bucket.objects(project.name)["a.csv"] == b"1\n2 theirs, again\n3\n"
+
+    ok(project.run("data", "compare", "data/a.csv"))
+    project.write("a.csv", "1\n2 mine and theirs, again\n3\n")  # merged by hand
+    ok(project.run("data", "push", "force", "data/a.csv"))
+    assert bucket.objects(project.name)["a.csv"] == b"1\n2 mine and theirs, again\n3\n"
+    assert not saved.exists()
+
+
+def test_pull_force_keeps_the_local_edit_it_replaces(project, colleague, bucket):
+    _conflict(project, colleague)
+
+    pulled = ok(project.run("data", "pull", "force"))
+
+    assert project.files() == {"a.csv": b"1\n2 theirs\n3\n", "b.csv": b"b\n"}
+    kept = list((project.root / ".datakit-data" / "replaced").glob("*/data/a.csv"))
+    assert [p.read_bytes() for p in kept] == [b"1\n2 mine\n3\n"]
+    assert "Kept your version of 1 file(s) this pull replaced (data/a.csv) in .datakit-data/replaced/" \
+        in pulled.stderr
+    assert "your edits a `pull force` replaced: 1 file(s)" in ok(project.run("data", "status")).stdout
+    # A file as last synced is in S3's history: nothing to keep aside.
+    colleague.write("b.csv", "b2\n")
+    ok(colleague.run("data", "push"))
+    ok(project.run("data", "pull", "force"))
+    assert len(list((project.root / ".datakit-data" / "replaced").glob("*/data/*"))) == 1
