@@ -55,6 +55,7 @@ class Plan:
     forget: list[str] = field(default_factory=list)
     refresh: list[str] = field(default_factory=list)  # same content, new time: update the record
     restored: list[str] = field(default_factory=list)  # pull: deleted locally, brought back
+    pushed: dict[str, str] = field(default_factory=dict)  # a conflict: who pushed S3's version, and when
 
     def transfer_bytes(self, local: Mapping[str, Local], remote: Mapping[str, Remote]) -> int:
         """Bytes the transfers will move."""

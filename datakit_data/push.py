@@ -51,7 +51,8 @@ WORDS = {
     RACED: "S3 holds another version: someone pushed data/{path} after this push planned it",
     DELETED_MEANWHILE: ("S3 no longer holds the version this push planned over: someone deleted data/{path} "
                         "after this push planned it"),
-    GONE_AFTER_UPLOAD: "S3 no longer holds it: someone deleted data/{path} right after this push sent it",
+    GONE_AFTER_UPLOAD: ("S3 no longer holds it: someone deleted data/{path} right after this push sent it; "
+                        "a push sends it anew"),
     WRONG_REFUSAL: ("S3 refused its conditional upload yet still holds the version this push planned over: the "
                     "store, or a proxy in front of it, answers conditional writes wrongly; push again"),
 }

@@ -52,7 +52,8 @@ def name_conflicts_and_kept(plan: Plan) -> None:
             if i == SHOWN_PER_KIND and title != "conflict":
                 log.warning("%s: ... and %d more (`datakit data status` lists them all)", title, len(entries) - i)
                 break
-            log.warning("%s: data/%s (%s)", title, printable(path), why)
+            who = plan.pushed.get(path) if title == "conflict" else None
+            log.warning("%s: data/%s (%s)%s", title, printable(path), why, f"; {who}" if who else "")
 
 
 def dryrun_lines(plan: Plan, url: str) -> list[str]:
@@ -182,7 +183,9 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
         lines += [f"  kept: data/{show(folder)} ({count:,} file{'s' if count != 1 else ''}: {why})"
                   for (folder, why), count in sorted(reasons.items())]
     lines.append(f"conflicts: {len(report['conflicts'])}")
-    lines += [f"  data/{show(p)} ({why})" for p, why in sorted(report["conflicts"].items())]
+    pushed = report.get("conflicts_pushed", {})
+    lines += [f"  data/{show(p)} ({why})" + (f"; {show(pushed[p])}" if p in pushed else "")
+              for p, why in sorted(report["conflicts"].items())]
     if report["conflicts"]:
         lines.append("  (to settle them: `datakit data compare` saves S3's versions beside yours)")
     for kept in report.get("replaced", []):

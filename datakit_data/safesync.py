@@ -216,7 +216,7 @@ class Run:
             name_rollbacks(self.layout, plan, record.files)
             if self.flags.force:
                 compare.held_since_compare(self.layout, plan, scan.remote)
-        name_pushers(self.settings, plan.conflicts, scan.remote)
+        name_pushers(self.settings, plan, scan.remote)
         # Files pull cannot read locally are kept by the plan; objects push cannot
         # pull back are no concern of push.
         outcome = self.outcome = Outcome(
@@ -291,15 +291,15 @@ def name_rollbacks(layout: Layout, plan, recorded: Mapping) -> None:
 PUSHERS_ASKED = 100
 
 
-def name_pushers(settings: Settings, conflicts: dict[str, str], remote: Mapping) -> None:
-    """Add to each conflict who pushed S3's version and when (the first PUSHERS_ASKED)."""
-    asked = sorted(path for path in conflicts if path in remote)[:PUSHERS_ASKED]
+def name_pushers(settings: Settings, plan, remote: Mapping) -> None:
+    """Who pushed S3's version of each conflict, and when (the first PUSHERS_ASKED)."""
+    asked = sorted(path for path in plan.conflicts if path in remote)[:PUSHERS_ASKED]
     names = versions.pushers(settings, [(path, None) for path in asked])
     for path in asked:
         who = names.get((path, None))
         when = versions.when(remote[path].last_modified)
-        conflicts[path] += (f"; S3's version pushed by {who}, {when}" if who
-                            else f"; S3's version from {when}, not pushed by datakit")
+        plan.pushed[path] = (f"S3's version pushed by {printable(who)}, {when}" if who
+                             else f"S3's version from {when}, not pushed by datakit")
 
 
 def first_notice(layout: Layout, key: str) -> bool:
@@ -333,7 +333,7 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
     push_plan = make_plan("push", local, remote, recorded, **asked)
     pull_plan = make_plan("pull", local, remote, recorded, **asked)
     name_rollbacks(layout, push_plan, recorded)
-    name_pushers(settings, push_plan.conflicts, remote)
+    name_pushers(settings, push_plan, remote)
 
     def side(plan, target: Mapping, source: Mapping) -> dict:
         # Sets to look in: 30,000 new files asked of a list took 18-26 s.
@@ -357,6 +357,7 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "push": side(push_plan, remote, local),
         "pull": side(pull_plan, local, remote),
         "conflicts": dict(push_plan.conflicts),
+        "conflicts_pushed": dict(push_plan.pushed),
         "replaced": [{"folder": os.path.join(STATE, "replaced", name), "files": count}
                      for name, count in replaced_edits(layout)],
         "skipped": dict(scan.skipped),

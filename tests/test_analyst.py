@@ -329,7 +329,7 @@ def test_a_conflict_names_who_pushed_and_compare_puts_theirs_beside_yours(projec
     pushed = project.run("data", "push")
 
     text = assert_clean_error(pushed)
-    assert "conflict: data/a.csv (changed on both sides; S3's version pushed by ana, " in pushed.stderr
+    assert "conflict: data/a.csv (changed on both sides); S3's version pushed by ana, " in pushed.stderr
     # One instruction, the same wherever the conflict was found.
     assert "`datakit data compare`" in text and "Pull, then push again" not in text
     status = ok(project.run("data", "status")).stdout

@@ -280,7 +280,7 @@ def test_an_upload_deleted_right_after_it_landed_is_a_conflict(clones, standin, 
 
     text = assert_clean_error(result)
     assert ("conflict: data/x.csv (S3 no longer holds it: someone deleted data/x.csv right after this push "
-            "sent it.") in text
+            "sent it; a push sends it anew)") in text
     assert project.files() == {"x.csv": b"mine\n"}
     assert json.loads(ok(project.run("data", "status", "--json")).stdout)["push"]["new"] == ["x.csv"]
 
