@@ -9,16 +9,18 @@ import json
 import logging
 import os
 import signal
+import subprocess
 
 from cliff._argparse import SmartHelpFormatter
 from cliff.command import Command
 
-from . import compare, project, pull, push, safesync, scan, versions
+from . import compare, lockfile, project, pull, push, safesync, scan, versions
 from .engine.cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin, find_project
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
 from .flags import ACCEPTED, DASHED, Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
+from .lockfile import LOCK
 from .lock import project_lock
 from .masking import mask_logging
 from .names import printable
@@ -254,10 +256,50 @@ class _Sync(_Command):
                 extra = {}
                 if getattr(parsed_args, "as_of", None) is not None:
                     extra["as_of"] = versions.parse_as_of(parsed_args.as_of, selection.file is not None)
+                if getattr(parsed_args, "commit", None) is not None:
+                    if "as_of" in extra:
+                        raise FlagError("--as-of and --commit each choose the versions to pull: give one of them.")
+                    extra["commit"] = commit_lock(self.layout, parsed_args.commit)
                 self.run_class(self.layout, settings, flags=flags, selection=selection, say=self.out, **extra).run()
         except KeyboardInterrupt as stop:
             signum = getattr(stop, "signum", signal.SIGINT)
             raise Interrupted(self.direction, signum) from None
+
+
+def commit_lock(layout: Layout, rev: str) -> pull.Commit:
+    """The lock file `pull --commit REV` brings data/ to: git's copy at REV, or the
+    working tree's (REV "")."""
+    if not rev:
+        found = lockfile.read(lockfile.lock_path(layout))
+        if found is None:
+            raise ConfigError(f"No {LOCK} here: push or pull once to write it, or name a commit (--commit REV).")
+        return pull.Commit(found, "the lock in the working tree")
+    if rev.startswith("-") or "\0" in rev or len(rev) > 256:
+        raise FlagError(f'--commit "{printable(rev)[:80]}" is not a git revision.')
+    try:
+        named = subprocess.run(["git", "-C", layout.root, "rev-parse", "--verify", "--quiet", "--short",
+                                f"{rev}^{{commit}}"], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        if named.returncode != 0:
+            raise FlagError(f'--commit: "{printable(rev)[:80]}" is no commit of the git repository here '
+                            "(`git log` lists them).")
+        name = f"commit {named.stdout.strip()}"
+        shown = subprocess.run(["git", "-C", layout.root, "show", f"{named.stdout.strip()}:./{LOCK.replace(os.sep, '/')}"],
+                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    except OSError as err:
+        raise ConfigError(f"--commit needs git, which could not run: {printable(err.strerror or str(err))}.") from err
+    except subprocess.TimeoutExpired as err:
+        raise ConfigError("--commit: git did not answer within 60 s.") from err
+    if shown.returncode != 0:
+        raise ConfigError(f"{name} has no {LOCK}: it was made before the project wrote one, so its data "
+                          "cannot be named exactly. `datakit data pull --as-of` with the commit's date comes closest.")
+    if len(shown.stdout) > lockfile.MAX_BYTES:
+        raise ConfigError(f"The {LOCK} of {name} is over {lockfile.MAX_BYTES // 2**20} MiB: no lock of a project is.")
+    try:
+        text = shown.stdout.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"The {LOCK} of {name} is not UTF-8 text.") from err
+    return pull.Commit(lockfile.parse(text, f"{LOCK} of {name}"), name)
 
 
 def _path_only(words: list[str], command: str, options: str, example: str, here: str) -> tuple[list[str], Flags]:
@@ -314,6 +356,7 @@ class Pull(_Sync):
         ("datakit data pull delete", "also delete in data/ what was deleted on S3"),
         ("datakit data pull force data/x.csv", "a conflict: take S3's version (yours is kept aside)"),
         ("datakit data pull --as-of 2026-11-14", "data/ as it was on S3 at the end of that day"),
+        ("datakit data pull --commit v1.2", "data/ exactly as that commit's lock file says"),
     )
 
     direction = "pull"
@@ -326,6 +369,11 @@ class Pull(_Sync):
             help="bring data/ (or the path) to its state on S3 at WHEN, on a bucket that keeps versions: "
                  "a date (2026-11-14: the end of that day), a date and time (2026-11-14T15:30, local time "
                  "unless a zone is given) or, for one file, a version id from `datakit data history`",
+        )
+        parser.add_argument(
+            "--commit", metavar="REV", nargs="?", const="",
+            help="bring data/ (or the path) to exactly the versions the lock file of git commit REV names "
+                 f"({LOCK}; without REV: the lock in the working tree)",
         )
         return parser
 

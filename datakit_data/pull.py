@@ -13,13 +13,15 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from typing import Iterable
 
-from . import aws_cli, files, names, s3, safesync, versions
-from .exceptions import SyncError
+from . import aws_cli, files, lockfile, names, s3, safesync, versions
+from .exceptions import ConfigError, SyncError
 from .masking import mask_secrets
 from .layout import REPLACED_DAYS, prune_replaced
-from .plan import Local
+from .names import printable
+from .plan import Local, Remote
 from .report import human_bytes
 from .safesync import Run
 from .threads import in_daemon_threads
@@ -46,15 +48,24 @@ def space_problem(needed: int, free: int) -> str | None:
             f"of data/ has {human_bytes(free)} free.")
 
 
+@dataclass(frozen=True)
+class Commit:
+    """The lock file a `pull --commit` brings data/ to, and how messages name it."""
+
+    lock: lockfile.Lock
+    name: str  # "commit 3f2a9c1" or "the lock in the working tree"
+
+
 class Pull(Run):
     """Download exactly the planned objects (or their versions at --as-of) into data/."""
 
     direction = "pull"
 
-    def __init__(self, *args, as_of: versions.AsOf | None = None, **kwargs):
+    def __init__(self, *args, as_of: versions.AsOf | None = None, commit: "Commit | None" = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.as_of = as_of  # S3's state at a moment (versioned buckets)
-        self.version_ids: dict[str, str] = {}
+        self.commit = commit  # the versions a commit's lock file names
+        self.lost: dict[str, str] = {}  # {path: why the version asked for cannot come back}
         self.received: list[str] = []  # moved into data/ whole: recorded
         self.aside: names.Inside | None = None  # where `force` keeps the local edits it replaces
         self.kept_aside: list[str] = []
@@ -63,12 +74,23 @@ class Pull(Run):
         return aws_cli.download_args(self.settings, self.flags.cli, root=self.selection.root)
 
     def uses_cli(self) -> bool:
-        return super().uses_cli() and self.as_of is None
+        return super().uses_cli() and self.as_of is None and self.commit is None
+
+    def _begin(self):
+        outcome = super()._begin()
+        outcome.skipped.update(self.lost)  # versions a lock names that S3 no longer holds
+        return outcome
+
+    def pinned_by(self) -> str:
+        """What chose the versions of this pull, as messages name it."""
+        return self.commit.name if self.commit is not None else "--as-of"
 
     def gather(self) -> Scan:
         scan = super().gather()
         if self.as_of is not None:
             self._as_of(scan)
+        elif self.commit is not None:
+            self._from_lock(scan)
         return scan
 
     def carry_out(self) -> None:
@@ -90,7 +112,7 @@ class Pull(Run):
                     record.forget(path)
                     outcome.deleted += 1
                     self.done.add(path)
-            if outcome.plan.transfer and self.as_of is not None:
+            if outcome.plan.transfer and (self.as_of is not None or self.commit is not None):
                 self._download_versions()
             elif outcome.plan.transfer:
                 self._download()
@@ -118,7 +140,7 @@ class Pull(Run):
         those any pull since has replaced."""
         before = safesync.rollbacks(self.layout)
         rolled = dict(before)
-        if self.as_of is not None:
+        if self.as_of is not None or self.commit is not None:
             rolled.update({path: self.record.files[path].etag for path in self.received if path in self.record.files})
         kept = {path: etag for path, etag in rolled.items()
                 if path in self.record.files and self.record.files[path].etag == etag}
@@ -211,6 +233,9 @@ class Pull(Run):
         torn = self.cli.answers.torn if self.cli is not None else set()
         for path in paths:
             staged = from_stage(path)
+            if path in self.lost:
+                outcome.skipped[path] = self.lost[path]
+                continue
             if path in torn:
                 outcome.skipped[path] = TORN
                 continue
@@ -263,7 +288,31 @@ class Pull(Run):
     def _as_of(self, scan: Scan) -> None:
         """Make the scan's S3 side the state at --as-of (versions kept by the bucket)."""
         selection = self.selection
-        state = versions.state_at(self.settings, selection.root, self.as_of, selection.file)
+        self._pin(scan, versions.state_at(self.settings, selection.root, self.as_of, selection.file))
+
+    def _from_lock(self, scan: Scan) -> None:
+        """Make the scan's S3 side the versions a lock file names (`pull --commit`). An
+        entry without a version id is the current object when its ETag is the lock's;
+        otherwise, as a version S3 no longer holds, it is named and skipped."""
+        lock, settings = self.commit.lock, self.settings
+        if (lock.bucket, lock.s3_path) != (settings.bucket, settings.path):
+            raise ConfigError(
+                f"The lock of {self.commit.name} is for s3://{printable(lock.bucket)}/{printable(lock.s3_path)}, "
+                f"not this project's {mask_secrets(settings.s3_url)}: its data cannot be pulled here."
+            )
+        state = {}
+        for path, entry in lock.entries.items():
+            current = scan.remote.get(path)
+            if entry.version_id or (current is not None and current.etag == entry.etag):
+                state[path] = (Remote(entry.size, entry.etag), entry.version_id or None)
+            elif self.selection.covers(path) and not self.selection.left_out(path):
+                self.lost[path] = (f"the bucket keeps no version of it that {self.commit.name} names "
+                                   "(S3 holds other bytes now); it cannot come back")
+        self._pin(scan, state)
+
+    def _pin(self, scan: Scan, state: dict) -> None:
+        """Make the scan's S3 side these versions ({path: (Remote, version id)})."""
+        selection = self.selection
         folded = names.is_case_insensitive(self.layout.data)
         unsafe = names.refused_keys(state, folded, path_max=path_max(self.layout))
         then = {path: obj for path, (obj, _) in state.items()
@@ -282,8 +331,19 @@ class Pull(Run):
 
         def fetch(path: str) -> None:
             target = into_stage.prepared(path)
-            s3.download_version(self.settings, path, self.version_ids[path], target, stop=stop,
-                                etag=remote[path].etag)
+            try:
+                s3.download_version(self.settings, path, self.version_ids[path], target, stop=stop,
+                                    etag=remote[path].etag)
+            except SyncError as err:
+                if err.kind != "gone":
+                    raise
+                self.lost[path] = (f"S3 no longer holds the version {self.pinned_by()} names (deleted, or expired "
+                                   "by a lifecycle rule); it cannot come back")
+                return
+            wanted = self.commit.lock.entries.get(path) if self.commit else None
+            if wanted is not None and os.path.exists(target) and lockfile.sha256_of(target) != wanted.sha256:
+                os.remove(target)  # not the bytes the commit used, whatever the store says
+                self.lost[path] = f"S3 sent other bytes than {self.commit.name}'s (their SHA-256 differs); left as it is"
 
         finished = False
         try:

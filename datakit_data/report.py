@@ -143,6 +143,26 @@ def _rolled_up(paths: list[str], sizes: Mapping[str, int], root: str = "") -> li
     return [(folder, count, size) for folder, (count, size) in sorted(folders.items())]
 
 
+def _lock_lines(lock: dict, show) -> list[str]:
+    """What status says of data/ against the lock file."""
+    name = lock["file"]
+    if not lock["exists"]:
+        return [f"lock: no {name} yet (the next push or pull writes it; commit it with your code)"]
+    if lock.get("other_location"):
+        return [f"lock: {name} is for {show(lock['other_location'])}, not this project's location "
+                "(the next push or pull writes it anew)"]
+    differ = lock["differ"]
+    if not differ:
+        return [f"lock: data/ matches {name}"]
+    lines = [f"lock: {len(differ)} file(s) in data/ differ from {name} "
+             "(`datakit data pull --commit` brings data/ to it; a push or pull writes it anew)"]
+    shown = sorted(differ.items())
+    lines += [f"  data/{show(path)} ({why})" for path, why in shown[:SCREENFUL // 2]]
+    if len(shown) > SCREENFUL // 2:
+        lines.append(f"  ... and {len(shown) - SCREENFUL // 2} more (`datakit data status --json` lists them)")
+    return lines
+
+
 def status_lines(report: dict, every_file: bool = False) -> list[str]:
     """The status report as text for a person (names with control characters escaped).
     Up to a screenful of files is listed one per line; beyond that (unless
@@ -188,6 +208,9 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
               for p, why in sorted(report["conflicts"].items())]
     if report["conflicts"]:
         lines.append("  (to settle them: `datakit data compare` saves S3's versions beside yours)")
+    lock = report.get("lock")
+    if lock is not None:
+        lines += _lock_lines(lock, show)
     for kept in report.get("replaced", []):
         lines.append(f"your edits a `pull force` replaced: {kept['files']} file(s) in {show(kept['folder'])}/ "
                      "(kept 30 days)")

@@ -728,10 +728,17 @@ def download_version(settings: Settings, path: str, version_id: str | None, targ
             if version_id is None:
                 raise SyncError(f"data/{printable(path)} arrived with other bytes than its ETag says: run the command again.")
             raise _not_that_version(path, version_id)
-    except (exceptions.BotoCoreError, exceptions.ClientError) as err:
+    except exceptions.ClientError as err:
+        code = str((err.response.get("Error") or {}).get("Code") or "")
+        if code in GONE_CODES:
+            raise SyncError(f"data/{printable(path)}: S3 holds no such version ({code}).", kind="gone") from err
+        raise explain_error(err, settings, "pull")
+    except exceptions.BotoCoreError as err:
         raise explain_error(err, settings, "pull")
 
 
+#: What S3 answers for a version (or object) it no longer holds.
+GONE_CODES = ("NoSuchVersion", "NoSuchKey", "404", "InvalidArgument")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Callable, Iterator, Mapping
 
-from . import awsconfig, compare, conditions, progress, report, s3, uploads, versions
+from . import awsconfig, compare, conditions, lockfile, progress, report, s3, uploads, versions
 from .engine import cli as engine_cli
 from .flags import Flags
 from .files import write_json
@@ -65,6 +65,8 @@ class Run:
         self.done: set[str] = set()  # paths transferred or deleted, and verified
         self.phased = False  # a phase line is on the terminal
         self.shown: Progress | None = None  # what the transfer showed
+        self.lock_before: lockfile.Lock | None = None  # config/datakit-data.lock as the run found it
+        self.version_ids: dict[str, str] = {}  # pull: the versions downloaded in-process (--as-of, --commit)
 
     def run(self) -> Outcome:
         """Push or pull safely, then say one summary line; conflicts and skips raise."""
@@ -78,6 +80,7 @@ class Run:
                 finally:
                     written = self._transfer_log()
                     compare.forget(self.layout, self.done)
+                    self._write_lock()
         outcome.seconds = time.monotonic() - started
         if self.phased:
             progress.clear()
@@ -205,6 +208,8 @@ class Run:
         self._phase(f"{self.direction.capitalize()}: planning ({len(scan.local):,} files here, "
                     f"{len(scan.remote):,} on S3) ...")
         check_path_found(scan, self.selection, self.settings)
+        if self.settings.lock_file:  # a broken lock is refused before anything moves
+            self.lock_before = lockfile.read(lockfile.lock_path(self.layout))
         record = self.record = SyncRecord.load(self.layout, self.settings)
         plan = make_plan(
             self.direction, scan.local, scan.remote, scan.recorded(record, self.selection),
@@ -244,6 +249,30 @@ class Run:
             record.set(path, scan.local[path], record.files[path].etag)
         for path in plan.forget:
             record.forget(path)
+
+    def _write_lock(self) -> None:
+        """Bring config/datakit-data.lock in line with the sync record: entries whose
+        file this run changed get S3's answer (ETag, VersionId) and their SHA-256."""
+        if not self.settings.lock_file or self.record is None:
+            return
+        files = self.record.files
+        bucket, s3_path = self.settings.bucket, self.settings.path
+        answered = dict(self.cli.answers.versions) if self.cli is not None else {}
+        answered.update(self.version_ids)
+        hashed = {}
+        for path in lockfile.needing_hash(self.lock_before, bucket, s3_path, files):
+            recorded, full = files[path], os.path.join(self.layout.data, path)
+            try:
+                st = os.stat(full)
+                if (st.st_size, st.st_mtime_ns, st.st_ino) == (recorded.size, recorded.mtime_ns, recorded.ino):
+                    hashed[path] = lockfile.sha256_of(full)
+            except OSError:
+                continue  # gone or unreadable since: left out of the lock
+        try:
+            lockfile.write(self.layout, lockfile.updated(self.lock_before, bucket, s3_path, files, answered, hashed))
+        except OSError as err:
+            log.warning("Could not write %s: %s. The next push or pull writes it.", lockfile.LOCK,
+                        printable(err.strerror or str(err)))
 
     def conflict(self, path: str, why: str) -> None:
         """A path found in conflict while the run went on: named now, and in the exit."""
@@ -302,6 +331,20 @@ def name_pushers(settings: Settings, plan, remote: Mapping) -> None:
                              else f"S3's version from {when}, not pushed by datakit")
 
 
+def _lock_report(layout: Layout, settings: Settings, scan: Scan, record: SyncRecord, selection: Selection) -> dict | None:
+    """How data/ stands against config/datakit-data.lock (None when locks are off)."""
+    if not settings.lock_file:
+        return None
+    lock = lockfile.read(lockfile.lock_path(layout))
+    if lock is None:
+        return {"file": lockfile.LOCK, "exists": False, "differ": {}}
+    if (lock.bucket, lock.s3_path) != (settings.bucket, settings.path):
+        return {"file": lockfile.LOCK, "exists": True, "other_location": f"s3://{lock.bucket}/{lock.s3_path}", "differ": {}}
+    differ = lockfile.differences(lock, scan.local, record.files, layout.data,
+                                  covers=lambda path: selection.covers(path) and not selection.left_out(path))
+    return {"file": lockfile.LOCK, "exists": True, "differ": differ}
+
+
 def first_notice(layout: Layout, key: str) -> bool:
     """Is this the first time this project is told ``key``? (Then it is remembered.)"""
     try:
@@ -358,6 +401,7 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "pull": side(pull_plan, local, remote),
         "conflicts": dict(push_plan.conflicts),
         "conflicts_pushed": dict(push_plan.pushed),
+        "lock": _lock_report(layout, settings, scan, record, selection),
         "replaced": [{"folder": os.path.join(STATE, "replaced", name), "files": count}
                      for name, count in replaced_edits(layout)],
         "skipped": dict(scan.skipped),

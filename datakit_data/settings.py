@@ -76,6 +76,17 @@ def check_patterns(key: str, value: object, source: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def check_bool(key: str, value: object, source: str) -> bool | None:
+    """true or false (JSON), or None when unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"  # as `datakit config set` writes it
+    if not isinstance(value, bool):
+        raise ConfigError(f'{source}: "{key}" must be true or false, not {json.dumps(value)}. Fix the file and try again.')
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting, declared once: where it may live, its check, its Settings field,
@@ -112,6 +123,8 @@ SETTINGS = (
             check=check_number, field="max_concurrent_requests", at_runtime=True),
     Setting("exclude", "paths in data/ that never sync: a list of .gitignore patterns, e.g. [\"*.tmp\", \"scratch/\"]",
             check=check_patterns, field="exclude", at_runtime=True, patterns=True),
+    Setting("lock_file", "write config/datakit-data.lock, the exact data of each commit (default true)",
+            check=check_bool, field="lock_file", at_runtime=True),
 )
 #: Each setting by its name.
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -146,6 +159,8 @@ class Settings:
     endpoint_url: str | None = None
     max_concurrent_requests: int | None = None
     exclude: tuple[str, ...] = ()
+    #: Write config/datakit-data.lock at each push and pull (lockfile.py).
+    lock_file: bool = True
     #: `no-sign-request`: every request goes unsigned (a public bucket, no credentials).
     unsigned: bool = False
 
@@ -301,4 +316,5 @@ def settings_from(merged: dict, source: str) -> Settings:
     if fields["profile"] in ("", DEFAULT_PROFILE):
         fields["profile"] = None
     fields["exclude"] = tuple(fields["exclude"] or ())
+    fields["lock_file"] = fields["lock_file"] is not False
     return Settings(**fields)
