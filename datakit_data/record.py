@@ -90,6 +90,7 @@ class SyncRecord:
         self.files = files or {}
         self.last = last or {}
         self.exists = exists
+        self.touched: set[str] = set()  # paths set or forgotten since the record was loaded
 
     @classmethod
     def load(cls, layout: Layout, settings: Settings) -> "SyncRecord":
@@ -139,9 +140,11 @@ class SyncRecord:
 
     def set(self, rel: str, local: Local, etag: str) -> None:
         self.files[rel] = Recorded(local.size, local.mtime_ns, local.ino, etag)
+        self.touched.add(rel)
 
     def forget(self, rel: str) -> None:
         self.files.pop(rel, None)
+        self.touched.add(rel)
 
     def stamp(self, direction: str) -> None:
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)

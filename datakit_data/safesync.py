@@ -66,6 +66,7 @@ class Run:
         self.phased = False  # a phase line is on the terminal
         self.shown: Progress | None = None  # what the transfer showed
         self.lock_before: lockfile.Lock | None = None  # config/datakit-data.lock as the run found it
+        self.lock_fast = False  # the lock is as this datakit wrote it: change its lines in place
         self.version_ids: dict[str, str] = {}  # pull: the versions downloaded in-process (--as-of, --commit)
 
     def run(self) -> Outcome:
@@ -208,9 +209,13 @@ class Run:
         self._phase(f"{self.direction.capitalize()}: planning ({len(scan.local):,} files here, "
                     f"{len(scan.remote):,} on S3) ...")
         check_path_found(scan, self.selection, self.settings)
-        if self.settings.lock_file:  # a broken lock is refused before anything moves
-            self.lock_before = lockfile.read(lockfile.lock_path(self.layout))
         record = self.record = SyncRecord.load(self.layout, self.settings)
+        if self.settings.lock_file:
+            # The lock as this datakit last wrote it, in step with the record: changed line
+            # by line. Any other is read whole, and a broken one refused before anything moves.
+            self.lock_fast = record.exists and lockfile.unchanged(self.layout)
+            if not self.lock_fast:
+                self.lock_before = lockfile.read(lockfile.lock_path(self.layout))
         plan = make_plan(
             self.direction, scan.local, scan.remote, scan.recorded(record, self.selection),
             delete=self.flags.delete, force=self.flags.force, same=scan.same,
@@ -258,18 +263,30 @@ class Run:
         files = self.record.files
         bucket, s3_path = self.settings.bucket, self.settings.path
         answered = dict(self.cli.answers.versions) if self.cli is not None else {}
-        answered.update(self.version_ids)
-        hashed = {}
-        for path in lockfile.needing_hash(self.lock_before, bucket, s3_path, files):
+        answered.update({path: vid for path, vid in self.version_ids.items() if vid})
+
+        def hash_of(path: str) -> str | None:
+            """The SHA-256 of a file that is as recorded (None: gone or changed since)."""
             recorded, full = files[path], os.path.join(self.layout.data, path)
             try:
                 st = os.stat(full)
                 if (st.st_size, st.st_mtime_ns, st.st_ino) == (recorded.size, recorded.mtime_ns, recorded.ino):
-                    hashed[path] = lockfile.sha256_of(full)
+                    return lockfile.sha256_of(full)
             except OSError:
-                continue  # gone or unreadable since: left out of the lock
+                pass
+            return None
+
         try:
-            lockfile.write(self.layout, lockfile.updated(self.lock_before, bucket, s3_path, files, answered, hashed))
+            if self.lock_fast:
+                with open(lockfile.lock_path(self.layout), encoding="utf-8") as fh:
+                    text = lockfile.spliced(fh.read(), files, self.record.touched, answered, hash_of)
+                if text is not None:
+                    lockfile.write_text(self.layout, text)
+            else:
+                hashed = {path: digest for path in lockfile.needing_hash(self.lock_before, bucket, s3_path, files)
+                          if (digest := hash_of(path)) is not None}
+                lockfile.write(self.layout, lockfile.updated(self.lock_before, bucket, s3_path, files, answered, hashed))
+            lockfile.remember(self.layout)
         except OSError as err:
             log.warning("Could not write %s: %s. The next push or pull writes it.", lockfile.LOCK,
                         printable(err.strerror or str(err)))

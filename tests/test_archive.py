@@ -191,3 +191,39 @@ def test_lock_file_false_writes_no_lock(project, bucket):
     ok(project.run("data", "push"))
     assert not (project.root / LOCK).exists()
     assert "lock:" not in ok(project.run("data", "status")).stdout
+
+
+def test_changing_a_lock_line_by_line_gives_the_lock_written_whole():
+    """lockfile.spliced (a run's changed paths only) against lockfile.updated + render."""
+    import random
+
+    from datakit_data import lockfile
+    from datakit_data.plan import Recorded
+
+    rng = random.Random(5)
+
+    def etag() -> str:
+        return "%032x" % rng.getrandbits(128)
+
+    record = {f"d{i % 7}/f{i:03d}.csv": Recorded(i + 1, i, i, etag()) for i in range(300)}
+    hashes = {path: "%064x" % rng.getrandbits(256) for path in record}
+    old = lockfile.updated(None, "bkt", "p", record, {}, hashes)
+    text = lockfile.render("bkt", "p", old.entries)
+    for _ in range(20):
+        touched = set(rng.sample(sorted(record), 10)) | {f"new/{rng.getrandbits(20)}.csv" for _ in range(3)}
+        after = dict(record)
+        for path in touched:
+            roll = rng.random()
+            if roll < 0.3:
+                after.pop(path, None)
+            elif roll < 0.6 and path in after:
+                after[path] = after[path]._replace(mtime_ns=after[path].mtime_ns + 1)  # a new time only
+            else:
+                after[path] = Recorded(rng.randrange(1, 99), 0, 0, etag())
+                hashes[path] = "%064x" % rng.getrandbits(256)
+        answered = {path: f"v{rng.getrandbits(30)}" for path in touched if path in after}
+        spliced = lockfile.spliced(text, after, touched, answered, hashes.get)
+        whole = lockfile.render("bkt", "p", lockfile.updated(lockfile.parse(text), "bkt", "p", after, answered,
+                                                              {p: hashes[p] for p in after}).entries)
+        assert (spliced or text) == whole
+        text, record = whole, after
