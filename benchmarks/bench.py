@@ -26,7 +26,9 @@ rows (BENCH_SCALE=300k: and 300,000), BENCH_FIRST=1 for the first push and pull 
 (BENCH_FIRST=10k or another tree name: of that tree). BENCH_RESUME=1: a 1 GiB upload
 (BENCH_RESUME_MIB) stopped half-way by SIGINT and by SIGKILL, then pushed again: the bytes
 each push sent through the proxy. BENCH_PROGRESS=1: the first push of 10,000 files
-(BENCH_PROGRESS_TREE) with the live line on a pseudo-terminal beside `no-progress`. BENCH_AWS=/usr/bin/aws runs
+(BENCH_PROGRESS_TREE) with the live line on a pseudo-terminal beside `no-progress`.
+BENCH_LOCK=1: what the lock file costs a no-op push and a 5-edit push of 100,000 files
+(BENCH_LOCK_TREE, BENCH_LOCK_ROUNDS), on beside off. BENCH_AWS=/usr/bin/aws runs
 datakit with that AWS CLI (DATAKIT_DATA_AWS, e.g. AWS CLI v2) and times plain
 `aws s3 sync` with the same CLI.
 """
@@ -566,6 +568,46 @@ def bench_progress(runner: Runner, kind: str, rounds: int = 2) -> None:
     shutil.rmtree(source)
 
 
+def bench_lock(runner: Runner, kind: str, rounds: int) -> None:
+    """What the lock file (config/datakit-data.lock) costs a no-op push and a push of
+    5 edited files: each timed with the lock on and with ``"lock_file": false``,
+    alternating, after an untimed run that brings each to its steady state; and how many
+    of the lock's lines the 5 edits changed."""
+    print(f"\nThe lock file: {TREES[kind]}, {rounds} round(s)", flush=True)
+    source = runner.tmp / "trees" / f"lock-{kind}"
+    make_tree(source, kind)
+    tag = f"lock-{kind}-{time.monotonic_ns()}"
+    proj = runner.project(f"lock-{kind}", f"dk/{tag}", None)
+    source.rename(proj / "data")
+    runner.timed([S5CMD, "--endpoint-url", runner.direct, "--numworkers", "64", "cp",
+                  f"{proj / 'data'}/*", f"s3://{BUCKET}/dk/{tag}/"], runner.tmp)
+    runner.datakit(proj, "push", "only-show-errors")  # every file identical: recorded, and locked
+    lock = proj / "config" / "datakit-data.lock"
+    config = json.loads((proj / "config" / "datakit-data.json").read_text())
+    times = {(on, op): [] for on in (True, False) for op in ("no-op push", f"push, {EDITED} edited")}
+    changed_lines = []
+    for i in range(rounds):
+        for on in ((True, False) if i % 2 == 0 else (False, True)):
+            (proj / "config" / "datakit-data.json").write_text(json.dumps({**config, "lock_file": on}))
+            runner.datakit(proj, "push", "only-show-errors")  # steady state
+            runner.settle()
+            times[(on, "no-op push")].append(runner.datakit(proj, "push", "only-show-errors"))
+            before = lock.read_text().splitlines() if on else None
+            edit_files(proj / "data", EDITED, f"lock-{i}-{on}")
+            runner.settle()
+            times[(on, f"push, {EDITED} edited")].append(runner.datakit(proj, "push", "only-show-errors"))
+            if on:
+                after = lock.read_text().splitlines()
+                changed_lines.append(sum(1 for a, b in zip(before, after) if a != b) + abs(len(before) - len(after)))
+    for op in ("no-op push", f"push, {EDITED} edited"):
+        on, off = statistics.median(times[(True, op)]), statistics.median(times[(False, op)])
+        print(f"  {op}: lock on {on:.2f} s, off {off:.2f} s ({on / off - 1:+.1%}); runs: on {times[(True, op)]}, "
+              f"off {times[(False, op)]}", flush=True)
+    print(f"  the lock: {lock.stat().st_size / 2**20:.1f} MiB; lines changed by each {EDITED}-file push: "
+          f"{changed_lines}", flush=True)
+    shutil.rmtree(proj)
+
+
 def bench_partial(runner: Runner, repeat: int, table: Table) -> None:
     """Pulling one 50-file folder of a 10,000-file project beside pulling a 50-file project."""
     print("\nOne folder of a large project beside a small project (fresh clones)", flush=True)
@@ -642,6 +684,9 @@ def main() -> int:
                 if os.environ.get("BENCH_PROGRESS", "0") not in ("", "0"):
                     bench_progress(runner, os.environ.get("BENCH_PROGRESS_TREE", "10k"),
                                    int(os.environ.get("BENCH_PROGRESS_ROUNDS", "4")))
+                if os.environ.get("BENCH_LOCK", "0") not in ("", "0"):
+                    bench_lock(runner, os.environ.get("BENCH_LOCK_TREE", "100k"),
+                               int(os.environ.get("BENCH_LOCK_ROUNDS", "3")))
                 if os.environ.get("BENCH_RESUME", "0") not in ("", "0"):
                     runner.client = isolated_client(runner.direct, "bench", "bench-secret")
                     bench_resume(runner, proxy, int(os.environ.get("BENCH_RESUME_MIB", "1024")))

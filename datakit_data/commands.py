@@ -16,7 +16,7 @@ from cliff.command import Command
 
 from . import compare, lockfile, project, pull, push, safesync, scan, versions
 from .engine.cli import signals_stop_the_run
-from .configs import PLUGIN_SLUG, ConfigMixin, find_project
+from .configs import PLUGIN_SLUG, ConfigMixin, find_project, working_folder
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
 from .flags import ACCEPTED, DASHED, Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
@@ -199,13 +199,14 @@ class Init(_Command):
 
     @property
     def project_root(self) -> str:
-        return os.getcwd()  # init makes a project here, never in a folder above
+        return working_folder()  # init makes a project here, never in a folder above
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        above = find_project(os.path.dirname(os.getcwd()))
+        here = working_folder()
+        above = find_project(os.path.dirname(here)) or find_project(os.path.dirname(os.getcwd()))
         if above and not os.path.exists(self.layout.config):
             raise ConfigError(
-                f"{printable(os.getcwd())} is inside the project in {printable(above)} (it has {PROJECT_CONFIG}): "
+                f"{printable(here)} is inside the project in {printable(above)} (it has {PROJECT_CONFIG}): "
                 f"a project inside another would sync its files twice. Run datakit from {printable(above)}, "
                 "or init the new project in a folder outside it."
             )
@@ -309,7 +310,7 @@ def _path_only(words: list[str], command: str, options: str, example: str, here:
         if word.strip().lower() not in UNSIGNED_WORDS:
             raise FlagError(
                 f'"{printable(word)}" is not a path inside data/. `datakit data {command}` takes '
-                f"{options}, the flag word no-sign-request and one file or folder inside data/, e.g. {example}."
+                f"{options}, the flag word no-sign-request and files or folders inside data/, e.g. {example}."
             )
     return path_words, Flags(UNSIGNED_WORDS if flag_words else ())
 
@@ -392,7 +393,7 @@ class History(_Command):
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
         parser.add_argument("path", nargs="*", metavar="PATH",
-                            help="a file or folder inside data/ (e.g. data/raw/x.csv); default: all of data/; "
+                            help="files or folders inside data/ (e.g. data/raw/x.csv); default: all of data/; "
                                  "no-sign-request: for a public bucket, without credentials")
         parser.add_argument("--json", action="store_true", help="print the versions as JSON, for scripts")
         parser.add_argument("--limit", type=int, default=versions.DEFAULT_LIMIT, metavar="N",
@@ -429,7 +430,7 @@ class Status(_Command):
         parser.add_argument("--all", action="store_true",
                             help="list every file, not rolled up by folder beyond a screenful")
         parser.add_argument("path", nargs="*", metavar="PATH",
-                            help="a file or folder inside data/ to look at (e.g. data/raw/); default: all of data/; "
+                            help="files or folders inside data/ to look at (e.g. data/raw/); default: all of data/; "
                                  "no-sign-request: for a public bucket, without credentials")
         return parser
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 from . import s3, versions
 from .exceptions import DatakitDataError, FlagError
 from .files import write_json
-from .layout import Layout, read_state_file
+from .layout import Layout, read_state_file, state_folder
 from .names import Inside, UnsafePath, printable
 from .plan import make_plan
 from .record import SyncRecord
@@ -38,6 +38,9 @@ DIFF_LINES = 60
 THEIRS_LIMIT = 16 * 1024 * 1024
 #: What push says of a file S3 changed again after `compare` saved its version.
 CHANGED_SINCE = "S3 changed it again after `datakit data compare` saved its version; compare again"
+DELETED_SINCE = "someone deleted it on S3 after `datakit data compare` saved its version; compare again"
+#: Characters of a diff line shown (a one-line CSV of megabytes is one line).
+LINE_CHARS = 300
 
 
 def compare(layout: Layout, settings: Settings, selection: Selection, say: Callable[[str], None]) -> int:
@@ -54,6 +57,12 @@ def compare(layout: Layout, settings: Settings, selection: Selection, say: Calla
         plan = make_plan("push", scan.local, scan.remote, scan.recorded(record, selection), same=scan.same,
                          as_recorded=scan.as_recorded(record), unreadable=scan.left_alone)
         chosen = sorted(path for path in plan.conflicts if path in scan.remote)
+        for path in sorted(path for path in plan.conflicts if path not in scan.remote):
+            say(f"data/{printable(path)}: deleted on S3 and changed here; there is no version of theirs to save. "
+                f"`datakit data push force data/{printable(path)}` puts yours back, "
+                f"`datakit data pull force delete data/{printable(path)}` deletes it here (yours is kept aside).")
+        if not chosen and plan.conflicts:
+            return 0
         if not chosen:
             say("No conflicts: nothing to compare. Name a file to see S3's version of it anyway "
                 "(e.g. `datakit data compare data/x.csv`).")
@@ -62,7 +71,7 @@ def compare(layout: Layout, settings: Settings, selection: Selection, say: Calla
         raise FlagError(f"{len(chosen)} files to compare; at most {MOST_FILES} at once. Name a folder or files.")
     names = versions.pushers(settings, [(path, None) for path in chosen])
     saved = theirs(layout)
-    folder = os.path.join(layout.theirs, "data")
+    folder = os.path.join(state_folder(layout, layout.theirs), "data")
     into = Inside(folder)
     for path in chosen:
         remote = scan.remote[path]
@@ -106,7 +115,7 @@ def _differences(mine: str, saved: str, path: str) -> Iterable[str]:
     try:
         ours_size = os.path.getsize(mine)
     except OSError:
-        yield f"  data/{printable(path)} is not in data/ (deleted here): S3's version is the only one."
+        yield f"  data/{printable(path)} is not in data/ here: S3's version is the only one."
         return
     theirs_size = os.path.getsize(saved)
     if ours_size <= DIFF_BYTES and theirs_size <= DIFF_BYTES:
@@ -115,10 +124,15 @@ def _differences(mine: str, saved: str, path: str) -> Iterable[str]:
             if ours_text == theirs_text:
                 yield "  identical to yours: `datakit data push` records them as in sync."
                 return
+            if ours_text.splitlines() == theirs_text.splitlines():
+                yield "  the same lines: they differ only in line endings (CRLF or LF) or the final newline."
+                return
             diff = list(difflib.unified_diff(ours_text.splitlines(), theirs_text.splitlines(),
                                              f"data/{path} (yours)", "S3 (theirs, saved)", lineterm="", n=2))
             for line in diff[:DIFF_LINES]:
-                yield "  " + printable(line)
+                shown = printable(line)
+                yield "  " + (shown[:LINE_CHARS] + f" ... ({len(shown) - LINE_CHARS:,} more characters)"
+                              if len(shown) > LINE_CHARS else shown)
             if len(diff) > DIFF_LINES:
                 yield (f"  ... {len(diff) - DIFF_LINES} more diff lines: compare the two files with a tool "
                        "of your own.")
@@ -155,9 +169,10 @@ def held_since_compare(layout: Layout, plan, remote: Mapping) -> None:
     saved = theirs(layout)
     if not saved:
         return
-    for path in [p for p in plan.transfer if p in saved and p in remote and remote[p].etag != saved[p]]:
-        plan.transfer.remove(path)
-        plan.conflicts[path] = CHANGED_SINCE
+    for planned in (plan.transfer, plan.delete):
+        for path in [p for p in planned if p in saved and (p not in remote or remote[p].etag != saved[p])]:
+            planned.remove(path)
+            plan.conflicts[path] = CHANGED_SINCE if path in remote else DELETED_SINCE
 
 
 def forget(layout: Layout, done: Iterable[str]) -> None:
@@ -167,6 +182,8 @@ def forget(layout: Layout, done: Iterable[str]) -> None:
     if not settled:
         return
     into = Inside(os.path.join(layout.theirs, "data"))
+    if os.path.islink(layout.theirs) or os.path.islink(layout.state):
+        return  # never removes anything through a link
     for path in settled:
         del saved[path]
         try:

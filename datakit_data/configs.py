@@ -31,6 +31,18 @@ def verify_bucket(bucket: str) -> tuple[bool, str]:
     return s3.check_bucket(settings_from(merged, path))
 
 
+def working_folder() -> str:
+    """The folder the command runs in, as the shell names it ($PWD, links kept) when that
+    is where it runs; else its physical path."""
+    logical = os.environ.get("PWD", "")
+    try:
+        if os.path.isabs(logical) and os.path.samefile(logical, "."):
+            return os.path.normpath(logical)
+    except OSError:
+        pass
+    return os.getcwd()
+
+
 def find_project(start: str) -> str | None:
     """The nearest folder, from ``start`` up to the file system's root, holding a project
     config; None when there is none."""
@@ -85,14 +97,22 @@ class ConfigMixin(CommandHelpers):
     @functools.cached_property
     def project_root(self) -> str:
         """The project this command is for: the nearest folder, from here up, that holds
-        config/datakit-data.json (as git finds .git); here when there is none."""
-        return find_project(os.getcwd()) or os.getcwd()
+        config/datakit-data.json (as git finds .git); here when there is none. "Here" is
+        the folder as the shell names it: in a data/ that links to another disk, its
+        physical path leads nowhere near the project."""
+        here = working_folder()
+        return find_project(here) or find_project(os.getcwd()) or here
 
     @property
     def here(self) -> str:
         """The folder the command runs in, from the project's folder ("" at its top)."""
-        relative = os.path.relpath(os.getcwd(), self.project_root)
-        return "" if relative == "." else relative.replace(os.sep, "/")
+        for start in (working_folder(), os.getcwd()):
+            relative = os.path.relpath(start, self.project_root)
+            if relative == ".":
+                return ""
+            if not relative.startswith(".."):
+                return relative.replace(os.sep, "/")
+        return relative.replace(os.sep, "/")
 
     @property
     def layout(self) -> Layout:

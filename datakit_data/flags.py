@@ -32,7 +32,7 @@ OWN_FLAGS = ("force",)
 ACCEPTED = SYNC_FLAGS + GLOBAL_FLAGS + OWN_FLAGS
 
 #: Short options people type from other tools, as the flag word they mean (rsync's -n).
-DASHED = {"-n": "dryrun"}
+DASHED = {"-n": "dryrun", "--dry-run": "dryrun"}
 
 #: Options of `aws s3 sync` (and global ones) that need a value.
 VALUE_OPTIONS = (

@@ -24,6 +24,8 @@ import stat
 import time
 from dataclasses import dataclass
 
+from .exceptions import DatakitDataError
+
 DATA = "data"
 STATE = ".datakit-data"
 #: The project config, relative to the project root (as messages name it).
@@ -123,6 +125,22 @@ def read_state_file(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
+def state_folder(layout: Layout, folder: str) -> str:
+    """A folder of the state folder (theirs/, replaced/), made if missing; refused when it
+    is a link or not a folder: what datakit writes or deletes there must stay inside the
+    project, whoever planted a link."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    if os.path.islink(folder) or not os.path.isdir(folder) or os.path.islink(layout.state):
+        raise DatakitDataError(
+            f"{os.path.relpath(folder, layout.root)} is a link or not a folder: datakit-data keeps copies of "
+            "files there and would write outside the project. Remove it and run the command again."
+        )
+    return folder
+
+
 #: Days the local edits a `pull force` replaced are kept in .datakit-data/replaced/.
 REPLACED_DAYS = 30
 _STAMP = re.compile(r"\d{8}T\d{6}Z-\d+")
@@ -142,7 +160,10 @@ def replaced_edits(layout: Layout) -> list[tuple[str, int]]:
 
 
 def prune_replaced(layout: Layout) -> None:
-    """Remove the kept local edits older than REPLACED_DAYS (only folders named as we name them)."""
+    """Remove the kept local edits older than REPLACED_DAYS (only folders named as we name
+    them, and never through a link)."""
+    if os.path.islink(layout.replaced) or os.path.islink(layout.state):
+        return
     cutoff = time.time() - REPLACED_DAYS * 86400
     for name, _ in replaced_edits(layout):
         try:

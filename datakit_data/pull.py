@@ -19,7 +19,7 @@ from typing import Iterable
 from . import aws_cli, files, lockfile, names, s3, safesync, versions
 from .exceptions import ConfigError, SyncError
 from .masking import mask_secrets
-from .layout import REPLACED_DAYS, prune_replaced
+from .layout import REPLACED_DAYS, prune_replaced, state_folder
 from .names import printable
 from .plan import Local, Remote
 from .report import human_bytes
@@ -134,6 +134,7 @@ class Pull(Run):
             record.stamp("pull")
             record.save()
             self._remember_rollbacks()
+            self._say_kept_aside()
 
     def _remember_rollbacks(self) -> None:
         """Note the files an --as-of pull brought back (so push can name them); forget
@@ -157,6 +158,7 @@ class Pull(Run):
             if not files.as_scanned(target, self.outcome.local.get(path)):
                 self.conflict(path, CHANGED_MEANWHILE)
                 return False
+            self._keep_aside(path, target)  # `force delete` of a local edit: kept, as a replaced one is
             os.remove(target)
         except FileNotFoundError:
             pass
@@ -255,10 +257,12 @@ class Pull(Run):
                     self.conflict(path, CHANGED_MEANWHILE)
             except (names.UnsafePath, OSError) as err:
                 outcome.skipped[path] = files.why(err)
+
+    def _say_kept_aside(self) -> None:
         if self.kept_aside:
             where = os.path.relpath(self.aside.base, self.layout.root)
-            log.warning("Kept your version of %d file(s) this pull replaced (%s) in %s for %d days: copy one "
-                        "back to data/ to have it again.", len(self.kept_aside),
+            log.warning("Kept your version of %d file(s) this pull replaced or deleted (%s) in %s for %d days: "
+                        "copy one back to data/ to have it again.", len(self.kept_aside),
                         ", ".join(f"data/{names.printable(p)}" for p in self.kept_aside[:3])
                         + (" ..." if len(self.kept_aside) > 3 else ""), where, REPLACED_DAYS)
 
@@ -273,7 +277,7 @@ class Pull(Run):
             return None
         if self.aside is None:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
-            self.aside = names.Inside(os.path.join(self.layout.replaced, stamp, "data"))
+            self.aside = names.Inside(os.path.join(state_folder(self.layout, self.layout.replaced), stamp, "data"))
         kept = self.aside.prepared(path)
         files.link_or_copy(target, kept)
         self.kept_aside.append(path)

@@ -224,6 +224,14 @@ def status_lines(report: dict, every_file: bool = False) -> list[str]:
         "suspended": "versions: no longer kept (versioning is suspended): new overwrites cannot be undone",
         "off": "versions: not kept: what a push or pull overwrites or deletes cannot be undone",
     }.get(report.get("versioning"), "versions: unknown (the server does not say whether it keeps them)"))
+    if report.get("lock") is not None and report.get("versioning") == "enabled":
+        days = report.get("noncurrent_expiry_days")
+        if days is None:
+            lines.append("archive: the bucket's lifecycle rules could not be read (s3:GetLifecycleConfiguration): "
+                         "whether old commits' data stays restorable is unknown")
+        elif days:
+            lines.append(f"archive: a lifecycle rule expires old versions after {days} days: the data of commits "
+                         f"older than that cannot be restored (see docs: archive)")
     for kind, words in COVERS.items():
         protection = (report.get("protection") or {}).get(kind)
         if protection:

@@ -634,6 +634,31 @@ def etag_is_md5(settings: Settings, path: str) -> bool:
     return not encryption.startswith("aws:kms") and not head.get("SSECustomerAlgorithm")
 
 
+def noncurrent_expiry(settings: Settings) -> int | None:
+    """The fewest days after which the bucket's lifecycle rules expire noncurrent versions
+    of this project's objects; 0 when no rule does; None when the rules cannot be read."""
+    exceptions = botocore().exceptions
+    try:
+        answer = client(settings).get_bucket_lifecycle_configuration(Bucket=settings.bucket)
+    except exceptions.ClientError as err:
+        code = str((err.response.get("Error") or {}).get("Code") or "")
+        return 0 if code == "NoSuchLifecycleConfiguration" else None
+    except exceptions.BotoCoreError:
+        return None
+    prefix = settings.key_prefix
+    found = []
+    for rule in answer.get("Rules") or []:
+        if not isinstance(rule, dict) or rule.get("Status") != "Enabled":
+            continue
+        where = rule.get("Filter") if isinstance(rule.get("Filter"), dict) else {}
+        scope = where.get("Prefix", (where.get("And") or {}).get("Prefix", rule.get("Prefix", ""))) or ""
+        days = (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays")
+        if isinstance(days, int) and days > 0 and isinstance(scope, str) and \
+                (prefix.startswith(scope) or scope.startswith(prefix)):
+            found.append(days)
+    return min(found, default=0)
+
+
 def versioning(settings: Settings) -> str | None:
     """The bucket's versioning: "Enabled", "Suspended", "" (never turned on), or None
     when the server does not say (no permission, or no such feature)."""

@@ -418,15 +418,17 @@ def status(layout: Layout, settings: Settings, selection: Selection = Selection(
         "pull": side(pull_plan, local, remote),
         "conflicts": dict(push_plan.conflicts),
         "conflicts_pushed": dict(push_plan.pushed),
-        "lock": _lock_report(layout, settings, scan, record, selection),
+        "lock": (lock := _lock_report(layout, settings, scan, record, selection)),
         "replaced": [{"folder": os.path.join(STATE, "replaced", name), "files": count}
                      for name, count in replaced_edits(layout)],
         "skipped": dict(scan.skipped),
         "refused": dict(scan.refused),
         "unchanged": push_plan.unchanged,
         "left_out": scan.left_out,
-        "versioning": {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(s3.versioning(settings),
-                                                                                    "unknown"),
+        "versioning": (kept := {"Enabled": "enabled", "Suspended": "suspended", "": "off"}.get(
+            s3.versioning(settings), "unknown")),
+        # Whether a commit's data stays restorable: asked only where locks and versions are kept.
+        "noncurrent_expiry_days": s3.noncurrent_expiry(settings) if lock is not None and kept == "enabled" else None,
         "path": f"data/{selection.root}" if len(selection.paths) != 1 else f"data/{selection.paths[0]}",
         "paths": [f"data/{path}" for path in selection.paths] or ["data/"],
         "protection": conditions.protection(conditions.Memory(layout), settings, _without_hooks(layout)),

@@ -166,6 +166,11 @@ def split_words(words: list[str], here: str = "", exists: Callable[[str], bool] 
     inside_data = here == DATA_FOLDER or here.startswith(DATA_FOLDER + "/")
     for word in words:
         bare = word.strip().lower()
+        if inside_data and bare in FLAG_WORDS and exists(word):
+            raise FlagError(
+                f'"{printable(word)}" is both a flag word and a file or folder here: write ./{printable(word)} '
+                "for the path, or run the command from the project's folder for the flag word."
+            )
         path = (word in ("data", "data/") or "/" in word or word.startswith(".") or os.path.isabs(word)
                 or (os.sep != "/" and os.sep in word)
                 or (bare not in FLAG_WORDS and not bare.startswith("-") and (inside_data or exists(word))))

@@ -366,7 +366,7 @@ def test_pull_force_keeps_the_local_edit_it_replaces(project, colleague, bucket)
     assert project.files() == {"a.csv": b"1\n2 theirs\n3\n", "b.csv": b"b\n"}
     kept = list((project.root / ".datakit-data" / "replaced").glob("*/data/a.csv"))
     assert [p.read_bytes() for p in kept] == [b"1\n2 mine\n3\n"]
-    assert "Kept your version of 1 file(s) this pull replaced (data/a.csv) in .datakit-data/replaced/" \
+    assert "Kept your version of 1 file(s) this pull replaced or deleted (data/a.csv) in .datakit-data/replaced/" \
         in pulled.stderr
     assert "your edits a `pull force` replaced: 1 file(s)" in ok(project.run("data", "status")).stdout
     # A file as last synced is in S3's history: nothing to keep aside.
@@ -374,3 +374,92 @@ def test_pull_force_keeps_the_local_edit_it_replaces(project, colleague, bucket)
     ok(colleague.run("data", "push"))
     ok(project.run("data", "pull", "force"))
     assert len(list((project.root / ".datakit-data" / "replaced").glob("*/data/*"))) == 1
+
+
+def test_pull_force_delete_keeps_the_local_edit_it_deletes(project, colleague, bucket):
+    _conflict(project, colleague)  # both sides know a.csv; the colleague changed it and pushed
+    ok(colleague.run("data", "pull"))
+    (colleague.data / "a.csv").unlink()
+    ok(colleague.run("data", "push", "delete"))  # deleted on S3; changed here
+
+    ok(project.run("data", "pull", "force", "delete"))
+
+    assert "a.csv" not in project.files()
+    kept = list((project.root / ".datakit-data" / "replaced").glob("*/data/a.csv"))
+    assert [p.read_bytes() for p in kept] == [b"1\n2 mine\n3\n"]
+
+
+def test_push_force_after_compare_never_replaces_or_deletes_what_was_not_looked_at(project, colleague, bucket):
+    _conflict(project, colleague)
+    ok(project.run("data", "compare"))
+    colleague.write("a.csv", "1\n2 theirs, newer\n3\n")
+    ok(colleague.run("data", "push"))
+    (project.data / "a.csv").unlink()  # mine: deleted; a push force delete would delete theirs
+
+    refused = project.run("data", "push", "force", "delete", "data/a.csv")
+
+    assert "S3 changed it again after `datakit data compare`" in assert_clean_error(refused)
+    assert bucket.objects(project.name)["a.csv"] == b"1\n2 theirs, newer\n3\n"
+
+    project.write("a.csv", "1\n2 mine\n3\n")
+    ok(project.run("data", "compare", "data/a.csv"))
+    (colleague.data / "a.csv").unlink()
+    ok(colleague.run("data", "push", "delete"))
+    refused = project.run("data", "push", "force", "data/a.csv")
+    assert "someone deleted it on S3 after `datakit data compare`" in assert_clean_error(refused)
+    assert "a.csv" not in bucket.objects(project.name)
+
+
+def test_compare_and_pull_force_never_write_through_a_link_in_the_state_folder(project, colleague, bucket, tmp_path):
+    _conflict(project, colleague)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    state = project.root / ".datakit-data"
+    (state / "theirs").symlink_to(outside)
+    (state / "replaced").symlink_to(outside)
+
+    for command in (("compare",), ("pull", "force")):
+        text = assert_clean_error(project.run("data", *command))
+        assert "is a link or not a folder" in text
+    assert list(outside.iterdir()) == []
+    assert project.files()["a.csv"] == b"1\n2 mine\n3\n"
+
+
+def test_a_data_folder_linked_to_another_disk_still_finds_its_project(project, bucket, tmp_path):
+    elsewhere = tmp_path / "bigdisk" / "data"
+    elsewhere.mkdir(parents=True)
+    project.configure()
+    project.data.symlink_to(elsewhere)
+    project.write("raw/a.csv", "a")
+    inside = project.data / "raw"  # as the shell names it: through the link
+
+    done = subprocess.run([DATAKIT, "data", "push", "a.csv"], cwd=inside, env={**project.home.env, "PWD": str(inside)},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, output(done)
+    assert bucket.objects(project.name) == {"raw/a.csv": b"a"}
+    refused = subprocess.run([DATAKIT, "data", "init"], cwd=inside, env={**project.home.env, "PWD": str(inside)},
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert "inside the project" in assert_clean_error(refused)
+    assert not (elsewhere / "raw" / "config").exists()
+
+
+def test_a_flag_word_that_is_also_a_folder_here_is_refused(project, bucket):
+    project.configure()
+    project.write("debug/log.csv", "l")
+    project.write("other.csv", "o")
+    text = assert_clean_error(run_in(project, "data", "data", "push", "dryrun", "debug"))
+    assert '"debug" is both a flag word and a file or folder here: write ./debug' in text
+    ok(run_in(project, "data", "data", "push", "./debug"))
+    assert bucket.objects(project.name) == {"debug/log.csv": b"l"}
+
+
+def test_compare_says_when_only_line_endings_differ_and_caps_long_lines(project, colleague, bucket):
+    _conflict(project, colleague)
+    colleague.write("a.csv", "1\r\n2 theirs\r\n3\r\n")
+    ok(colleague.run("data", "push", "force"))
+    project.write("a.csv", "1\n2 theirs\n3\n")
+    assert "differ only in line endings" in ok(project.run("data", "compare")).stdout
+    colleague.write("a.csv", "x," * 50_000 + "\n")
+    ok(colleague.run("data", "push", "force"))
+    shown = ok(project.run("data", "compare")).stdout
+    assert "more characters)" in shown and len(shown) < 5_000

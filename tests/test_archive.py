@@ -227,3 +227,25 @@ def test_changing_a_lock_line_by_line_gives_the_lock_written_whole():
                                                               {p: hashes[p] for p in after}).entries)
         assert (spliced or text) == whole
         text, record = whole, after
+
+
+def test_status_says_when_lifecycle_rules_expire_old_versions(project, moto):
+    from helpers import _client
+
+    client = _client(moto.endpoint_url)
+    name = "archive-lifecycle"
+    client.create_bucket(Bucket=name)
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    project.configure(s3_bucket=name, s3_endpoint_url=moto.endpoint_url)
+    project.write("a.csv", "a\n")
+    ok(project.run("data", "push"))
+    assert "archive:" not in ok(project.run("data", "status")).stdout  # no rule: nothing to say
+
+    client.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
+        {"ID": "tidy", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 30}},
+        {"ID": "elsewhere", "Status": "Enabled", "Filter": {"Prefix": "other-project/"},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+    ]})
+    status = ok(project.run("data", "status")).stdout
+    assert "archive: a lifecycle rule expires old versions after 30 days" in status
