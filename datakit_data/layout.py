@@ -2,6 +2,7 @@
 
     <root>/data/                      the data, synced with s3://<s3_bucket>/<s3_path>/
     <root>/config/datakit-data.json   the project config (in git)
+    <root>/config/datakit-data.lock   the exact data of each commit (in git; lockfile.py)
     <root>/.datakit-data/             datakit-data's own state (ignored by git):
         lock                          one push or pull at a time
         running                       which command holds the lock (its pid)
@@ -9,6 +10,7 @@
         conditions.json               what each store proved of each kind of condition
         engine.json                   whether DATAKIT_DATA_AWS's CLI loads datakit's plugin
         notices.json                  the paragraphs said once per project (a bucket without versions)
+        lock-seen.json                config/datakit-data.lock and the record as datakit last wrote them
         rolled-back.json              files `pull --as-of` brought back to an older version
         theirs/data/, theirs.json     S3's versions `datakit data compare` saved, and their ETags
         replaced/<UTC time>/data/     local edits a `pull force` replaced, kept 30 days

@@ -211,7 +211,7 @@ def write(layout: Layout, lock: Lock) -> None:
     write_text(layout, text)
 
 
-def updated(old: Lock | None, bucket: str, s3_path: str, record: Mapping, answered: Mapping[str, str],
+def updated(old: Lock | None, bucket: str, s3_path: str, record: Mapping, *, answered: Mapping[str, str],
             hashed: Mapping[str, str]) -> Lock:
     """The lock after a run: one entry per file of the sync record (``record``: {path:
     Recorded}). An entry whose ETag and size still match the record is kept (with a

@@ -285,7 +285,8 @@ class Run:
             else:
                 hashed = {path: digest for path in lockfile.needing_hash(self.lock_before, bucket, s3_path, files)
                           if (digest := hash_of(path)) is not None}
-                lockfile.write(self.layout, lockfile.updated(self.lock_before, bucket, s3_path, files, answered, hashed))
+                lockfile.write(self.layout, lockfile.updated(self.lock_before, bucket, s3_path, files,
+                                                                  answered=answered, hashed=hashed))
             lockfile.remember(self.layout)
         except OSError as err:
             log.warning("Could not write %s: %s. The next push or pull writes it.", lockfile.LOCK,
@@ -304,7 +305,8 @@ class Run:
 
 
 #: What push says of a file brought back by `pull --as-of` while S3 holds a newer version.
-ROLLED_BACK = "rolled back with pull --as-of; S3 holds a newer version. `datakit data push force data/{path}` makes yours the latest"
+ROLLED_BACK = ("brought back to an older version (pull --as-of or --commit); S3 holds a newer one. "
+               "`datakit data push force data/{path}` makes yours the latest")
 #: The largest rolled-back.json read (a path and an ETag per file rolled back).
 ROLLBACKS_LIMIT = 64 * 1024 * 1024
 

@@ -300,14 +300,14 @@ def test_push_after_a_rollback_names_it_and_says_how_to_make_it_the_latest(proje
 
     pushed = ok(project.run("data", "push"))
 
-    assert "kept: data/story.csv (rolled back with pull --as-of; S3 holds a newer version. " \
-           "`datakit data push force data/story.csv` makes yours the latest)" in pushed.stderr
+    assert "kept: data/story.csv (brought back to an older version (pull --as-of or --commit); S3 holds a newer " \
+           "one. `datakit data push force data/story.csv` makes yours the latest)" in pushed.stderr
     assert "changed on S3" not in pushed.stderr
     ok(project.run("data", "push", "force", "data/story.csv"))
     assert versioned.objects(project.name) == {"story.csv": b"v1\n"}
     # A later ordinary pull forgets the rollback.
     ok(project.run("data", "pull"))
-    assert "rolled back" not in ok(project.run("data", "status")).stdout
+    assert "older version" not in ok(project.run("data", "status")).stdout
 
 
 def _conflict(project, colleague):

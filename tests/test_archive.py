@@ -207,7 +207,7 @@ def test_changing_a_lock_line_by_line_gives_the_lock_written_whole():
 
     record = {f"d{i % 7}/f{i:03d}.csv": Recorded(i + 1, i, i, etag()) for i in range(300)}
     hashes = {path: "%064x" % rng.getrandbits(256) for path in record}
-    old = lockfile.updated(None, "bkt", "p", record, {}, hashes)
+    old = lockfile.updated(None, "bkt", "p", record, answered={}, hashed=hashes)
     text = lockfile.render("bkt", "p", old.entries)
     for _ in range(20):
         touched = set(rng.sample(sorted(record), 10)) | {f"new/{rng.getrandbits(20)}.csv" for _ in range(3)}
@@ -223,8 +223,8 @@ def test_changing_a_lock_line_by_line_gives_the_lock_written_whole():
                 hashes[path] = "%064x" % rng.getrandbits(256)
         answered = {path: f"v{rng.getrandbits(30)}" for path in touched if path in after}
         spliced = lockfile.spliced(text, after, touched, answered, hashes.get)
-        whole = lockfile.render("bkt", "p", lockfile.updated(lockfile.parse(text), "bkt", "p", after, answered,
-                                                              {p: hashes[p] for p in after}).entries)
+        whole = lockfile.render("bkt", "p", lockfile.updated(lockfile.parse(text), "bkt", "p", after, answered=answered,
+                                                              hashed={p: hashes[p] for p in after}).entries)
         assert (spliced or text) == whole
         text, record = whole, after
 

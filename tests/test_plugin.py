@@ -69,6 +69,7 @@ def test_config_list_shows_this_plugins_settings(project, home):
         "s3_endpoint_url": ["[unset]"],
         "max_concurrent_requests": ["[unset]"],
         "exclude": ["[unset]"],
+        "lock_file": ["[unset]"],
     }
 
 
