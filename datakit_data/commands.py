@@ -14,7 +14,7 @@ import subprocess
 from cliff._argparse import SmartHelpFormatter
 from cliff.command import Command
 
-from . import compare, lockfile, project, pull, push, safesync, scan, versions
+from . import compare, lockfile, project, pull, push, safesync, scan, share, versions
 from .engine.cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin, find_project, working_folder
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
@@ -472,13 +472,42 @@ class Compare(_Command):
             compare.compare(self.layout, settings, self.selection(path_words, settings), self.out)
 
 
+class Share(_Command):
+    """Write download links to files of data/ for people without AWS, with checksums."""
+
+    about = (
+        "Each file gets a presigned link, pinned to the version you last pushed or pulled where the "
+        "bucket keeps versions. The links go into a folder under .datakit-data/shares/ (index.html, "
+        "SHA256SUMS, and download-and-check scripts for macOS/Linux and Windows), never onto the screen. "
+        "They last --days (at most 7), or less when your credentials expire sooner: you are told."
+    )
+    examples = (
+        ("datakit data share data/clean/", "every file of that folder, for 7 days"),
+        ("datakit data share data/clean/results.csv --days 2", "one file, for 2 days"),
+    )
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("path", nargs="+", metavar="PATH", help="files or folders inside data/")
+        parser.add_argument("--days", default="7", metavar="N",
+                            help="how long the links work, in days (default and maximum 7; 0.5 is 12 hours)")
+        return parser
+
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
+        days = share.parse_days(parsed_args.days)
+        path_words, flags = _path_only(parsed_args.path, "share", "--days N", "data/clean/", self.here)
+        settings = self.settings(flags)
+        with project_lock(self.layout, "share"):
+            share.share(self.layout, settings, self.selection(path_words, settings), days=days, say=self.out)
+
+
 class Data(_Command):
     """Keep a project's data/ folder on S3, and share it with colleagues."""
 
     #: The commands, as `datakit data` lists them.
     COMMANDS = (
         ("init", Init), ("push", Push), ("pull", Pull), ("status", Status), ("compare", Compare),
-        ("history", History),
+        ("history", History), ("share", Share),
     )
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:

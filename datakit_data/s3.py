@@ -58,6 +58,18 @@ def client(settings: Settings) -> Any:
         raise explain_error(err, settings, "list")
 
 
+def presigner(settings: Settings) -> Any:
+    """A client that signs links with Signature Version 4 (the one S3 takes everywhere,
+    with an expiry of at most 7 days); it sends no request."""
+    served = botocore()
+    try:
+        sess = aws.session(settings.profile)
+        return sess.create_client("s3", endpoint_url=without_credentials(settings.endpoint_url),
+                                  config=served.config.Config(signature_version="s3v4"))
+    except served.exceptions.BotoCoreError as err:
+        raise explain_error(err, settings, "list")
+
+
 #: A listing page's objects, and the fields of one, as S3 writes them. (Written out
 #: as a loop over "<" rather than a lazy ".*?": five times sooner on a page.)
 _CONTENTS = re.compile(rb"<Contents>([^<]*(?:<(?!/Contents>)[^<]*)*)</Contents>")

@@ -92,3 +92,14 @@ def read_pages_first(client: Any, read: Callable[[dict, dict], None], operation:
         look(operation_model=operation_model, response_dict=response_dict, **kwargs)
 
     events.register_first("before-parse.s3.*", before_parse)
+
+
+def credential_expiry(profile: str | None) -> tuple[Any, str]:
+    """(when the profile's credentials expire, as an aware datetime, or None when they do
+    not; how they were found: "sso", "assume-role", "custom-process", "env", ...)."""
+    found = session(profile).get_credentials()
+    if found is None:
+        return None, ""
+    # RefreshableCredentials keeps its expiry privately (no public accessor in botocore).
+    expiry = getattr(found, "_expiry_time", None)
+    return expiry, str(getattr(found, "method", "") or "")
