@@ -66,6 +66,8 @@ def read_marker(settings: Settings, s3_path: str) -> dict | None:
         if str((err.response.get("Error") or {}).get("Code") or "") in ("NoSuchKey", "404", "NotFound"):
             return None
         raise s3.explain_error(err, settings, "check") from err
+    except exceptions.BotoCoreError as err:
+        raise s3.explain_error(err, settings, "check") from err
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(found, dict) or not isinstance(found.get("id"), str):
@@ -101,6 +103,8 @@ def put_marker(settings: Settings, key: str, body: bytes) -> bool:
     except exceptions.ClientError as err:
         if str((err.response.get("Error") or {}).get("Code") or "") in ("PreconditionFailed", "412"):
             return False
+        raise s3.explain_error(err, settings, "check") from err
+    except exceptions.BotoCoreError as err:
         raise s3.explain_error(err, settings, "check") from err
     return True
 

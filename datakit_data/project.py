@@ -12,7 +12,7 @@ import subprocess
 
 from typing import Callable
 
-from . import s3
+from . import claim, s3, versions
 from .exceptions import ConfigError, DatakitDataError
 from .failures import shown_endpoint
 from .files import write_json
@@ -92,7 +92,9 @@ def initialise(layout: Layout, global_config: dict, options: dict, *, global_pat
         config = project_config(name, global_config, options, placeholders(name))
         if config["s3_bucket"]:
             check_bucket_name(config["s3_bucket"], global_path)
-            _check_path(config, global_config, say, joining=bool(options.get("existing")))
+            claimed = _check_path(config, global_config, say, joining=bool(options.get("existing")), root=layout.root)
+            if claimed:
+                config["project_id"] = claimed
     os.makedirs(layout.data, exist_ok=True)
     if config is not None:
         os.makedirs(os.path.dirname(config_path), exist_ok=True)
@@ -112,11 +114,14 @@ def initialise(layout: Layout, global_config: dict, options: dict, *, global_pat
         say(f"Next: no S3 bucket is set yet; {BUCKET_SET_HINT.format(path=PROJECT_CONFIG)}.")
 
 
-def _check_path(config: dict, global_config: dict, say: Callable[[str], None], joining: bool) -> None:
-    """Refuse a bucket the server says does not exist, and an s3_path that already holds
-    objects unless the user joins it."""
+def _check_path(config: dict, global_config: dict, say: Callable[[str], None], joining: bool, root: str) -> str | None:
+    """Refuse a bucket the server says does not exist, an s3_path inside another project's,
+    and one that already holds objects unless the user joins it; claim the name (see
+    claim.py). Returns the project id the config takes (None when it could not check)."""
     settings = settings_from(merge(global_config, config), PROJECT_CONFIG)
     try:
+        above = claim.enclosing(settings, settings.path)
+        held = claim.read_marker(settings, settings.path)
         in_use = s3.has_objects(settings)
     except DatakitDataError as err:
         if err.kind == "no bucket":
@@ -128,12 +133,37 @@ def _check_path(config: dict, global_config: dict, say: Callable[[str], None], j
         reason = err.reason or str(err)
         say(f"Could not check whether {mask_secrets(settings.s3_url)} is already in use: "
             f"{reason.rstrip('.')}. Check it before your first push.")
-        return
+        return None
+    if above is not None:
+        raise ConfigError(
+            f"{settings.s3_url} is inside s3://{settings.bucket}/{above[0]}/, the {claim.who(above[1])}: a project "
+            "inside another would sync its files twice. Choose another folder with `--path`. Nothing was written."
+        )
+    if held is not None:
+        if not joining:
+            raise ConfigError(
+                f"{settings.s3_url} is the {claim.who(held)}. Choose another folder with `--path`, or run "
+                "`datakit data init --existing` to join it. Nothing was written."
+            )
+        return held["id"]
     if in_use and not joining:
         raise ConfigError(
             f"{settings.s3_url} already holds data, perhaps another project with the same name. "
-            "Choose another folder with `--path`, or run `datakit data init --existing` to join it."
+            "Choose another folder with `--path`, or run `datakit data init --existing` to join it "
+            "(and claim its name)."
         )
+    name = os.path.basename(os.path.abspath(root))
+    marker = claim.new_marker(name, versions.pusher(root), root)
+    won, holder, proven = claim.claim(settings, marker)
+    if not won:
+        raise ConfigError(
+            f"{settings.s3_url} was just claimed by the {claim.who(holder or {})}. Choose another folder "
+            "with `--path`, or run `datakit data init --existing` to join it. Nothing was written."
+        )
+    if not proven:
+        say(f"Claimed {settings.s3_url} for this project, but this store does not refuse a second claim of "
+            "one name (it ignores If-None-Match): the guard against two projects of one name is best effort here.")
+    return marker["id"]
 
 
 def tracked_by_git(root: str) -> int:

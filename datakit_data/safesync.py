@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Callable, Iterator, Mapping
 
-from . import awsconfig, compare, conditions, lockfile, progress, report, s3, uploads, versions
+from . import awsconfig, claim, compare, conditions, lockfile, progress, report, s3, uploads, versions
 from .engine import cli as engine_cli
 from .flags import Flags
 from .files import write_json
@@ -205,6 +205,7 @@ class Run:
     def _begin(self) -> Outcome:
         """Plan, name conflicts and kept files, and with `dryrun` show the plan."""
         self._phase(f"{self.direction.capitalize()}: scanning data/ and listing {mask_secrets(self.settings.s3_url)} ...")
+        claim.check_joined(self.settings, self.settings.project_id)  # never another project's data
         scan = self.scan = self.gather()
         self._phase(f"{self.direction.capitalize()}: planning ({len(scan.local):,} files here, "
                     f"{len(scan.remote):,} on S3) ...")

@@ -23,7 +23,7 @@ from .names import key_problem, printable
 from .plan import Local, Remote
 from .record import SyncRecord
 from .report import human_bytes
-from .selection import Selection
+from .selection import PROJECT_FOLDER, Selection
 from .settings import Settings
 from .threads import Beside
 
@@ -93,7 +93,8 @@ def gather(layout: Layout, settings: Settings, selection: Selection = Selection(
     listed = listing.result()
     folded = names.is_case_insensitive(data_dir) if present else False
     unsafe = names.refused_keys(listed, folded, path_max=path_max(layout))
-    ours = {path for path in listed if selection.covers(path)}
+    # The project's own marker (.datakit/ at the top of s3_path, see claim.py) is no data.
+    ours = {path for path in listed if selection.covers(path) and not path.startswith(PROJECT_FOLDER)}
     left_remote = {path for path in ours if selection.left_out(path)}
     ours -= left_remote
     refused = {path: why for path, why in unsafe.items() if path in ours}

@@ -24,13 +24,17 @@ from .flags import ACCEPTED as FLAG_WORDS
 from .names import key_problem, printable
 
 DATA_FOLDER = "data"
+#: The folder at the top of s3_path that holds the project's marker (claim.py).
+PROJECT_FOLDER = ".datakit/"
 
 # One search per path: junk names (case ignored, as Windows and macOS do) as the last
 # part of the path, or a junk folder anywhere in it.
 _JUNK = re.compile(
     r"(?:^|/)(?:\.ds_store|thumbs\.db|ehthumbs\.db|desktop\.ini|~\$[^/]*|\._[^/]*|\.~lock\.[^/]*#"
     r"|\.datakit-data-[^/]*\.part)$"
-    r"|(?:^|/)\.ipynb_checkpoints/",
+    r"|(?:^|/)\.ipynb_checkpoints/"
+    # The project's marker folder at the top of s3_path (claim.py): never data, either side.
+    r"|^\.datakit/",
     re.IGNORECASE,
 )
 

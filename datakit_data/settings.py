@@ -123,6 +123,8 @@ SETTINGS = (
             check=check_number, field="max_concurrent_requests", at_runtime=True),
     Setting("exclude", "paths in data/ that never sync: a list of .gitignore patterns, e.g. [\"*.tmp\", \"scratch/\"]",
             check=check_patterns, field="exclude", at_runtime=True, patterns=True),
+    Setting("project_id", "the id init claimed the project's name with in the bucket (.datakit/project.json)",
+            field="project_id", in_global=False),
     Setting("lock_file", "write config/datakit-data.lock, the exact data of each commit (default true)",
             check=check_bool, field="lock_file", at_runtime=True),
 )
@@ -161,6 +163,8 @@ class Settings:
     exclude: tuple[str, ...] = ()
     #: Write config/datakit-data.lock at each push and pull (lockfile.py).
     lock_file: bool = True
+    #: The id of the marker that claims s3_path for this project (claim.py), or None.
+    project_id: str | None = None
     #: `no-sign-request`: every request goes unsigned (a public bucket, no credentials).
     unsigned: bool = False
 

@@ -49,20 +49,24 @@ class Bucket:
         self.client = client
         self.name = name
 
-    def objects(self, prefix: str) -> dict[str, bytes]:
-        """{key relative to prefix: bytes} for every object under prefix/."""
+    def objects(self, prefix: str, markers: bool = False) -> dict[str, bytes]:
+        """{key relative to prefix: bytes} for every object under prefix/: the project's
+        data; with ``markers``, its name marker (.datakit/project.json) too."""
         found = {}
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix + "/")
         for page in pages:
             for item in page.get("Contents", []):
-                body = self.client.get_object(Bucket=self.name, Key=item["Key"])["Body"].read()
-                found[item["Key"][len(prefix) + 1:]] = body
+                rest = item["Key"][len(prefix) + 1:]
+                if rest.startswith(".datakit/") and not markers:
+                    continue
+                found[rest] = self.client.get_object(Bucket=self.name, Key=item["Key"])["Body"].read()
         return found
 
-    def keys(self, prefix: str) -> list[str]:
-        """Keys under prefix/, without reading the objects."""
+    def keys(self, prefix: str, markers: bool = False) -> list[str]:
+        """Keys under prefix/ (the name marker only with ``markers``), without reading the objects."""
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix + "/")
-        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+        return [item["Key"] for page in pages for item in page.get("Contents", [])
+                if markers or not item["Key"][len(prefix) + 1:].startswith(".datakit/")]
 
     def put(self, key: str, body: bytes) -> None:
         self.client.put_object(Bucket=self.name, Key=key, Body=body)

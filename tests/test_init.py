@@ -1,6 +1,7 @@
 """`datakit data init` in a project folder, as a user runs it."""
 import datetime
 import json
+import re
 import subprocess
 
 from helpers import BUCKET, assert_clean_error, output
@@ -30,7 +31,9 @@ def test_init_takes_profile_bucket_and_endpoint_from_global_config_in_datakit_ho
     result = project.run("data", "init")
 
     assert result.returncode == 0, output(result)
-    assert project.config() == {
+    config = project.config()
+    assert re.fullmatch(r"[0-9a-f]{32}", config.pop("project_id"))  # the name it claimed in the bucket
+    assert config == {
         "aws_user_profile": "other_profile",
         "s3_bucket": BUCKET,
         "s3_path": project.name,

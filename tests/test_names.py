@@ -1,32 +1,102 @@
-"""names.py: keys that can never be local paths."""
-import pytest
+"""A project's name in the bucket: init claims it (issue 33).
+
+Through the real `datakit` and SeaweedFS (which honours If-None-Match), and `rclone
+serve s3` (which ignores it).
+"""
+import concurrent.futures
+import json
+
+from helpers import BUCKET, Project, assert_clean_error, ok, output
 
 
-@pytest.mark.parametrize("name, refused", [
-    ("a" * 255, False),  # the AWS CLI cuts ASCII names to 246 characters: fine
-    ("é" * 123, False),  # 246 bytes + 9
-    ("é" * 124, True),  # 248 bytes + 9 > 255
-    ("dir/" + "é" * 124, True),
-    ("é" * 124 + "/x", False),  # a folder name: no temporary name is made for it
-])
-def test_names_the_aws_cli_cannot_download_are_refused(name, refused):
-    from datakit_data.names import key_problem
-
-    assert (key_problem(name) is not None) == refused
+def init(project, *extra, endpoint=None):
+    return project.run("data", "init", "--bucket", BUCKET, "--endpoint-url", endpoint or project.home.endpoint_url,
+                       "--path", project.name, *extra)
 
 
-def test_the_shortcut_for_plain_names_agrees_with_the_full_check():
-    """key_problem answers most keys with one match; on every path it must say what the
-    full check says."""
-    import random
+def test_init_claims_the_name_and_the_marker_never_syncs(project, colleague, bucket):
+    ok(init(project))
+    marker = json.loads(bucket.objects(project.name, markers=True)[".datakit/project.json"])
+    assert marker["id"] == project.config()["project_id"] and marker["name"] == project.name
+    project.write("a.csv", "a")
+    pushed = ok(project.run("data", "push", "delete"))
+    assert ".datakit" not in output(pushed)
 
-    from datakit_data.names import DOWNLOAD_SUFFIX, NAME_MAX, full_key_problem, key_problem
+    # A colleague's clone (the config from git) joins by the id without a word.
+    colleague.root.mkdir(parents=True, exist_ok=True)
+    (colleague.root / "config").mkdir()
+    (colleague.root / "config" / "datakit-data.json").write_bytes(project.config_path.read_bytes())
+    pulled = ok(colleague.run("data", "pull", "delete"))
+    assert colleague.files() == {"a.csv": b"a"} and "claimed" not in output(pulled)
+    assert ".datakit/project.json" in bucket.objects(project.name, markers=True)
+    assert "left out" not in ok(colleague.run("data", "status")).stdout
 
-    rng = random.Random(20)
-    alphabet = "aZ09_-.+=,@ ()/\\\x1b\u00e9~%&[*?"
-    paths = ["", ".", "..", "a/.", "a/../b", ".hidden/x", "x" * (NAME_MAX - DOWNLOAD_SUFFIX),
-             "x" * (NAME_MAX - DOWNLOAD_SUFFIX + 1), "d/" + "y" * NAME_MAX]
-    paths += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(20_000)]
-    for path in paths:
-        assert key_problem(path) == full_key_problem(path), path
-    assert sum(key_problem(p) is None for p in paths) > 1000  # both kinds were tried
+
+def test_two_inits_of_one_name_at_once_one_wins(tmp_path, home, bucket):
+    for round in range(4):
+        first, second = (Project(tmp_path / f"r{round}-{side}" / "budget-2026", home) for side in ("a", "b"))
+        path = f"race-{round}-{tmp_path.name}"
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda p: p.run("data", "init", "--bucket", BUCKET, "--endpoint-url",
+                                                    home.endpoint_url, "--path", path), (first, second)))
+        won = [r for r in results if r.returncode == 0]
+        lost = [r for r in results if r.returncode != 0]
+        assert len(won) == 1 and len(lost) == 1, [output(r) for r in results]
+        text = assert_clean_error(lost[0])
+        assert text.count("\n") == 1 and 'project "budget-2026" (created by ' in text and "Nothing was written" in text
+        loser = first if results[0].returncode else second
+        assert not loser.config_path.exists()
+
+
+def test_the_conditional_write_refuses_a_second_claim_that_passed_every_check(project, home, bucket, monkeypatch):
+    """The interleaving the checks cannot see: another init claimed the name after this one
+    looked. The store's If-None-Match decides."""
+    from datakit_data import claim
+    from datakit_data.settings import Settings
+
+    from helpers import ACCESS_KEY, SECRET_KEY
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+
+    ok(init(project))
+    settings = Settings(bucket=BUCKET, path=project.name, profile=None, endpoint_url=home.endpoint_url)
+    late = claim.new_marker("budget-2026", "ben", str(project.root))
+    won, holder, proven = claim.claim(settings, late)
+    assert not won and holder["id"] == project.config()["project_id"] and proven
+
+
+def test_paths_inside_or_around_a_project_are_refused_and_data_without_a_marker_is_adopted(tmp_path, home, bucket):
+    outer = Project(tmp_path / "outer", home)
+    ok(outer.run("data", "init", "--bucket", BUCKET, "--endpoint-url", home.endpoint_url, "--path", "desk/outer"))
+    inner = Project(tmp_path / "inner", home)
+    text = assert_clean_error(inner.run("data", "init", "--bucket", BUCKET, "--endpoint-url", home.endpoint_url,
+                                        "--path", "desk/outer/inner"))
+    assert "is inside s3://datakit-test/desk/outer/" in text and not inner.config_path.exists()
+
+    bucket.put("desk/old/x.csv", b"from before names were claimed")
+    older = Project(tmp_path / "old", home)
+    text = assert_clean_error(older.run("data", "init", "--bucket", BUCKET, "--endpoint-url", home.endpoint_url,
+                                        "--path", "desk/old"))
+    assert "already holds data" in text
+    ok(older.run("data", "init", "--bucket", BUCKET, "--endpoint-url", home.endpoint_url, "--path", "desk/old",
+                 "--existing"))
+    assert ".datakit/project.json" in bucket.objects("desk/old", markers=True)
+
+
+def test_a_push_to_a_path_another_project_claimed_is_refused(project, bucket):
+    ok(init(project))
+    config = project.config()
+    config["project_id"] = "0" * 32  # made the same morning, elsewhere
+    project.config_path.write_text(json.dumps(config))
+    project.write("a.csv", "mine")
+    text = assert_clean_error(project.run("data", "push"))
+    assert "is claimed by project" in text and bucket.objects(project.name) == {}
+
+
+def test_a_store_that_ignores_the_condition_is_said_to_guard_at_best_effort(project, rclone, rclone_bucket):
+    result = init(project, endpoint=rclone.endpoint_url)
+    assert result.returncode == 0, output(result)
+    assert "the guard against two projects of one name is best effort here" in result.stdout
+    assert ".datakit/project.json" in rclone_bucket.objects(project.name, markers=True)
+    assert rclone_bucket.keys(project.name, markers=True) == [f"{project.name}/.datakit/project.json"]
