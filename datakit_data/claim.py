@@ -17,13 +17,14 @@ import uuid
 
 from . import s3
 from .engine.aws import botocore
-from .exceptions import ConfigError
+from .exceptions import ConfigError, DatakitDataError
 from .masking import without_credentials
 from .names import printable
 from .settings import Settings
 
-#: The marker, under s3_path.
-MARKER = ".datakit/project.json"
+#: The folder of the marker, at the top of s3_path (never synced), and the marker.
+PROJECT_MARKER_FOLDER = ".datakit/"
+MARKER = PROJECT_MARKER_FOLDER + "project.json"
 #: The largest marker read.
 MARKER_BYTES = 64 * 1024
 
@@ -147,3 +148,56 @@ def check_joined(settings: Settings, project_id: str | None) -> None:
             "project_id): someone made another project with this name. Change s3_path in "
             "config/datakit-data.json, or remove project_id from it to join that project."
         )
+
+
+#: Projects `datakit data projects` reads at most (a GET of each marker, a listing of each).
+MOST_PROJECTS = 1000
+
+
+def projects(settings: Settings, suffix: str) -> tuple[list[dict], list[str]]:
+    """The projects under settings.path (the global s3_path_prefix): (one dict each: path,
+    marker, files, bytes, last push; what could not be read). A project lives at
+    prefix/NAME/suffix, as init builds s3_path."""
+    exceptions = botocore().exceptions
+    plain = s3.presigner(settings)
+    base = f"{settings.path}/" if settings.path else ""
+    folders, unread = [], []
+    try:
+        for page in plain.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=base, Delimiter="/"):
+            folders += [str(p.get("Prefix") or "") for p in page.get("CommonPrefixes") or []]
+            if len(folders) > MOST_PROJECTS:
+                break
+    except exceptions.ClientError as err:
+        raise s3.explain_error(err, settings, "list") from err
+    except exceptions.BotoCoreError as err:
+        raise s3.explain_error(err, settings, "list") from err
+    paths = [(folder + suffix.strip("/")).rstrip("/") for folder in folders[:MOST_PROJECTS]]
+
+    def one(path: str) -> dict | None:
+        try:
+            marker = read_marker(settings, path)
+        except DatakitDataError as err:
+            unread.append(f"s3://{settings.bucket}/{path}/ ({err.reason or err})")
+            return None
+        if marker is None:
+            return None
+        found = {"path": path, "marker": marker, "files": None, "bytes": None, "last": ""}
+        try:
+            for page in plain.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=path + "/"):
+                for item in page.get("Contents") or []:
+                    if str(item.get("Key", "")).startswith(f"{path}/{PROJECT_MARKER_FOLDER}"):
+                        continue
+                    found["files"] = (found["files"] or 0) + 1
+                    found["bytes"] = (found["bytes"] or 0) + int(item.get("Size") or 0)
+                    found["last"] = max(found["last"], str(item.get("LastModified") or ""))
+            found["files"] = found["files"] or 0
+            found["bytes"] = found["bytes"] or 0
+        except (exceptions.ClientError, exceptions.BotoCoreError) as err:
+            unread.append(f"the files of s3://{settings.bucket}/{path}/ ({s3.explain_error(err, settings, 'list').reason})")
+        return found
+
+    with concurrent.futures.ThreadPoolExecutor(s3.workers(settings)) as pool:
+        listed = [found for found in pool.map(one, paths) if found is not None]
+    if len(folders) > MOST_PROJECTS:
+        unread.append(f"folders beyond the first {MOST_PROJECTS:,} (name a deeper prefix)")
+    return listed, unread

@@ -14,7 +14,7 @@ import subprocess
 from cliff._argparse import SmartHelpFormatter
 from cliff.command import Command
 
-from . import compare, lockfile, project, pull, push, safesync, scan, share, versions
+from . import claim, compare, lockfile, project, pull, push, safesync, scan, share, versions
 from .engine.cli import signals_stop_the_run
 from .configs import PLUGIN_SLUG, ConfigMixin, find_project, working_folder
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
@@ -22,11 +22,11 @@ from .flags import ACCEPTED, DASHED, Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
 from .lockfile import LOCK
 from .lock import project_lock
-from .masking import mask_logging
+from .masking import mask_logging, mask_secrets
 from .names import printable
-from .report import history_json, history_lines, status_lines
+from .report import history_json, history_lines, human_bytes, status_lines
 from .selection import Selection, check_path, split_words
-from .settings import SETTINGS, Settings
+from .settings import PROJECT_KEYS, SETTINGS, Settings, merge, normalise_s3_path, read_config, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -501,13 +501,61 @@ class Share(_Command):
             share.share(self.layout, settings, self.selection(path_words, settings), days=days, say=self.out)
 
 
+class Projects(_Command):
+    """List the projects in the bucket: name, creator, created, last push, files and bytes."""
+
+    about = (
+        "Looks under the global config's s3_bucket and s3_path_prefix (or --prefix) for projects whose "
+        "name init claimed (<s3_path>/.datakit/project.json), with each one's files and bytes. What "
+        "your credentials may not read is named, and the rest is listed."
+    )
+    examples = (
+        ("datakit data projects", "the projects of your global config's bucket and prefix"),
+        ("datakit data projects --prefix desk/2026", "under another prefix"),
+    )
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("--prefix", metavar="PREFIX", help="the folder in the bucket to look in "
+                            "(default: s3_path_prefix of the global config)")
+        parser.add_argument("--json", action="store_true", help="print them as JSON, for scripts")
+        return parser
+
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
+        glob = self.global_config() or {}
+        inside = read_config(self.layout.config, PROJECT_KEYS, shown=PROJECT_CONFIG) if os.path.exists(
+            self.layout.config) else None
+        merged = merge(glob, inside or {})
+        prefix = parsed_args.prefix if parsed_args.prefix is not None else (glob.get("s3_path_prefix") or "")
+        merged["s3_path"] = normalise_s3_path(project.expand(prefix, project.placeholders("")), "--prefix") \
+            if prefix.strip("/") else ""
+        settings = settings_from(merged, self.plugin_config_path)
+        suffix = str(project.expand(glob.get("s3_path_suffix") or "", project.placeholders("")))
+        found, unread = claim.projects(settings, suffix)
+        if parsed_args.json:
+            self.out(json.dumps({"projects": found, "not_read": unread}, indent=2, sort_keys=True))
+            return
+        if not found:
+            self.out(f"No projects under {mask_secrets(settings.s3_url)} (none claimed its name with init).")
+        for entry in sorted(found, key=lambda e: e["path"]):
+            marker = entry["marker"]
+            files = "files: could not be read" if entry["files"] is None else \
+                f"{entry['files']:,} file(s), {human_bytes(entry['bytes'])}"
+            last = versions.when(entry["last"]) if entry["last"] else "never pushed"
+            self.out(f"{printable(marker.get('name', '?'))}  s3://{printable(settings.bucket)}/{printable(entry['path'])}/  "
+                     f"created by {printable(marker.get('created_by', '?'))} {printable(marker.get('created', ''))[:10]}  "
+                     f"last push {last}  {files}")
+        for what in unread:
+            self.out(f"not read: {printable(what)}")
+
+
 class Data(_Command):
     """Keep a project's data/ folder on S3, and share it with colleagues."""
 
     #: The commands, as `datakit data` lists them.
     COMMANDS = (
         ("init", Init), ("push", Push), ("pull", Pull), ("status", Status), ("compare", Compare),
-        ("history", History), ("share", Share),
+        ("history", History), ("share", Share), ("projects", Projects),
     )
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:

@@ -59,13 +59,17 @@ def client(settings: Settings) -> Any:
 
 
 def presigner(settings: Settings) -> Any:
-    """A client that signs links with Signature Version 4 (the one S3 takes everywhere,
-    with an expiry of at most 7 days); it sends no request."""
+    """A client with botocore's own answer parsing (not read_contents' fast pages: it reads
+    folders too) that signs with Signature Version 4 (the one S3 takes everywhere, and
+    presigned links of at most 7 days)."""
     served = botocore()
     try:
         sess = aws.session(settings.profile)
+        options = {"signature_version": "s3v4", "connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+        if settings.unsigned:
+            options["signature_version"] = served.UNSIGNED
         return sess.create_client("s3", endpoint_url=without_credentials(settings.endpoint_url),
-                                  config=served.config.Config(signature_version="s3v4"))
+                                  config=served.config.Config(**options))
     except served.exceptions.BotoCoreError as err:
         raise explain_error(err, settings, "list")
 

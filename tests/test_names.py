@@ -100,3 +100,23 @@ def test_a_store_that_ignores_the_condition_is_said_to_guard_at_best_effort(proj
     assert "the guard against two projects of one name is best effort here" in result.stdout
     assert ".datakit/project.json" in rclone_bucket.objects(project.name, markers=True)
     assert rclone_bucket.keys(project.name, markers=True) == [f"{project.name}/.datakit/project.json"]
+
+
+def test_projects_lists_the_claimed_projects_and_what_could_not_be_read(tmp_path, home, bucket):
+    home.write_global_config({"s3_bucket": BUCKET, "s3_endpoint_url": home.endpoint_url,
+                              "s3_path_prefix": f"newsroom-{tmp_path.name}"})
+    for name in ("budget-2026", "schools"):
+        made = Project(tmp_path / name, home)
+        ok(made.run("data", "init"))
+        made.write("a.csv", "12345")
+        ok(made.run("data", "push"))
+    bucket.put(f"newsroom-{tmp_path.name}/unclaimed/x.csv", b"x")
+
+    listed = ok(Project(tmp_path / "budget-2026", home).run("data", "projects"))
+
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2, listed.stdout
+    assert lines[0].startswith(f"budget-2026  s3://{BUCKET}/newsroom-{tmp_path.name}/budget-2026/  created by ")
+    assert "1 file(s), 5 B" in lines[0] and "last push 20" in lines[0] and lines[1].startswith("schools  ")
+    data = json.loads(ok(Project(tmp_path / "schools", home).run("data", "projects", "--json")).stdout)
+    assert sorted(p["marker"]["name"] for p in data["projects"]) == ["budget-2026", "schools"]
