@@ -70,9 +70,10 @@ def read_marker(settings: Settings, s3_path: str) -> dict | None:
     except exceptions.BotoCoreError as err:
         raise s3.explain_error(err, settings, "check") from err
     except (ValueError, UnicodeDecodeError):
-        return None
+        found = None
     if not isinstance(found, dict) or not isinstance(found.get("id"), str):
-        return None
+        # Something holds the name, though not a marker this datakit reads: a claim all the same.
+        return {"id": "", "name": "(a marker datakit cannot read)"}
     return {k: printable(str(v))[:200] for k, v in found.items() if isinstance(v, (str, int))}
 
 

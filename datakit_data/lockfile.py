@@ -94,7 +94,9 @@ def render(bucket: str, s3_path: str, entries: Mapping[str, Entry]) -> str:
 
 
 def parse(text: str, shown: str = LOCK) -> Lock:
-    """A lock file's text as a Lock; a ConfigError naming the line for anything else."""
+    """A lock file's text as a Lock; a ConfigError naming the line for anything else.
+    Windows line endings (git's core.autocrlf) are read as the lock's own."""
+    text = text.replace("\r\n", "\n")
     quick = _parse_whole(text)
     return quick if quick is not None else _parse_lines(text, shown)
 
@@ -212,18 +214,22 @@ def write(layout: Layout, lock: Lock) -> None:
 
 
 def updated(old: Lock | None, bucket: str, s3_path: str, record: Mapping, *, answered: Mapping[str, str],
-            hashed: Mapping[str, str]) -> Lock:
+            hashed: Mapping[str, str], touched: Iterable[str] = ()) -> Lock:
     """The lock after a run: one entry per file of the sync record (``record``: {path:
-    Recorded}). An entry whose ETag and size still match the record is kept (with a
-    version id S3 answered this run, when it had none); another takes the record's ETag,
+    Recorded}), and the old entries of paths neither in the record nor ``touched``. An
+    entry whose ETag and size still match the record is kept (with the version id S3
+    answered this run, if any); another takes the record's ETag,
     the version id S3 answered (``answered``) and its SHA-256 (``hashed``); a file with
     no SHA-256 known is left out. A lock of another bucket or s3_path starts afresh."""
     before = old.entries if old is not None and (old.bucket, old.s3_path) == (bucket, s3_path) else {}
-    entries = {}
+    # A file this checkout has not synced (a partial pull of a fresh clone, a version
+    # pull --commit could not bring back) keeps the lock's line: the lock is the commit's.
+    gone = set(touched)
+    entries = {path: entry for path, entry in before.items() if path not in record and path not in gone}
     for path, rec in record.items():
         entry = before.get(path)
         if entry is not None and entry.etag == rec.etag.lower() and entry.size == rec.size:
-            if not entry.version_id and answered.get(path):
+            if answered.get(path) and answered[path] != entry.version_id:  # the version S3 made now
                 entry = Entry(entry.size, entry.etag, answered[path], entry.sha256)
             entries[path] = entry
         elif path in hashed:
@@ -341,7 +347,7 @@ def spliced(text: str, record: Mapping, touched: Iterable[str], answered: Mappin
         if present:
             _, size, etag, version_id, sha = lines[at].split("\t")
             if etag == recorded.etag.lower() and int(size) == recorded.size:
-                if version_id == "-" and answered.get(path):
+                if answered.get(path) and answered[path] != (version_id if version_id != "-" else ""):
                     lines[at] = _line(path, Entry(recorded.size, etag, answered[path], sha))
                     changed = True
                 continue
@@ -370,3 +376,10 @@ def write_text(layout: Layout, text: str) -> None:
     with written_beside(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # a file for git, as the user's other files
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

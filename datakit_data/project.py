@@ -147,6 +147,12 @@ def _check_path(config: dict, global_config: dict, say: Callable[[str], None], j
             )
         return held["id"]
     if in_use and not joining:
+        held = claim.read_marker(settings, settings.path)  # claimed while this init looked?
+        if held is not None:
+            raise ConfigError(
+                f"{settings.s3_url} was just claimed by the {claim.who(held)}. Choose another folder "
+                "with `--path`, or run `datakit data init --existing` to join it. Nothing was written."
+            )
         raise ConfigError(
             f"{settings.s3_url} already holds data, perhaps another project with the same name. "
             "Choose another folder with `--path`, or run `datakit data init --existing` to join it "

@@ -287,7 +287,8 @@ class Run:
                 hashed = {path: digest for path in lockfile.needing_hash(self.lock_before, bucket, s3_path, files)
                           if (digest := hash_of(path)) is not None}
                 lockfile.write(self.layout, lockfile.updated(self.lock_before, bucket, s3_path, files,
-                                                                  answered=answered, hashed=hashed))
+                                                                  answered=answered, hashed=hashed,
+                                                                  touched=self.record.touched))
             lockfile.remember(self.layout)
         except OSError as err:
             log.warning("Could not write %s: %s. The next push or pull writes it.", lockfile.LOCK,

@@ -32,11 +32,13 @@ PROJECT_FOLDER = ".datakit/"
 _JUNK = re.compile(
     r"(?:^|/)(?:\.ds_store|thumbs\.db|ehthumbs\.db|desktop\.ini|~\$[^/]*|\._[^/]*|\.~lock\.[^/]*#"
     r"|\.datakit-data-[^/]*\.part)$"
-    r"|(?:^|/)\.ipynb_checkpoints/"
-    # The project's marker folder at the top of s3_path (claim.py): never data, either side.
-    r"|^\.datakit/",
+    r"|(?:^|/)\.ipynb_checkpoints/",
     re.IGNORECASE,
 )
+#: The project's marker folder at the top of s3_path (claim.py): never data, on either
+#: side (a local data/.datakit/project.json would be pushed over the marker). S3 keys
+#: are case-sensitive: .DATAKIT/ is data.
+_MARKER_FOLDER = ".datakit/"
 
 
 def _could_be_junk(path: str) -> bool:
@@ -298,7 +300,7 @@ class Selection:
     def left_out(self, path: str) -> bool:
         """Is this path (a folder ends with /) junk or excluded, itself or through a folder
         above it? The same answer for a file in data/, an object and a record entry."""
-        if _could_be_junk(path) and _JUNK.search(path):
+        if _could_be_junk(path) and (_JUNK.search(path) or path.startswith(_MARKER_FOLDER)):
             return True
         if not self.patterns:
             return False

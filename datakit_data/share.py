@@ -15,6 +15,7 @@ and the signing credentials' own expiry (an SSO session, an assumed role): a lin
 signed with credentials that have expired stops working too. When that cuts the time
 short, the user is told why.
 """
+import concurrent.futures
 import datetime
 import html
 import os
@@ -74,16 +75,22 @@ def share(layout: Layout, settings: Settings, selection: Selection, *, days: flo
     for path in chosen:
         local, recorded, remote = scan.local[path], record.files.get(path), scan.remote.get(path)
         entry = pinned.get(path)
-        if recorded is None:
+        why = unshareable(path)
+        if why:
+            refused[path] = why
+        elif recorded is None:
             refused[path] = "not pushed yet; push it first"
         elif (recorded.size, recorded.mtime_ns, recorded.ino) != (local.size, local.mtime_ns, local.ino):
             refused[path] = "changed here since it was pushed or pulled; push it first"
         elif versioned and entry is not None and entry.etag == recorded.etag.lower() and entry.version_id:
-            files.append((path, entry.version_id, entry.sha256, local.size))
+            files.append((path, entry.version_id, recorded.etag, local.size))
         elif remote is not None and remote.etag == recorded.etag:
-            files.append((path, None, None, local.size))
+            files.append((path, None, recorded.etag, local.size))
         else:
             refused[path] = "S3 holds another version now; pull or push it first"
+    # A lock is input from outside: a pinned version must hold the recorded bytes (its ETag).
+    for path, why in _versions_that_differ(settings, [f for f in files if f[1]]).items():
+        refused[path] = why
     if refused:
         named = "; ".join(f"data/{printable(p)} ({why})" for p, why in sorted(refused.items())[:10])
         more = f"; and {len(refused) - 10} more" if len(refused) > 10 else ""
@@ -93,13 +100,14 @@ def share(layout: Layout, settings: Settings, selection: Selection, *, days: flo
     until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
     client = s3.presigner(settings)
     links = []
-    for path, version_id, sha, size in files:
+    for path, version_id, _, size in files:
         params = {"Bucket": settings.bucket, "Key": settings.key_prefix + path,
                   "ResponseContentDisposition": f"attachment; filename*=UTF-8''{_quoted(path.rpartition('/')[2])}"}
         if version_id:
             params["VersionId"] = version_id
         url = client.generate_presigned_url("get_object", Params=params, ExpiresIn=int(seconds))
-        links.append((path, size, sha or lockfile.sha256_of(os.path.join(layout.data, path)), url, bool(version_id)))
+        # The local file is as recorded: its bytes are the ones shared, whatever a lock says.
+        links.append((path, size, lockfile.sha256_of(os.path.join(layout.data, path)), url, bool(version_id)))
     folder = _write(layout, links, until)
     total = sum(size for _, size, _, _, _ in links)
     pinned_count = sum(1 for link in links if link[4])
@@ -113,6 +121,27 @@ def share(layout: Layout, settings: Settings, selection: Selection, *, days: flo
             "them: pull or push once to record it); the others stay on the version shared.")
     say("Anyone with the links can download these files until then; the folder is not in git (.datakit-data/).")
     return folder
+
+
+def _versions_that_differ(settings: Settings, pinned: list) -> dict[str, str]:
+    """{path: why} for pinned versions whose ETag is not the recorded one (a HEAD each)."""
+    exceptions = aws.botocore().exceptions
+    client = s3.client(settings)
+
+    def check(item) -> tuple[str, str | None]:
+        path, version_id, etag, _ = item
+        try:
+            answer = client.head_object(Bucket=settings.bucket, Key=settings.key_prefix + path, VersionId=version_id)
+        except (exceptions.ClientError, exceptions.BotoCoreError):
+            return path, "the version the lock names for it cannot be read on S3; pull or push it first"
+        if str(answer.get("ETag") or "").strip('"').lower() != etag.lower():
+            return path, "the version the lock names for it holds other bytes; pull or push it first"
+        return path, None
+
+    if not pinned:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(min(s3.workers(settings), len(pinned))) as pool:
+        return {path: why for path, why in pool.map(check, pinned) if why}
 
 
 def _lifetime(settings: Settings, days: float) -> tuple[float, str]:
@@ -175,16 +204,17 @@ Each file's SHA-256 lets you check what you downloaded (<code>SHA256SUMS</code> 
     shell = ["#!/bin/sh", "# Downloads the shared files next to this script and checks each one's SHA-256.",
              "set -eu", 'cd "$(dirname "$0")"',
              'get() { mkdir -p "$(dirname "$2")"; curl -fsSL -o "$2" "$1" 2>/dev/null || wget -q -O "$2" "$1"; }']
-    shell += [f"get {shlex.quote(url)} {shlex.quote(path)}" for path, _, _, url, _ in links]
+    shell += [f"get {shlex.quote(url)} {shlex.quote('./' + path)}" for path, _, _, url, _ in links]
     shell += ['if command -v sha256sum >/dev/null; then sha256sum -c SHA256SUMS; else shasum -a 256 -c SHA256SUMS; fi']
     power = ['$ErrorActionPreference = "Stop"', "Set-Location -LiteralPath $PSScriptRoot",
-             "function Get-Shared($Url, $Path, $Sha) {",
+             "function Get-Shared($Url, $Name, $Sha) {",
+             "  $Path = Join-Path $PSScriptRoot $Name",
              "  $dir = Split-Path -Parent $Path",
              "  if ($dir) { New-Item -ItemType Directory -Force -Path $dir | Out-Null }",
-             "  Invoke-WebRequest -Uri $Url -OutFile $Path -UseBasicParsing",
+             "  Invoke-WebRequest -Uri $Url -OutFile ([WildcardPattern]::Escape($Path)) -UseBasicParsing",
              "  $got = (Get-FileHash -Algorithm SHA256 -LiteralPath $Path).Hash.ToLower()",
              '  if ($got -ne $Sha) { throw "$Path does not have the SHA-256 it was shared with" }',
-             '  Write-Output "${Path}: OK"',
+             '  Write-Output "${Name}: OK"',
              "}"]
     power += [f"Get-Shared {_ps(url)} {_ps(path)} {_ps(sha)}" for path, _, sha, url, _ in links]
     os.chmod(folder, 0o700)  # the links are as good as a key until they expire
@@ -198,6 +228,23 @@ Each file's SHA-256 lets you check what you downloaded (<code>SHA256SUMS</code> 
     return folder
 
 
+#: What ends a PowerShell single-quoted string: ' and the curly quotes PowerShell takes for it.
+_PS_QUOTES = ("'", "\u2018", "\u2019", "\u201a", "\u201b")
+#: Characters no Windows file name holds (and ':' names a drive or a stream there).
+_NOT_ON_WINDOWS = set(':*?"<>|')
+
+
 def _ps(text: str) -> str:
-    """A PowerShell single-quoted string."""
-    return "'" + text.replace("'", "''") + "'"
+    """A PowerShell single-quoted string: every quote character doubled."""
+    for quote in _PS_QUOTES:
+        text = text.replace(quote, quote * 2)
+    return "'" + text + "'"
+
+
+def unshareable(path: str) -> str | None:
+    """Why a path cannot be handed to download scripts on every system, or None."""
+    if _NOT_ON_WINDOWS & set(path):
+        return "its name holds a character Windows file names cannot (: * ? \" < > |); rename it to share it"
+    if any(part.startswith(("~", "-")) for part in path.split("/")):
+        return "a folder or file name starting with ~ or -, which download tools read as something else"
+    return None

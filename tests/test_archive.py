@@ -224,7 +224,8 @@ def test_changing_a_lock_line_by_line_gives_the_lock_written_whole():
         answered = {path: f"v{rng.getrandbits(30)}" for path in touched if path in after}
         spliced = lockfile.spliced(text, after, touched, answered, hashes.get)
         whole = lockfile.render("bkt", "p", lockfile.updated(lockfile.parse(text), "bkt", "p", after, answered=answered,
-                                                              hashed={p: hashes[p] for p in after}).entries)
+                                                              hashed={p: hashes[p] for p in after},
+                                                              touched=touched).entries)
         assert (spliced or text) == whole
         text, record = whole, after
 
@@ -249,3 +250,20 @@ def test_status_says_when_lifecycle_rules_expire_old_versions(project, moto):
     ]})
     status = ok(project.run("data", "status")).stdout
     assert "archive: a lifecycle rule expires old versions after 30 days" in status
+
+
+def test_a_partial_pull_and_a_lost_version_keep_the_locks_other_lines_and_crlf_is_read(project, colleague, versioned):
+    start(project, s3_bucket=VERSIONED)
+    project.write("a.csv", "a\n")
+    project.write("b.csv", "b\n")
+    ok(project.run("data", "push"))
+    lock = (project.root / LOCK).read_text()
+    colleague.root.mkdir(parents=True, exist_ok=True)
+    (colleague.root / "config").mkdir()
+    (colleague.root / "config" / "datakit-data.json").write_bytes(project.config_path.read_bytes())
+    (colleague.root / LOCK).write_text(lock.replace("\n", "\r\n"))  # as git's core.autocrlf checks it out
+
+    ok(colleague.run("data", "pull", "data/a.csv"))
+
+    assert (colleague.root / LOCK).read_text().count("\t") == lock.count("\t")  # b.csv's line kept
+    assert "data/b.csv (not in data/)" in ok(colleague.run("data", "status")).stdout

@@ -124,3 +124,30 @@ def test_a_file_that_differs_from_its_pushed_version_is_refused_by_name(project,
     assert not (project.root / ".datakit-data" / "shares").exists()
     for days in ("8", "0", "soon"):
         assert "--days" in assert_clean_error(project.run("data", "share", "data/b.csv", "--days", days))
+
+
+def test_names_a_download_script_would_misread_are_refused_and_quotes_are_doubled():
+    from datakit_data import share
+
+    assert share.unshareable("C:/Users/Public/evil.bat") and share.unshareable("raw/~/x.csv")
+    assert share.unshareable("-") and share.unshareable("a|b.csv") and share.unshareable("ok/x.csv") is None
+    assert share._ps("a\u2019;calc;\u2019.csv") == "'a\u2019\u2019;calc;\u2019\u2019.csv'"
+    assert share._ps("it's") == "'it''s'"
+
+
+def test_a_lock_whose_version_id_holds_other_bytes_is_refused_by_share(project, auth_s3, versioned_auth):
+    project.configure(s3_bucket=versioned_auth, s3_endpoint_url=auth_s3.endpoint_url)
+    project.write("x.csv", "OLD secret draft\n")
+    ok(project.run("data", "push"))
+    lock = project.root / "config" / "datakit-data.lock"
+    old_line = next(line for line in lock.read_text().splitlines() if line.startswith("x.csv\t"))
+    project.write("x.csv", "NEW public data\n")
+    ok(project.run("data", "push"))
+    new_line = next(line for line in lock.read_text().splitlines() if line.startswith("x.csv\t"))
+    doctored = new_line.split("\t")
+    doctored[3] = old_line.split("\t")[3]  # the old draft's version id, under the new ETag
+    lock.write_text(lock.read_text().replace(new_line, "\t".join(doctored)))
+
+    text = assert_clean_error(project.run("data", "share", "data/x.csv"))
+    assert "data/x.csv (the version the lock names for it holds other bytes" in text
+    assert not (project.root / ".datakit-data" / "shares").exists()
