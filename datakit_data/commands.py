@@ -16,7 +16,7 @@ from cliff.command import Command
 
 from . import claim, compare, lockfile, project, pull, push, safesync, scan, share, versions
 from .engine.cli import signals_stop_the_run
-from .configs import PLUGIN_SLUG, ConfigMixin, find_project, working_folder
+from .configs import PLUGIN_SLUG, ConfigMixin, as_typed_here, find_project, working_folder
 from .exceptions import ConfigError, DatakitDataError, FlagError, Interrupted
 from .flags import ACCEPTED, DASHED, Flags, accepted_list, parse_flags
 from .layout import PROJECT_CONFIG, Layout
@@ -241,7 +241,7 @@ class _Sync(_Command):
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> None:
-        flag_words, path_words = split_words(parsed_args.flags, self.here)
+        flag_words, path_words = split_words([as_typed_here(w) for w in parsed_args.flags], self.here)
         flags = parse_flags(flag_words, self.direction)
         settings = self.settings(flags)
         if flags.delete and not settings.path:
@@ -305,7 +305,7 @@ def commit_lock(layout: Layout, rev: str) -> pull.Commit:
 
 def _path_only(words: list[str], command: str, options: str, example: str, here: str) -> tuple[list[str], Flags]:
     """The path words of a command that takes no flag words but `no-sign-request`."""
-    flag_words, path_words = split_words(words, here)
+    flag_words, path_words = split_words([as_typed_here(w) for w in words], here)
     for word in flag_words:
         if word.strip().lower() not in UNSIGNED_WORDS:
             raise FlagError(

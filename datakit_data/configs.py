@@ -43,6 +43,15 @@ def working_folder() -> str:
     return os.getcwd()
 
 
+def as_typed_here(word: str) -> str:
+    """An absolute path word as the same path from the folder the command runs in (what
+    a shell's completion of a dragged-in file gives); other words as they are."""
+    if not os.path.isabs(word):
+        return word
+    relative = os.path.relpath(word, working_folder())
+    return relative + ("/" if word.endswith(("/", os.sep)) and relative != "." else "")
+
+
 def find_project(start: str) -> str | None:
     """The nearest folder, from ``start`` up to the file system's root, holding a project
     config; None when there is none."""

@@ -165,9 +165,11 @@ def check_path_found(scan: Scan, selection: Selection, settings: Settings) -> No
                 f"{shown} is junk or excluded by the \"exclude\" patterns of the project or global config: "
                 "it never syncs. Change the patterns to sync it."
             )
+        glob = " A shell pattern (*, ?) matches only files in data/ here: name the folder to pull it." \
+            if any(c in chosen for c in "*?[") else ""
         raise FlagError(
             f"Nothing to sync at {shown}: no file there in data/ nor in {mask_secrets(settings.s3_url)}. "
-            "Check the path (`datakit data status` shows what there is)."
+            f"Check the path (`datakit data status` shows what there is).{glob}"
         )
 
 

@@ -463,3 +463,16 @@ def test_compare_says_when_only_line_endings_differ_and_caps_long_lines(project,
     ok(colleague.run("data", "push", "force"))
     shown = ok(project.run("data", "compare")).stdout
     assert "more characters)" in shown and len(shown) < 5_000
+
+
+def test_an_absolute_path_inside_data_is_taken_and_an_unmatched_glob_gets_a_hint(project, bucket):
+    project.configure()
+    project.write("raw/a.csv", "a")
+    project.write("raw/b.csv", "b")
+    ok(run_in(project, "config", "data", "push", str(project.data / "raw" / "a.csv")))
+    assert bucket.objects(project.name) == {"raw/a.csv": b"a"}
+    outside = assert_clean_error(project.run("data", "push", str(project.root.parent)))
+    assert "is not inside data/" in outside
+    # What an unexpanded glob looks like on a fresh clone (no file here to match it).
+    text = assert_clean_error(project.run("data", "pull", "data/clean/*.csv"))
+    assert "A shell pattern (*, ?) matches only files in data/ here" in text
