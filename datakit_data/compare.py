@@ -8,7 +8,6 @@ the version that was looked at (see ``held_since_compare``): nobody's later push
 overwritten unseen.
 """
 import difflib
-import json
 import logging
 import os
 import threading
@@ -17,7 +16,7 @@ from typing import Callable, Iterable, Mapping
 from . import s3, versions
 from .exceptions import DatakitDataError, FlagError
 from .files import write_json
-from .layout import Layout, read_state_file, state_folder
+from .layout import Layout, read_text_map, state_folder
 from .names import Inside, UnsafePath, printable
 from .plan import make_plan
 from .record import SyncRecord
@@ -155,12 +154,7 @@ def _text(path: str) -> str | None:
 
 def theirs(layout: Layout) -> dict[str, str]:
     """{path: ETag} of the versions `compare` saved."""
-    try:
-        found = json.loads(read_state_file(layout.theirs_json, THEIRS_LIMIT) or b"{}")
-    except ValueError:
-        return {}
-    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} \
-        if isinstance(found, dict) else {}
+    return read_text_map(layout.theirs_json, THEIRS_LIMIT)
 
 
 def held_since_compare(layout: Layout, plan, remote: Mapping) -> None:

@@ -19,6 +19,7 @@
         push-<pid>/, pull-<pid>/      staging folders of running transfers
 """
 import calendar
+import json
 import os
 import re
 import shutil
@@ -141,6 +142,18 @@ def state_folder(layout: Layout, folder: str) -> str:
             "files there and would write outside the project. Remove it and run the command again."
         )
     return folder
+
+
+def read_text_map(path: str, limit: int) -> dict[str, str]:
+    """A state file holding one JSON object of texts ({path: ETag}, {notice: time}): its
+    text entries; {} when it is missing, unreadable or anything else."""
+    try:
+        found = json.loads(read_state_file(path, limit) or b"{}")
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 #: Days the local edits a `pull force` replaced are kept in .datakit-data/replaced/.

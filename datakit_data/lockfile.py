@@ -35,6 +35,7 @@ from .exceptions import ConfigError
 from .files import written_beside
 from .layout import Layout, read_state_file
 from .names import key_problem, printable
+from .plan import local_moved
 
 FORMAT = 1
 #: The lock, relative to the project root (as messages name it).
@@ -258,8 +259,7 @@ def differences(lock: Lock, local: Mapping, record: Mapping, data: str, covers=l
             found[path] = "not in data/"
             continue
         recorded = record.get(path)
-        if recorded is not None and recorded.etag.lower() == entry.etag and \
-                (recorded.size, recorded.mtime_ns, recorded.ino) == (here.size, here.mtime_ns, here.ino):
+        if recorded is not None and recorded.etag.lower() == entry.etag and not local_moved(here, recorded):
             continue
         if here.size != entry.size:
             found[path] = "other bytes here"

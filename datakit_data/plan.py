@@ -72,7 +72,7 @@ def _changed(path, side, record, differs) -> bool:
     return now is None or differs(path, now, base)
 
 
-def _local_moved(now, base) -> bool:
+def local_moved(now, base) -> bool:
     """Did size, time or inode move since the record? (Content may still be the same.)"""
     return now.size != base.size or now.mtime_ns != base.mtime_ns or (base.ino is not None and now.ino != base.ino)
 
@@ -100,7 +100,7 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
     plan = Plan(direction)
 
     def _local_differs(path, now, base) -> bool:
-        if not _local_moved(now, base):
+        if not local_moved(now, base):
             return False
         if now.size == base.size and as_recorded is not None and as_recorded(path):
             plan.refresh.append(path)
@@ -122,7 +122,7 @@ def make_plan(direction: str, local: Mapping[str, Local], remote: Mapping[str, R
         # Most paths of a large project: on both sides, as recorded.
         base, mine, theirs = record.get(path), local.get(path), remote.get(path)
         if (base is not None and mine is not None and theirs is not None and theirs.etag == base.etag
-                and not _local_moved(mine, base)):
+                and not local_moved(mine, base)):
             plan.unchanged += 1
             continue
         src_changed = _changed(path, source, record, source_differs)

@@ -21,7 +21,7 @@ from .exceptions import ConfigError, SyncError
 from .masking import mask_secrets
 from .layout import REPLACED_DAYS, prune_replaced, state_folder
 from .names import printable
-from .plan import Local, Remote
+from .plan import Local, Remote, local_moved
 from .report import human_bytes
 from .safesync import Run
 from .threads import in_daemon_threads
@@ -271,9 +271,7 @@ class Pull(Run):
         may be in no version anywhere), link it under .datakit-data/replaced/; its path."""
         before = self.outcome.local.get(path)
         recorded = self.record.files.get(path)
-        if not self.flags.force or before is None or (
-                recorded is not None and (recorded.size, recorded.mtime_ns, recorded.ino)
-                == (before.size, before.mtime_ns, before.ino)):
+        if not self.flags.force or before is None or (recorded is not None and not local_moved(before, recorded)):
             return None
         if self.aside is None:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"

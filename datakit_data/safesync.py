@@ -10,7 +10,6 @@ changes nothing.
 """
 import contextlib
 import datetime
-import json
 import logging
 import os
 import shutil
@@ -22,10 +21,10 @@ from . import awsconfig, claim, compare, conditions, lockfile, progress, report,
 from .engine import cli as engine_cli
 from .flags import Flags
 from .files import write_json
-from .layout import STATE, Layout, read_state_file, replaced_edits
+from .layout import STATE, Layout, read_text_map, replaced_edits
 from .masking import mask_secrets
 from .names import printable
-from .plan import make_plan
+from .plan import Local, local_moved, make_plan
 from .progress import Progress
 from .record import SyncRecord
 from .report import Outcome
@@ -271,7 +270,7 @@ class Run:
             recorded, full = files[path], os.path.join(self.layout.data, path)
             try:
                 st = os.stat(full)
-                if (st.st_size, st.st_mtime_ns, st.st_ino) == (recorded.size, recorded.mtime_ns, recorded.ino):
+                if not local_moved(Local(st.st_size, st.st_mtime_ns, st.st_ino), recorded):
                     return lockfile.sha256_of(full)
             except OSError:
                 pass
@@ -315,12 +314,7 @@ ROLLBACKS_LIMIT = 64 * 1024 * 1024
 
 def rollbacks(layout: Layout) -> dict[str, str]:
     """{path: the ETag of the older version `pull --as-of` brought back}."""
-    try:
-        found = json.loads(read_state_file(layout.rolled_back, ROLLBACKS_LIMIT) or b"{}")
-    except ValueError:
-        return {}
-    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)} \
-        if isinstance(found, dict) else {}
+    return read_text_map(layout.rolled_back, ROLLBACKS_LIMIT)
 
 
 def name_rollbacks(layout: Layout, plan, recorded: Mapping) -> None:
@@ -368,12 +362,7 @@ def _lock_report(layout: Layout, settings: Settings, scan: Scan, record: SyncRec
 
 def first_notice(layout: Layout, key: str) -> bool:
     """Is this the first time this project is told ``key``? (Then it is remembered.)"""
-    try:
-        told = json.loads(read_state_file(layout.notices, 64 * 1024) or b"{}")
-    except ValueError:
-        told = {}
-    if not isinstance(told, dict):
-        told = {}
+    told = read_text_map(layout.notices, 64 * 1024)
     if key in told:
         return False
     told[key] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -29,6 +29,7 @@ from .exceptions import FlagError, SyncError
 from .files import write_json
 from .layout import Layout, state_folder
 from .names import Inside, printable
+from .plan import local_moved
 from .record import SyncRecord
 from .report import human_bytes
 from .scan import check_path_found, gather
@@ -80,7 +81,7 @@ def share(layout: Layout, settings: Settings, selection: Selection, *, days: flo
             refused[path] = why
         elif recorded is None:
             refused[path] = "not pushed yet; push it first"
-        elif (recorded.size, recorded.mtime_ns, recorded.ino) != (local.size, local.mtime_ns, local.ino):
+        elif local_moved(local, recorded):
             refused[path] = "changed here since it was pushed or pulled; push it first"
         elif versioned and entry is not None and entry.etag == recorded.etag.lower() and entry.version_id:
             files.append((path, entry.version_id, recorded.etag, local.size))
