@@ -125,6 +125,11 @@ class Project:
     def config(self) -> dict:
         return json.loads(self.config_path.read_text())
 
+    def clone_config_of(self, other: "Project") -> None:
+        """This folder as a clone of ``other``'s repository: its project config, byte for byte."""
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_bytes(other.config_path.read_bytes())
+
     def write_config(self, **values) -> None:
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(values))

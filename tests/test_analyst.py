@@ -37,17 +37,23 @@ def test_an_unknown_option_names_the_help(project):
     assert "--color" in text and "`datakit data status --help`" in text and "usage:" not in text
 
 
+def run_to_a_closed_pipe(project, *args) -> subprocess.CompletedProcess:
+    """`datakit *args` writing its output to a pipe whose reader is gone before the first
+    line, as `| head -0` would be."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([DATAKIT, *args], cwd=project.root, env=project.home.env, stdin=subprocess.DEVNULL,
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+
+
 def test_a_reader_that_goes_away_ends_the_output_quietly(project, bucket):
     project.configure()
     for i in range(30):
         project.write(f"f{i:02d}.csv", str(i))
-    read, write = os.pipe()
-    os.close(read)  # the reader is gone before the first line, as `| head -0` would be
-    try:
-        done = subprocess.run([DATAKIT, "data", "status"], cwd=project.root, env=project.home.env,
-                              stdin=subprocess.DEVNULL, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
-    finally:
-        os.close(write)
+    done = run_to_a_closed_pipe(project, "data", "status")
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
 
@@ -56,13 +62,7 @@ def test_a_push_whose_reader_goes_away_still_pushes_everything(project, bucket):
     project.configure()
     for i in range(5):
         project.write(f"f{i}.csv", str(i))
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        done = subprocess.run([DATAKIT, "data", "push"], cwd=project.root, env=project.home.env,
-                              stdin=subprocess.DEVNULL, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
-    finally:
-        os.close(write)
+    done = run_to_a_closed_pipe(project, "data", "push")
     assert done.returncode == 0, done.stderr
     assert "Exception ignored" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
     assert bucket.objects(project.name) == project.files()
@@ -230,8 +230,8 @@ def test_a_pull_that_would_not_fit_on_the_disk_says_so_before_starting(project, 
     shutil.rmtree(colleague.root)
     colleague.root.mkdir()
     (tmp_path / "config.json").write_bytes(config)
-    script = (f'mount -t tmpfs -o size=16m tmpfs "$1" || exit 99; mkdir -p "$1/config" "$1/data" && '
-              f'cp "$2" "$1/config/datakit-data.json" && cd "$1" && "$3" data pull; echo "exit=$?"; ls -A "$1/data"')
+    script = ('mount -t tmpfs -o size=16m tmpfs "$1" || exit 99; mkdir -p "$1/config" "$1/data" && '
+              'cp "$2" "$1/config/datakit-data.json" && cd "$1" && "$3" data pull; echo "exit=$?"; ls -A "$1/data"')
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
                            str(colleague.root), str(tmp_path / "config.json"), DATAKIT],
                           env=colleague.home.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from helpers import VERSIONED, assert_clean_error, ok, output
+from helpers import VERSIONED, assert_clean_error, ok
 
 LOCK = "config/datakit-data.lock"
 
@@ -258,9 +258,7 @@ def test_a_partial_pull_and_a_lost_version_keep_the_locks_other_lines_and_crlf_i
     project.write("b.csv", "b\n")
     ok(project.run("data", "push"))
     lock = (project.root / LOCK).read_text()
-    colleague.root.mkdir(parents=True, exist_ok=True)
-    (colleague.root / "config").mkdir()
-    (colleague.root / "config" / "datakit-data.json").write_bytes(project.config_path.read_bytes())
+    colleague.clone_config_of(project)
     (colleague.root / LOCK).write_text(lock.replace("\n", "\r\n"))  # as git's core.autocrlf checks it out
 
     ok(colleague.run("data", "pull", "data/a.csv"))

@@ -23,9 +23,7 @@ def test_init_claims_the_name_and_the_marker_never_syncs(project, colleague, buc
     assert ".datakit" not in output(pushed)
 
     # A colleague's clone (the config from git) joins by the id without a word.
-    colleague.root.mkdir(parents=True, exist_ok=True)
-    (colleague.root / "config").mkdir()
-    (colleague.root / "config" / "datakit-data.json").write_bytes(project.config_path.read_bytes())
+    colleague.clone_config_of(project)
     pulled = ok(colleague.run("data", "pull", "delete"))
     assert colleague.files() == {"a.csv": b"a"} and "claimed" not in output(pulled)
     assert ".datakit/project.json" in bucket.objects(project.name, markers=True)

@@ -21,9 +21,7 @@ def test_push_then_a_colleague_pulls_the_same_bytes(project, colleague, bucket):
     assert pushed.returncode == 0, output(pushed)
     assert bucket.objects(project.name) == project.files()
 
-    colleague.root.mkdir(parents=True, exist_ok=True)
-    (colleague.root / "config").mkdir()
-    (colleague.root / "config" / "datakit-data.json").write_bytes(project.config_path.read_bytes())
+    colleague.clone_config_of(project)
     pulled = colleague.run("data", "pull")
 
     assert pulled.returncode == 0, output(pulled)
